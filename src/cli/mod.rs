@@ -1,0 +1,138 @@
+//! The command line: one file per subcommand, each gathering its options and
+//! calling the library. Exit status: 0 ok, 1 runtime failure, 2 bad input.
+
+mod check;
+mod completions;
+mod render;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::spec::{Diagnostic, SpecError};
+
+/// Bare-metal provisioning: DHCP, TFTP and HTTP for PXE, per-machine
+/// cloud-configs, and boot tracking, in one binary.
+#[derive(Debug, Parser)]
+#[command(name = "bootfleet", version, propagate_version = true)]
+#[command(
+    after_help = "Examples:\n  bootfleet check examples/rack.toml\n  bootfleet render examples/rack.toml --out out/\n  bootfleet render examples/rack.toml --node etcd0"
+)]
+pub struct Cli {
+    /// More log output (-v debug, -vv trace).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    /// Less log output (-q errors only).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true, conflicts_with = "verbose")]
+    quiet: u8,
+    /// Where bootfleet keeps its state (site key, leases, boot timelines).
+    /// Default: /var/lib/bootfleet as root, else $XDG_STATE_HOME/bootfleet.
+    #[arg(long, global = true, env = "BOOTFLEET_STATE_DIR", value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    Check(check::Args),
+    Render(render::Args),
+    Completions(completions::Args),
+}
+
+/// A failure, sorted by whose fault it is.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// The spec, a template or an argument is wrong: exit status 2.
+    #[error("{0}")]
+    BadInput(String),
+    /// Something failed while running: exit status 1.
+    #[error(transparent)]
+    Runtime(#[from] anyhow::Error),
+}
+
+impl From<SpecError> for CliError {
+    fn from(e: SpecError) -> Self {
+        match e {
+            SpecError::Invalid { path, diagnostics } => {
+                let errors = diagnostics.iter().filter(|d| d.is_error()).count();
+                let mut text: Vec<String> = diagnostics.iter().map(Diagnostic::to_string).collect();
+                text.push(format!(
+                    "{}: {errors} error(s); nothing was written",
+                    path.display()
+                ));
+                CliError::BadInput(text.join("\n"))
+            }
+            e @ SpecError::Read { .. } => CliError::Runtime(e.into()),
+        }
+    }
+}
+
+impl From<crate::render::RenderError> for CliError {
+    fn from(e: crate::render::RenderError) -> Self {
+        use crate::render::RenderError as R;
+        match e {
+            e @ R::Io { .. } => CliError::Runtime(e.into()),
+            e => CliError::BadInput(format!("{e}\nnothing was written")),
+        }
+    }
+}
+
+/// The state directory to use when none is given.
+fn default_state_dir() -> PathBuf {
+    if nix_is_root() {
+        return PathBuf::from("/var/lib/bootfleet");
+    }
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    base.join("bootfleet")
+}
+
+fn nix_is_root() -> bool {
+    std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false)
+}
+
+fn init_logging(verbose: u8, quiet: u8) {
+    let level = match (verbose, quiet) {
+        (_, q) if q > 0 => "error",
+        (0, _) => "info",
+        (1, _) => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BOOTFLEET_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+/// Parses the arguments, runs the command, prints any error, and returns
+/// the exit status.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose, cli.quiet);
+    let state_dir = cli.state_dir.clone().unwrap_or_else(default_state_dir);
+    let result = match cli.command {
+        Command::Check(args) => check::run(args, &state_dir),
+        Command::Render(args) => render::run(args, &state_dir),
+        Command::Completions(args) => completions::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(CliError::BadInput(text)) => {
+            eprintln!("{text}");
+            ExitCode::from(2)
+        }
+        Err(CliError::Runtime(err)) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,10 @@
+//! bootfleet: turns machines with nothing installed into a booted cluster.
+//!
+//! The library holds every capability; `main.rs` only parses arguments and
+//! maps errors to exit codes. See `DESIGN.md`-style notes in each module.
+
+pub mod cli;
+pub mod cloudconfig;
+pub mod inventory;
+pub mod render;
+pub mod spec;

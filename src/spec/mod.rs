@@ -1,0 +1,333 @@
+//! The cluster spec: one strict TOML file that says what the network looks
+//! like, what machines boot, and what runs on them.
+//!
+//! Two layers: [`wire`] is what serde reads (unknown keys are errors), and
+//! [`Spec`] is the checked model the rest of bootfleet uses. [`load`] goes
+//! from a file to a `Spec`, collecting every problem as a [`Diagnostic`] that
+//! names file, line and fix.
+
+mod check;
+mod check_nodes;
+mod check_services;
+pub mod diag;
+pub mod mac;
+pub mod wire;
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::Ipv4Net;
+use serde::Serialize;
+
+pub use diag::{Diagnostic, Severity};
+pub use mac::Mac;
+
+/// Why a spec could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    /// The file could not be read.
+    #[error("cannot read spec {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file was read but has errors; every one is listed.
+    #[error("{} has {} error(s)", .path.display(), .diagnostics.iter().filter(|d| d.is_error()).count())]
+    Invalid {
+        path: PathBuf,
+        diagnostics: Vec<Diagnostic>,
+    },
+}
+
+/// A checked spec plus the warnings found while checking it.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub spec: Spec,
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// Reads and checks the spec at `path`.
+pub fn load(path: &Path) -> Result<Loaded, SpecError> {
+    let source = std::fs::read_to_string(path).map_err(|source| SpecError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse(path, &source)
+}
+
+/// Checks `source` as the text of the spec file `path` (used for messages and
+/// to resolve relative paths such as the template directory).
+pub fn parse(path: &Path, source: &str) -> Result<Loaded, SpecError> {
+    let (spec, diagnostics) = check::check(path, source);
+    match spec {
+        Some(spec) if !diagnostics.iter().any(Diagnostic::is_error) => Ok(Loaded {
+            spec,
+            warnings: diagnostics,
+        }),
+        _ => Err(SpecError::Invalid {
+            path: path.to_owned(),
+            diagnostics,
+        }),
+    }
+}
+
+/// The checked cluster spec.
+#[derive(Debug, Clone, Serialize)]
+pub struct Spec {
+    /// The spec file this came from.
+    #[serde(skip)]
+    pub path: PathBuf,
+    pub cluster: Cluster,
+    pub network: Network,
+    pub boot: Boot,
+    /// Known machines, in spec order.
+    pub nodes: Vec<NodeSpec>,
+    /// What unknown machines get; `None` refuses them.
+    pub enrolment: Option<Enrolment>,
+    pub etcd: Etcd,
+    pub fleet: Fleet,
+    pub load: Option<Load>,
+    /// Directory whose files override built-in templates of the same name.
+    pub templates_dir: Option<PathBuf>,
+}
+
+/// Cluster identity and logins.
+#[derive(Debug, Clone, Serialize)]
+pub struct Cluster {
+    pub name: String,
+    pub domain: Option<String>,
+    pub ssh_authorized_keys: Vec<String>,
+    pub users: Vec<User>,
+}
+
+/// An extra login account on every node.
+#[derive(Debug, Clone, Serialize)]
+pub struct User {
+    pub name: String,
+    /// A crypt(3) hash, never a plain password.
+    pub passwd: Option<String>,
+    pub groups: Vec<String>,
+    pub ssh_authorized_keys: Vec<String>,
+}
+
+/// Whether bootfleet hands out addresses or only answers PXE clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DhcpMode {
+    /// bootfleet is the DHCP server of the segment.
+    Full,
+    /// Another server hands out addresses; bootfleet sends boot options only.
+    Proxy,
+}
+
+/// The boot segment.
+#[derive(Debug, Clone, Serialize)]
+pub struct Network {
+    pub interface: String,
+    pub subnet: Ipv4Net,
+    /// bootfleet's own address on the segment.
+    pub server: Ipv4Addr,
+    pub gateway: Option<Ipv4Addr>,
+    pub dns: Vec<Ipv4Addr>,
+    /// First and last address of the dynamic pool, inclusive.
+    pub dynamic_range: Option<(Ipv4Addr, Ipv4Addr)>,
+    pub mode: DhcpMode,
+    #[serde(serialize_with = "serialize_secs")]
+    pub lease_time: Duration,
+    pub http_port: u16,
+}
+
+impl Network {
+    /// True when `ip` lies in the dynamic pool.
+    pub fn in_dynamic_range(&self, ip: Ipv4Addr) -> bool {
+        self.dynamic_range
+            .is_some_and(|(start, end)| start <= ip && ip <= end)
+    }
+
+    /// `http://server:port`, the base of every URL a node is given.
+    pub fn base_url(&self) -> String {
+        if self.http_port == 80 {
+            format!("http://{}", self.server)
+        } else {
+            format!("http://{}:{}", self.server, self.http_port)
+        }
+    }
+}
+
+fn serialize_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_secs())
+}
+
+/// The loader a legacy-BIOS PXE ROM is given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BiosLoader {
+    /// `undionly.kpxe`, then the iPXE script over HTTP.
+    Ipxe,
+    /// `pxelinux.0`, then `pxelinux.cfg/01-<mac>` over TFTP.
+    Pxelinux,
+}
+
+/// What the machines boot.
+#[derive(Debug, Clone, Serialize)]
+pub struct Boot {
+    /// Kernel path, relative to the images root (served over TFTP and under `/assets/`).
+    pub kernel: String,
+    /// Initrd path, relative to the images root.
+    pub initrd: String,
+    pub kernel_args: Vec<String>,
+    pub console: Vec<String>,
+    pub bios_loader: BiosLoader,
+    /// How many times the iPXE script renews DHCP and retries before giving up.
+    pub retries: u32,
+}
+
+/// What a node does in the cluster.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Roles {
+    /// Runs an etcd member.
+    pub etcd: bool,
+    /// Runs fleet, docker and browser load.
+    pub worker: bool,
+}
+
+impl Roles {
+    /// Role names in a fixed order.
+    pub fn names(&self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        if self.etcd {
+            out.push("etcd");
+        }
+        if self.worker {
+            out.push("worker");
+        }
+        out
+    }
+}
+
+/// A known machine.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeSpec {
+    pub name: String,
+    pub mac: Mac,
+    pub ip: Ipv4Addr,
+    pub roles: Roles,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// What an unknown machine is enrolled as.
+#[derive(Debug, Clone, Serialize)]
+pub struct Enrolment {
+    pub roles: Roles,
+    /// Name pattern; `{mac}` becomes the MAC without separators.
+    pub name: String,
+}
+
+impl Enrolment {
+    /// The name an unknown machine with `mac` is given.
+    pub fn name_for(&self, mac: Mac) -> String {
+        self.name.replace("{mac}", &mac.compact())
+    }
+}
+
+/// How a service binary reaches a node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", content = "value", rename_all = "lowercase")]
+pub enum Runner {
+    /// A container image run by docker.
+    Image(String),
+    /// A binary under the images root, fetched from bootfleet over HTTP.
+    Binary(String),
+}
+
+/// The etcd cluster (members are the nodes with role `etcd`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Etcd {
+    pub run: Runner,
+    pub token: String,
+    pub client_port: u16,
+    pub peer_port: u16,
+}
+
+/// fleetd on the workers.
+#[derive(Debug, Clone, Serialize)]
+pub struct Fleet {
+    pub run: Runner,
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// How browsers are spread over workers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Spread {
+    /// As evenly as possible: counts differ by at most one.
+    Even,
+    /// Fill each worker up to `per_node_cap`, in spec order.
+    Fill,
+}
+
+/// `PREFIX{n:0W}SUFFIX`: how a browser's serial is made from its number.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SerialPattern {
+    pub prefix: String,
+    /// Zero-padded width of the number (0: no padding).
+    pub width: usize,
+    pub suffix: String,
+}
+
+impl SerialPattern {
+    /// The serial of browser `n`.
+    pub fn serial(&self, n: u32) -> String {
+        format!("{}{:0w$}{}", self.prefix, n, self.suffix, w = self.width)
+    }
+}
+
+/// The browser load.
+#[derive(Debug, Clone, Serialize)]
+pub struct Load {
+    pub image: String,
+    pub host: String,
+    pub path: String,
+    pub browsers: u32,
+    pub spread: Spread,
+    pub per_node_cap: Option<u32>,
+    pub serial: SerialPattern,
+    /// Leading bytes of every browser's MAC (locally administered, unicast).
+    pub mac_prefix: Vec<u8>,
+    pub disable_cache: bool,
+    pub browser_args: Vec<String>,
+    pub viewers: bool,
+    pub viewer_command: Vec<String>,
+}
+
+impl Load {
+    /// The MAC browser `n` presents: the prefix, then `n` big-endian.
+    pub fn browser_mac(&self, n: u32) -> Mac {
+        let mut out = [0u8; 6];
+        out[..self.mac_prefix.len()].copy_from_slice(&self.mac_prefix);
+        let tail = 6 - self.mac_prefix.len();
+        let be = u64::from(n).to_be_bytes();
+        out[self.mac_prefix.len()..].copy_from_slice(&be[8 - tail..]);
+        Mac(out)
+    }
+
+    /// The largest browser number the MAC prefix leaves room for.
+    pub fn max_browsers(&self) -> u64 {
+        (1u64 << (8 * (6 - self.mac_prefix.len()))) - 1
+    }
+}
+
+impl Spec {
+    /// The nodes with the etcd role, in spec order.
+    pub fn etcd_members(&self) -> impl Iterator<Item = &NodeSpec> {
+        self.nodes.iter().filter(|n| n.roles.etcd)
+    }
+
+    /// The nodes with the worker role, in spec order.
+    pub fn workers(&self) -> impl Iterator<Item = &NodeSpec> {
+        self.nodes.iter().filter(|n| n.roles.worker)
+    }
+}

@@ -1,0 +1,150 @@
+//! The spec as written in TOML: serde types that accept exactly the keys we
+//! document and nothing else (`deny_unknown_fields` everywhere).
+//!
+//! Values that a later check may complain about are wrapped in
+//! [`toml::Spanned`] so the complaint can name the line. These types carry no
+//! meaning beyond parsing; [`super::Spec`] is the checked form.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// The whole spec file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpecFile {
+    pub cluster: Cluster,
+    pub network: Network,
+    pub boot: Boot,
+    #[serde(default)]
+    pub nodes: Vec<Node>,
+    pub enrolment: Option<Enrolment>,
+    pub etcd: Option<Etcd>,
+    pub fleet: Option<Fleet>,
+    pub load: Option<Load>,
+    pub templates: Option<Templates>,
+}
+
+/// `[cluster]`: identity and logins shared by every node.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cluster {
+    pub name: Spanned<String>,
+    pub domain: Option<Spanned<String>>,
+    #[serde(default)]
+    pub ssh_authorized_keys: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub users: Vec<User>,
+}
+
+/// `[[cluster.users]]`: an extra login account.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct User {
+    pub name: Spanned<String>,
+    pub passwd: Option<Spanned<String>>,
+    #[serde(default)]
+    pub groups: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub ssh_authorized_keys: Vec<Spanned<String>>,
+}
+
+/// `[network]`: the boot segment and how bootfleet answers DHCP on it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Network {
+    pub interface: Spanned<String>,
+    pub subnet: Spanned<String>,
+    pub server: Spanned<String>,
+    pub gateway: Option<Spanned<String>>,
+    #[serde(default)]
+    pub dns: Vec<Spanned<String>>,
+    pub dynamic_range: Option<Spanned<Vec<String>>>,
+    pub mode: Option<Spanned<String>>,
+    pub lease_time: Option<Spanned<String>>,
+    pub http_port: Option<Spanned<u16>>,
+}
+
+/// `[boot]`: what the machines boot.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Boot {
+    pub flatcar: Option<Spanned<String>>,
+    pub kernel: Option<Spanned<String>>,
+    pub initrd: Option<Spanned<String>>,
+    #[serde(default)]
+    pub kernel_args: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub console: Vec<Spanned<String>>,
+    pub bios_loader: Option<Spanned<String>>,
+    pub retries: Option<Spanned<u32>>,
+}
+
+/// `[[nodes]]`: one known machine.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Node {
+    pub name: Spanned<String>,
+    pub mac: Spanned<String>,
+    pub ip: Spanned<String>,
+    pub roles: Spanned<Vec<String>>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, Spanned<String>>,
+}
+
+/// `[enrolment]`: what a machine that is not in `[[nodes]]` gets.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Enrolment {
+    pub role: Spanned<String>,
+    pub name: Option<Spanned<String>>,
+}
+
+/// `[etcd]`: how the etcd members run.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Etcd {
+    pub image: Option<Spanned<String>>,
+    pub binary: Option<Spanned<String>>,
+    pub token: Option<Spanned<String>>,
+    pub client_port: Option<Spanned<u16>>,
+    pub peer_port: Option<Spanned<u16>>,
+}
+
+/// `[fleet]`: how fleetd runs on workers.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fleet {
+    pub image: Option<Spanned<String>>,
+    pub binary: Option<Spanned<String>>,
+    #[serde(default)]
+    pub metadata: BTreeMap<String, Spanned<String>>,
+}
+
+/// `[load]`: the browser containers the workers run.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Load {
+    pub image: Spanned<String>,
+    pub host: Spanned<String>,
+    pub path: Option<Spanned<String>>,
+    pub browsers: Spanned<u32>,
+    pub spread: Option<Spanned<String>>,
+    pub per_node_cap: Option<Spanned<u32>>,
+    pub serial_pattern: Option<Spanned<String>>,
+    pub mac_prefix: Option<Spanned<String>>,
+    pub disable_cache: Option<bool>,
+    #[serde(default)]
+    pub browser_args: Vec<Spanned<String>>,
+    pub viewers: Option<bool>,
+    #[serde(default)]
+    pub viewer_command: Vec<Spanned<String>>,
+}
+
+/// `[templates]`: where the user's template overrides live.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Templates {
+    pub dir: Spanned<String>,
+}
