@@ -10,6 +10,7 @@
 //! absolute. Pure: text in, findings out.
 
 mod schema;
+mod yaml11;
 
 use std::fmt;
 
@@ -58,7 +59,10 @@ pub fn validate(text: &str) -> Vec<Finding> {
     }
     match yaml_serde::from_str::<Value>(text) {
         Ok(Value::Null) => {}
-        Ok(doc @ Value::Mapping(_)) => check(&doc, ROOT, "", &mut out),
+        Ok(doc @ Value::Mapping(_)) => {
+            out.extend(yaml11::scan(text));
+            check(&doc, ROOT, "", &mut out);
+        }
         Ok(_) => out.push(finding(
             Level::Error,
             "(document)",

@@ -60,8 +60,8 @@ fn types_are_checked_including_yaml_11_traps() {
     assert_eq!(
         levels(text),
         vec![
-            (Level::Warning, "hostname".into()),
-            (Level::Warning, "write_files[0].permissions".into()),
+            (Level::Warning, "line 2".into()),
+            (Level::Warning, "line 5".into()),
             (Level::Warning, "coreos.units[0].enable".into()),
         ]
     );

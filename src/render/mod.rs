@@ -119,7 +119,13 @@ impl Renderer {
     }
 
     /// Turns a template error into a diagnostic naming the file and line.
+    /// Errors inside an included template are reported where they are,
+    /// not at the include.
     fn diagnose(&self, err: &minijinja::Error) -> RenderError {
+        let mut err = err;
+        while let Some(inner) = std::error::Error::source(err).and_then(|e| e.downcast_ref::<minijinja::Error>()) {
+            err = inner;
+        }
         let name = err.name().unwrap_or("template");
         let file = self
             .origins

@@ -1,0 +1,12 @@
+//! bootfleet's integration tests: one binary that runs the real program.
+//! Tests that need root, namespaces or a hypervisor say so in their name and
+//! skip with a message elsewhere.
+
+mod support;
+
+mod bad_input;
+mod browser_run;
+mod cli;
+mod examples;
+mod golden;
+mod systemd_units;

@@ -1,0 +1,91 @@
+//! Helpers shared by the integration tests.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Every example spec, sorted.
+pub fn examples() -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(root().join("examples"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    out.sort();
+    assert!(out.len() >= 3, "examples/ holds rack, libvirt and ci");
+    out
+}
+
+/// A state directory holding a fixed site key, so tokens are stable.
+pub fn fixed_state() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("site.key"), format!("{}\n", "42".repeat(32))).unwrap();
+    dir
+}
+
+/// Runs `bootfleet ARGS` with `state` as state directory.
+pub fn bootfleet(state: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_bootfleet"))
+        .arg("--state-dir")
+        .arg(state)
+        .args(args)
+        .env_remove("BOOTFLEET_STATE_DIR")
+        .env_remove("BOOTFLEET_LOG")
+        .output()
+        .expect("run bootfleet")
+}
+
+/// Standard error as text.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Standard output as text.
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Every file under `dir`, as sorted relative paths.
+pub fn files_under(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p.strip_prefix(dir).unwrap().to_string_lossy().into_owned());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Renders `example` with the fixed key into a temp dir.
+pub fn render_example(example: &str) -> (tempfile::TempDir, tempfile::TempDir) {
+    let state = fixed_state();
+    let out = tempfile::tempdir().unwrap();
+    let ex = root().join("examples").join(example);
+    let run = bootfleet(state.path(), &["render", ex.to_str().unwrap(), "--out", out.path().to_str().unwrap()]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    (state, out)
+}
+
+/// The `write_files` (path, content) and `coreos.units` (name, content) of
+/// a rendered cloud-config.
+pub fn cloud_config_parts(text: &str) -> (Vec<(String, String)>, Vec<(String, Option<String>)>) {
+    let doc: yaml_serde::Value = yaml_serde::from_str(text).unwrap();
+    let s = |v: &yaml_serde::Value, k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_owned);
+    let files = doc.get("write_files").and_then(|f| f.as_sequence()).cloned().unwrap_or_default();
+    let units = doc.get("coreos").and_then(|c| c.get("units")).and_then(|u| u.as_sequence()).cloned().unwrap_or_default();
+    (
+        files.iter().map(|f| (s(f, "path").unwrap(), s(f, "content").unwrap())).collect(),
+        units.iter().map(|u| (s(u, "name").unwrap(), s(u, "content"))).collect(),
+    )
+}
