@@ -24,7 +24,8 @@ fn node(name: &str, mac: &str, ip: &str, roles: &str) -> String {
 }
 
 fn good_nodes() -> String {
-    node("e0", "52:54:00:00:00:01", "10.0.0.10", r#"["etcd"]"#) + &node("w1", "52:54:00:00:00:02", "10.0.0.11", r#"["worker"]"#)
+    node("e0", "52:54:00:00:00:01", "10.0.0.10", r#"["etcd"]"#)
+        + &node("w1", "52:54:00:00:00:02", "10.0.0.11", r#"["worker"]"#)
 }
 
 /// Renders `spec` into a fresh directory and expects a bad-input failure at
@@ -39,7 +40,15 @@ fn expect_rejected(spec: &str, line: usize, needle: &str) -> String {
 fn reject_at(dir: &Path, path: &Path, line: usize, needle: &str) -> String {
     let state = dir.join("state");
     let out_dir = dir.join("out");
-    let out = bootfleet(&state, &["render", path.to_str().unwrap(), "--out", out_dir.to_str().unwrap()]);
+    let out = bootfleet(
+        &state,
+        &[
+            "render",
+            path.to_str().unwrap(),
+            "--out",
+            out_dir.to_str().unwrap(),
+        ],
+    );
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");
     let place = format!("{}:{line}:", path.display());
@@ -47,12 +56,20 @@ fn reject_at(dir: &Path, path: &Path, line: usize, needle: &str) -> String {
     assert!(err.contains(needle), "expected {needle:?} in:\n{err}");
     assert!(err.contains("help: "), "no fix offered:\n{err}");
     assert!(!out_dir.exists(), "output was written despite the error");
-    assert!(!state.join("site.key").exists(), "a site key was written despite the error");
+    assert!(
+        !state.join("site.key").exists(),
+        "a site key was written despite the error"
+    );
     err
 }
 
 fn line_of(spec: &str, needle: &str, nth: usize) -> usize {
-    spec.lines().enumerate().filter(|(_, l)| l.contains(needle)).nth(nth).map(|(i, _)| i + 1).unwrap()
+    spec.lines()
+        .enumerate()
+        .filter(|(_, l)| l.contains(needle))
+        .nth(nth)
+        .map(|(i, _)| i + 1)
+        .unwrap()
 }
 
 #[test]
@@ -60,70 +77,134 @@ fn the_base_spec_is_valid() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("spec.toml");
     std::fs::write(&path, BASE.to_owned() + &good_nodes()).unwrap();
-    let out = bootfleet(&dir.path().join("state"), &["check", path.to_str().unwrap()]);
+    let out = bootfleet(
+        &dir.path().join("state"),
+        &["check", path.to_str().unwrap()],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
 }
 
 #[test]
 fn duplicate_mac() {
-    let spec = BASE.to_owned() + &good_nodes() + &node("w2", "52:54:00:00:00:02", "10.0.0.12", r#"["worker"]"#);
-    let err = expect_rejected(&spec, line_of(&spec, "52:54:00:00:00:02", 1), "MAC 52:54:00:00:00:02 is given to two nodes");
+    let spec = BASE.to_owned()
+        + &good_nodes()
+        + &node("w2", "52:54:00:00:00:02", "10.0.0.12", r#"["worker"]"#);
+    let err = expect_rejected(
+        &spec,
+        line_of(&spec, "52:54:00:00:00:02", 1),
+        "MAC 52:54:00:00:00:02 is given to two nodes",
+    );
     assert!(err.contains("`w1` at line"), "{err}");
 }
 
 #[test]
 fn duplicate_ip() {
-    let spec = BASE.to_owned() + &good_nodes() + &node("w2", "52:54:00:00:00:03", "10.0.0.11", r#"["worker"]"#);
-    expect_rejected(&spec, line_of(&spec, "10.0.0.11", 1), "address 10.0.0.11 is given to two nodes");
+    let spec = BASE.to_owned()
+        + &good_nodes()
+        + &node("w2", "52:54:00:00:00:03", "10.0.0.11", r#"["worker"]"#);
+    expect_rejected(
+        &spec,
+        line_of(&spec, "10.0.0.11", 1),
+        "address 10.0.0.11 is given to two nodes",
+    );
 }
 
 #[test]
 fn duplicate_name() {
-    let spec = BASE.to_owned() + &good_nodes() + &node("w1", "52:54:00:00:00:03", "10.0.0.12", r#"["worker"]"#);
-    expect_rejected(&spec, line_of(&spec, "name = \"w1\"", 1), "node name `w1` is used twice");
+    let spec = BASE.to_owned()
+        + &good_nodes()
+        + &node("w1", "52:54:00:00:00:03", "10.0.0.12", r#"["worker"]"#);
+    expect_rejected(
+        &spec,
+        line_of(&spec, "name = \"w1\"", 1),
+        "node name `w1` is used twice",
+    );
 }
 
 #[test]
 fn ip_outside_the_subnet() {
-    let spec = BASE.to_owned() + &good_nodes() + &node("w2", "52:54:00:00:00:03", "10.0.1.12", r#"["worker"]"#);
-    expect_rejected(&spec, line_of(&spec, "10.0.1.12", 0), "outside the subnet 10.0.0.0/24");
+    let spec = BASE.to_owned()
+        + &good_nodes()
+        + &node("w2", "52:54:00:00:00:03", "10.0.1.12", r#"["worker"]"#);
+    expect_rejected(
+        &spec,
+        line_of(&spec, "10.0.1.12", 0),
+        "outside the subnet 10.0.0.0/24",
+    );
 }
 
 #[test]
 fn reservation_inside_the_dynamic_range() {
-    let spec = BASE.to_owned() + &good_nodes() + &node("w2", "52:54:00:00:00:03", "10.0.0.150", r#"["worker"]"#);
-    expect_rejected(&spec, line_of(&spec, "10.0.0.150", 0), "inside the dynamic range 10.0.0.100..10.0.0.199");
+    let spec = BASE.to_owned()
+        + &good_nodes()
+        + &node("w2", "52:54:00:00:00:03", "10.0.0.150", r#"["worker"]"#);
+    expect_rejected(
+        &spec,
+        line_of(&spec, "10.0.0.150", 0),
+        "inside the dynamic range 10.0.0.100..10.0.0.199",
+    );
 }
 
 #[test]
 fn malformed_mac() {
-    let spec = BASE.to_owned() + &good_nodes() + &node("w2", "52:54:00:00:03", "10.0.0.12", r#"["worker"]"#);
-    expect_rejected(&spec, line_of(&spec, "52:54:00:00:03", 0), "is not a MAC address");
+    let spec = BASE.to_owned()
+        + &good_nodes()
+        + &node("w2", "52:54:00:00:03", "10.0.0.12", r#"["worker"]"#);
+    expect_rejected(
+        &spec,
+        line_of(&spec, "52:54:00:00:03", 0),
+        "is not a MAC address",
+    );
 }
 
 #[test]
 fn load_with_no_workers() {
-    let spec = BASE.to_owned() + &node("e0", "52:54:00:00:00:01", "10.0.0.10", r#"["etcd"]"#) + "\n[load]\nimage = \"b:1\"\nhost = \"h\"\nbrowsers = 10\n";
-    expect_rejected(&spec, line_of(&spec, "browsers = 10", 0), "the load has no workers");
+    let spec = BASE.to_owned()
+        + &node("e0", "52:54:00:00:00:01", "10.0.0.10", r#"["etcd"]"#)
+        + "\n[load]\nimage = \"b:1\"\nhost = \"h\"\nbrowsers = 10\n";
+    expect_rejected(
+        &spec,
+        line_of(&spec, "browsers = 10", 0),
+        "the load has no workers",
+    );
 }
 
 #[test]
 fn load_that_does_not_fit_the_cap() {
-    let spec = BASE.to_owned() + &good_nodes() + "\n[load]\nimage = \"b:1\"\nhost = \"h\"\nbrowsers = 10\nper_node_cap = 5\n";
+    let spec = BASE.to_owned()
+        + &good_nodes()
+        + "\n[load]\nimage = \"b:1\"\nhost = \"h\"\nbrowsers = 10\nper_node_cap = 5\n";
     expect_rejected(&spec, line_of(&spec, "per_node_cap", 0), "cannot run 10");
 }
 
 #[test]
 fn an_even_number_of_etcd_members_is_a_warning_only() {
-    let spec = BASE.to_owned() + &node("e0", "52:54:00:00:00:01", "10.0.0.10", r#"["etcd"]"#) + &node("e1", "52:54:00:00:00:02", "10.0.0.11", r#"["etcd", "worker"]"#);
+    let spec = BASE.to_owned()
+        + &node("e0", "52:54:00:00:00:01", "10.0.0.10", r#"["etcd"]"#)
+        + &node(
+            "e1",
+            "52:54:00:00:00:02",
+            "10.0.0.11",
+            r#"["etcd", "worker"]"#,
+        );
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("spec.toml");
     std::fs::write(&path, &spec).unwrap();
-    let out = bootfleet(&dir.path().join("state"), &["check", path.to_str().unwrap()]);
+    let out = bootfleet(
+        &dir.path().join("state"),
+        &["check", path.to_str().unwrap()],
+    );
     let err = stderr(&out);
     assert!(out.status.success(), "{err}");
-    let place = format!("{}:{}:", path.display(), line_of(&spec, "roles = [\"etcd\", \"worker\"]", 0));
-    assert!(err.contains(&place) && err.contains("warning: 2 etcd members"), "{err}");
+    let place = format!(
+        "{}:{}:",
+        path.display(),
+        line_of(&spec, "roles = [\"etcd\", \"worker\"]", 0)
+    );
+    assert!(
+        err.contains(&place) && err.contains("warning: 2 etcd members"),
+        "{err}"
+    );
     assert!(err.contains("help: use an odd number"), "{err}");
 }
 
@@ -133,10 +214,19 @@ fn every_error_is_reported_in_one_run() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("spec.toml");
     std::fs::write(&path, &spec).unwrap();
-    let out = bootfleet(&dir.path().join("state"), &["check", path.to_str().unwrap()]);
+    let out = bootfleet(
+        &dir.path().join("state"),
+        &["check", path.to_str().unwrap()],
+    );
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(2));
-    for needle in ["node name `Bad_Name`", "`zz` is not a MAC address", "outside the subnet", "unknown role `chef`", "4 error(s)"] {
+    for needle in [
+        "node name `Bad_Name`",
+        "`zz` is not a MAC address",
+        "outside the subnet",
+        "unknown role `chef`",
+        "4 error(s)",
+    ] {
         assert!(err.contains(needle), "{needle:?} missing from:\n{err}");
     }
 }
@@ -158,11 +248,22 @@ fn a_template_using_an_undefined_variable() {
     std::fs::write(&path, &spec).unwrap();
     let state = dir.path().join("state");
     let out_dir = dir.path().join("out");
-    let out = bootfleet(&state, &["render", path.to_str().unwrap(), "--out", out_dir.to_str().unwrap()]);
+    let out = bootfleet(
+        &state,
+        &[
+            "render",
+            path.to_str().unwrap(),
+            "--out",
+            out_dir.to_str().unwrap(),
+        ],
+    );
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");
     let place = format!("{}:5:", tdir.join("phone-home.service").display());
-    assert!(err.contains(&place) && err.contains("undefined value"), "{err}");
+    assert!(
+        err.contains(&place) && err.contains("undefined value"),
+        "{err}"
+    );
     assert!(err.contains("help: "), "{err}");
     assert!(!out_dir.exists() && !state.join("site.key").exists());
 }
@@ -172,14 +273,25 @@ fn a_user_template_directory_with_a_broken_template() {
     let dir = tempfile::tempdir().unwrap();
     let tdir = dir.path().join("tpl/boot");
     std::fs::create_dir_all(&tdir).unwrap();
-    std::fs::write(tdir.join("node.ipxe"), "#!ipxe\n# ok\n{% for x in %}\nkernel {{ boot.kernel_url }}\n").unwrap();
+    std::fs::write(
+        tdir.join("node.ipxe"),
+        "#!ipxe\n# ok\n{% for x in %}\nkernel {{ boot.kernel_url }}\n",
+    )
+    .unwrap();
     let spec = BASE.to_owned() + "\n[templates]\ndir = \"tpl\"\n" + &good_nodes();
     let path = dir.path().join("spec.toml");
     std::fs::write(&path, &spec).unwrap();
-    let out = bootfleet(&dir.path().join("state"), &["check", path.to_str().unwrap()]);
+    let out = bootfleet(
+        &dir.path().join("state"),
+        &["check", path.to_str().unwrap()],
+    );
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains(&format!("{}:3:", tdir.join("node.ipxe").display())) && err.contains("syntax error"), "{err}");
+    assert!(
+        err.contains(&format!("{}:3:", tdir.join("node.ipxe").display()))
+            && err.contains("syntax error"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -191,10 +303,17 @@ fn a_template_override_with_an_unknown_name() {
     let spec = BASE.to_owned() + "\n[templates]\ndir = \"tpl\"\n" + &good_nodes();
     let path = dir.path().join("spec.toml");
     std::fs::write(&path, &spec).unwrap();
-    let out = bootfleet(&dir.path().join("state"), &["check", path.to_str().unwrap()]);
+    let out = bootfleet(
+        &dir.path().join("state"),
+        &["check", path.to_str().unwrap()],
+    );
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains("fleet.servise: not the name of a built-in template") && err.contains("units/fleet.service"), "{err}");
+    assert!(
+        err.contains("fleet.servise: not the name of a built-in template")
+            && err.contains("units/fleet.service"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -207,9 +326,21 @@ fn an_override_that_breaks_the_cloud_config_is_caught_before_writing() {
     let path = dir.path().join("spec.toml");
     std::fs::write(&path, &spec).unwrap();
     let out_dir = dir.path().join("out");
-    let out = bootfleet(&dir.path().join("state"), &["render", path.to_str().unwrap(), "--out", out_dir.to_str().unwrap()]);
+    let out = bootfleet(
+        &dir.path().join("state"),
+        &[
+            "render",
+            path.to_str().unwrap(),
+            "--out",
+            out_dir.to_str().unwrap(),
+        ],
+    );
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains("coreos.etcd2: deprecated key") && err.contains("coreos.units[0].command: invalid value"), "{err}");
+    assert!(
+        err.contains("coreos.etcd2: deprecated key")
+            && err.contains("coreos.units[0].command: invalid value"),
+        "{err}"
+    );
     assert!(!out_dir.exists());
 }

@@ -8,10 +8,19 @@ use crate::support::*;
 #[test]
 fn every_command_has_help_with_examples() {
     let state = tempfile::tempdir().unwrap();
-    for cmd in [vec!["--help"], vec!["check", "--help"], vec!["render", "--help"], vec!["completions", "--help"]] {
+    for cmd in [
+        vec!["--help"],
+        vec!["check", "--help"],
+        vec!["render", "--help"],
+        vec!["completions", "--help"],
+    ] {
         let out = bootfleet(state.path(), &cmd);
         assert!(out.status.success(), "{cmd:?}");
-        assert!(stdout(&out).contains("Examples:"), "{cmd:?}: {}", stdout(&out));
+        assert!(
+            stdout(&out).contains("Examples:"),
+            "{cmd:?}: {}",
+            stdout(&out)
+        );
     }
 }
 
@@ -29,9 +38,21 @@ fn completions_are_printed_for_bash_and_zsh() {
 fn usage_errors_exit_2() {
     let state = tempfile::tempdir().unwrap();
     let ex = root().join("examples/ci.toml");
-    assert_eq!(bootfleet(state.path(), &["render", ex.to_str().unwrap()]).status.code(), Some(2), "needs --out or --node");
-    assert_eq!(bootfleet(state.path(), &["frobnicate"]).status.code(), Some(2));
-    let out = bootfleet(state.path(), &["render", ex.to_str().unwrap(), "--node", "nope"]);
+    assert_eq!(
+        bootfleet(state.path(), &["render", ex.to_str().unwrap()])
+            .status
+            .code(),
+        Some(2),
+        "needs --out or --node"
+    );
+    assert_eq!(
+        bootfleet(state.path(), &["frobnicate"]).status.code(),
+        Some(2)
+    );
+    let out = bootfleet(
+        state.path(),
+        &["render", ex.to_str().unwrap(), "--node", "nope"],
+    );
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("no node named `nope`"));
 }
@@ -49,16 +70,40 @@ fn render_creates_the_site_key_once_with_mode_0600_and_check_creates_none() {
     let state = tempfile::tempdir().unwrap();
     let key = state.path().join("site.key");
     let ex = root().join("examples/ci.toml");
-    assert!(bootfleet(state.path(), &["check", ex.to_str().unwrap()]).status.success());
+    assert!(
+        bootfleet(state.path(), &["check", ex.to_str().unwrap()])
+            .status
+            .success()
+    );
     assert!(!key.exists(), "check writes nothing");
-    let first = bootfleet(state.path(), &["render", ex.to_str().unwrap(), "--node", "ci0"]);
+    let first = bootfleet(
+        state.path(),
+        &["render", ex.to_str().unwrap(), "--node", "ci0"],
+    );
     assert!(first.status.success(), "{}", stderr(&first));
-    assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
-    let again = bootfleet(state.path(), &["render", ex.to_str().unwrap(), "--node", "ci0"]);
-    assert_eq!(stdout(&first), stdout(&again), "the key is reused, so tokens are stable");
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let again = bootfleet(
+        state.path(),
+        &["render", ex.to_str().unwrap(), "--node", "ci0"],
+    );
+    assert_eq!(
+        stdout(&first),
+        stdout(&again),
+        "the key is reused, so tokens are stable"
+    );
     let other = tempfile::tempdir().unwrap();
-    let third = bootfleet(other.path(), &["render", ex.to_str().unwrap(), "--node", "ci0"]);
-    assert_ne!(stdout(&first), stdout(&third), "another site key gives other tokens");
+    let third = bootfleet(
+        other.path(),
+        &["render", ex.to_str().unwrap(), "--node", "ci0"],
+    );
+    assert_ne!(
+        stdout(&first),
+        stdout(&third),
+        "another site key gives other tokens"
+    );
 }
 
 #[test]
@@ -66,10 +111,28 @@ fn render_node_prints_the_same_cloud_config_render_out_writes() {
     let state = fixed_state();
     let ex = root().join("examples/rack.toml");
     let out = tempfile::tempdir().unwrap();
-    assert!(bootfleet(state.path(), &["render", ex.to_str().unwrap(), "--out", out.path().to_str().unwrap()]).status.success());
-    let one = bootfleet(state.path(), &["render", ex.to_str().unwrap(), "--node", "worker2"]);
+    assert!(
+        bootfleet(
+            state.path(),
+            &[
+                "render",
+                ex.to_str().unwrap(),
+                "--out",
+                out.path().to_str().unwrap()
+            ]
+        )
+        .status
+        .success()
+    );
+    let one = bootfleet(
+        state.path(),
+        &["render", ex.to_str().unwrap(), "--node", "worker2"],
+    );
     assert!(one.status.success());
-    assert_eq!(stdout(&one), std::fs::read_to_string(out.path().join("cloud-config/worker2.yml")).unwrap());
+    assert_eq!(
+        stdout(&one),
+        std::fs::read_to_string(out.path().join("cloud-config/worker2.yml")).unwrap()
+    );
 }
 
 #[test]
@@ -78,14 +141,21 @@ fn tokens_open_only_their_own_node() {
     let ex = root().join("examples/rack.toml");
     let mut tokens = Vec::new();
     for node in ["etcd0", "worker1", "worker2"] {
-        let out = stdout(&bootfleet(state.path(), &["render", ex.to_str().unwrap(), "--node", node]));
+        let out = stdout(&bootfleet(
+            state.path(),
+            &["render", ex.to_str().unwrap(), "--node", node],
+        ));
         let url = out.lines().find(|l| l.contains("/phone-home/")).unwrap();
         assert!(url.contains(&format!("/phone-home/{node}?token=")), "{url}");
         tokens.push(url.rsplit("token=").next().unwrap().to_owned());
     }
     tokens.dedup();
     assert_eq!(tokens.len(), 3);
-    assert!(tokens.iter().all(|t| t.len() == 32 && t.chars().all(|c| c.is_ascii_hexdigit())));
+    assert!(
+        tokens
+            .iter()
+            .all(|t| t.len() == 32 && t.chars().all(|c| c.is_ascii_hexdigit()))
+    );
 }
 
 #[test]
@@ -98,17 +168,45 @@ fn a_node_removed_from_the_spec_loses_its_files_on_the_next_render() {
     let out = dir.path().join("out");
     std::fs::create_dir_all(&out).unwrap();
     std::fs::write(out.join("notes.txt"), "mine").unwrap();
-    assert!(bootfleet(state.path(), &["render", spec.to_str().unwrap(), "--out", out.to_str().unwrap()]).status.success());
+    assert!(
+        bootfleet(
+            state.path(),
+            &[
+                "render",
+                spec.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap()
+            ]
+        )
+        .status
+        .success()
+    );
     assert!(out.join("pxelinux.cfg/01-0c-c4-7a-00-10-04").exists());
     // Drop worker4 (the last [[nodes]] entry before [enrolment]).
     let start = text.find("[[nodes]]\nname = \"worker4\"").unwrap();
     let end = text.find("[enrolment]").unwrap();
     std::fs::write(&spec, format!("{}{}", &text[..start], &text[end..])).unwrap();
-    let run = bootfleet(state.path(), &["render", spec.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let run = bootfleet(
+        state.path(),
+        &[
+            "render",
+            spec.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
     assert!(run.status.success(), "{}", stderr(&run));
-    assert!(stderr(&run).contains("(3 stale files removed)"), "{}", stderr(&run));
+    assert!(
+        stderr(&run).contains("(3 stale files removed)"),
+        "{}",
+        stderr(&run)
+    );
     assert!(!out.join("pxelinux.cfg/01-0c-c4-7a-00-10-04").exists());
     assert!(!out.join("cloud-config/worker4.yml").exists());
     assert!(out.join("cloud-config/worker3.yml").exists());
-    assert_eq!(std::fs::read_to_string(out.join("notes.txt")).unwrap(), "mine", "files bootfleet did not write are kept");
+    assert_eq!(
+        std::fs::read_to_string(out.join("notes.txt")).unwrap(),
+        "mine",
+        "files bootfleet did not write are kept"
+    );
 }

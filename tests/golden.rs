@@ -10,7 +10,15 @@ fn every_rendered_file_of_every_example_matches_its_golden_file() {
     for ex in examples() {
         let stem = ex.file_stem().unwrap().to_string_lossy().into_owned();
         let out = tempfile::tempdir().unwrap();
-        let run = bootfleet(state.path(), &["render", ex.to_str().unwrap(), "--out", out.path().to_str().unwrap()]);
+        let run = bootfleet(
+            state.path(),
+            &[
+                "render",
+                ex.to_str().unwrap(),
+                "--out",
+                out.path().to_str().unwrap(),
+            ],
+        );
         assert!(run.status.success(), "{}", stderr(&run));
         let files = files_under(out.path());
         insta::with_settings!({snapshot_path => "golden", prepend_module_to_snapshot => false, omit_expression => true}, {
@@ -30,12 +38,24 @@ fn same_spec_and_key_give_the_same_bytes() {
     let a = tempfile::tempdir().unwrap();
     let b = tempfile::tempdir().unwrap();
     for dir in [&a, &b] {
-        let run = bootfleet(state.path(), &["render", ex.to_str().unwrap(), "--out", dir.path().to_str().unwrap()]);
+        let run = bootfleet(
+            state.path(),
+            &[
+                "render",
+                ex.to_str().unwrap(),
+                "--out",
+                dir.path().to_str().unwrap(),
+            ],
+        );
         assert!(run.status.success(), "{}", stderr(&run));
     }
     let files = files_under(a.path());
     assert_eq!(files, files_under(b.path()));
     for f in files {
-        assert_eq!(std::fs::read(a.path().join(&f)).unwrap(), std::fs::read(b.path().join(&f)).unwrap(), "{f}");
+        assert_eq!(
+            std::fs::read(a.path().join(&f)).unwrap(),
+            std::fs::read(b.path().join(&f)).unwrap(),
+            "{f}"
+        );
     }
 }

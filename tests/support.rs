@@ -23,7 +23,11 @@ pub fn examples() -> Vec<PathBuf> {
 /// A state directory holding a fixed site key, so tokens are stable.
 pub fn fixed_state() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("site.key"), format!("{}\n", "42".repeat(32))).unwrap();
+    std::fs::write(
+        dir.path().join("site.key"),
+        format!("{}\n", "42".repeat(32)),
+    )
+    .unwrap();
     dir
 }
 
@@ -72,20 +76,47 @@ pub fn render_example(example: &str) -> (tempfile::TempDir, tempfile::TempDir) {
     let state = fixed_state();
     let out = tempfile::tempdir().unwrap();
     let ex = root().join("examples").join(example);
-    let run = bootfleet(state.path(), &["render", ex.to_str().unwrap(), "--out", out.path().to_str().unwrap()]);
+    let run = bootfleet(
+        state.path(),
+        &[
+            "render",
+            ex.to_str().unwrap(),
+            "--out",
+            out.path().to_str().unwrap(),
+        ],
+    );
     assert!(run.status.success(), "{}", stderr(&run));
     (state, out)
 }
 
-/// The `write_files` (path, content) and `coreos.units` (name, content) of
-/// a rendered cloud-config.
-pub fn cloud_config_parts(text: &str) -> (Vec<(String, String)>, Vec<(String, Option<String>)>) {
+/// `write_files` of a cloud-config: (path, content).
+pub type Files = Vec<(String, String)>;
+/// `coreos.units` of a cloud-config: (name, content if any).
+pub type Units = Vec<(String, Option<String>)>;
+
+/// The `write_files` and `coreos.units` of a rendered cloud-config.
+pub fn cloud_config_parts(text: &str) -> (Files, Units) {
     let doc: yaml_serde::Value = yaml_serde::from_str(text).unwrap();
     let s = |v: &yaml_serde::Value, k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_owned);
-    let files = doc.get("write_files").and_then(|f| f.as_sequence()).cloned().unwrap_or_default();
-    let units = doc.get("coreos").and_then(|c| c.get("units")).and_then(|u| u.as_sequence()).cloned().unwrap_or_default();
+    let files = doc
+        .get("write_files")
+        .and_then(|f| f.as_sequence())
+        .cloned()
+        .unwrap_or_default();
+    let units = doc
+        .get("coreos")
+        .and_then(|c| c.get("units"))
+        .and_then(|u| u.as_sequence())
+        .cloned()
+        .unwrap_or_default();
     (
-        files.iter().map(|f| (s(f, "path").unwrap(), s(f, "content").unwrap())).collect(),
-        units.iter().map(|u| (s(u, "name").unwrap(), s(u, "content"))).collect(),
+        files
+            .iter()
+            .map(|f| (s(f, "path").unwrap(), s(f, "content").unwrap()))
+            .collect(),
+        units
+            .iter()
+            .map(|u| (s(u, "name").unwrap(), s(u, "content")))
+            .collect(),
     )
 }

@@ -13,7 +13,11 @@ const NODE_ONLY: &[&str] = &["/usr/bin/docker", "/opt/bootfleet/bin/"];
 
 #[test]
 fn rendered_units_pass_systemd_analyze_verify_with_a_stub_docker_unit() {
-    if Command::new("systemd-analyze").arg("--version").output().is_err() {
+    if Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
         eprintln!("SKIP: systemd-analyze is not installed (apt-get install systemd)");
         return;
     }
@@ -22,7 +26,11 @@ fn rendered_units_pass_systemd_analyze_verify_with_a_stub_docker_unit() {
         let name = ex.file_name().unwrap().to_str().unwrap().to_owned();
         let (_state, out) = render_example(&name);
         let units_dir = tempfile::tempdir().unwrap();
-        std::fs::write(units_dir.path().join("docker.service"), "[Unit]\nDescription=stub for the OS's docker\n[Service]\nExecStart=/bin/true\n").unwrap();
+        std::fs::write(
+            units_dir.path().join("docker.service"),
+            "[Unit]\nDescription=stub for the OS's docker\n[Service]\nExecStart=/bin/true\n",
+        )
+        .unwrap();
         let mut names = Vec::new();
         for f in files_under(&out.path().join("cloud-config")) {
             let text = std::fs::read_to_string(out.path().join("cloud-config").join(&f)).unwrap();
@@ -35,7 +43,11 @@ fn rendered_units_pass_systemd_analyze_verify_with_a_stub_docker_unit() {
         }
         if out.path().join("units").exists() {
             for f in files_under(&out.path().join("units")) {
-                std::fs::copy(out.path().join("units").join(&f), units_dir.path().join(format!("fleet-{f}"))).unwrap();
+                std::fs::copy(
+                    out.path().join("units").join(&f),
+                    units_dir.path().join(format!("fleet-{f}")),
+                )
+                .unwrap();
                 names.push(format!("fleet-{f}"));
             }
         }
@@ -44,14 +56,27 @@ fn rendered_units_pass_systemd_analyze_verify_with_a_stub_docker_unit() {
         for unit in names {
             // Template units are verified through an instance.
             let target = units_dir.path().join(&unit);
-            let run = Command::new("systemd-analyze").args(["verify", "--man=no"]).arg(&target).current_dir(units_dir.path()).output().unwrap();
-            let text = String::from_utf8_lossy(&run.stderr).into_owned() + &String::from_utf8_lossy(&run.stdout);
+            let run = Command::new("systemd-analyze")
+                .args(["verify", "--man=no"])
+                .arg(&target)
+                .current_dir(units_dir.path())
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&run.stderr).into_owned()
+                + &String::from_utf8_lossy(&run.stdout);
             let problems: Vec<&str> = text
                 .lines()
                 .filter(|l| !l.trim().is_empty())
-                .filter(|l| !(l.contains("is not executable: No such file or directory") && NODE_ONLY.iter().any(|p| l.contains(p))))
+                .filter(|l| {
+                    !(l.contains("is not executable: No such file or directory")
+                        && NODE_ONLY.iter().any(|p| l.contains(p)))
+                })
                 .collect();
-            assert!(problems.is_empty(), "{name}: {unit}:\n{}", problems.join("\n"));
+            assert!(
+                problems.is_empty(),
+                "{name}: {unit}:\n{}",
+                problems.join("\n")
+            );
             checked += 1;
         }
     }

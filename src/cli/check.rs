@@ -20,7 +20,9 @@ pub struct Args {
 }
 
 pub fn run(args: Args, state_dir: &Path) -> Result<(), CliError> {
+    let started = std::time::Instant::now();
     let loaded = crate::spec::load(&args.spec)?;
+    tracing::debug!(elapsed = ?started.elapsed(), "spec loaded and checked");
     for w in &loaded.warnings {
         eprintln!("{w}");
     }
@@ -31,7 +33,9 @@ pub fn run(args: Args, state_dir: &Path) -> Result<(), CliError> {
         .unwrap_or_else(SiteKey::generate);
     let inv = Inventory::build(&spec, &key);
     let renderer = Renderer::new(spec.templates_dir.as_deref())?;
+    tracing::debug!(elapsed = ?started.elapsed(), "inventory built, templates compiled");
     let files = renderer.all_files(&spec, &inv)?;
+    tracing::debug!(elapsed = ?started.elapsed(), files = files.len(), "every file rendered and checked");
     let etcd = spec.etcd_members().count();
     let workers = spec.workers().count();
     let browsers = spec.load.as_ref().map_or(0, |l| l.browsers);

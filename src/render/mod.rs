@@ -15,12 +15,12 @@ mod write;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use minijinja::{Environment, ErrorKind, UndefinedBehavior, Value};
+use minijinja::{Environment, ErrorKind, UndefinedBehavior};
 
 use crate::cloudconfig;
 use crate::inventory::{Inventory, Node};
 use crate::spec::{Diagnostic, Severity, Spec};
-pub use context::Context;
+pub use context::{Context, Shared};
 use templates::{BUILTIN, ReadOverrideError};
 pub use write::{MANIFEST, write};
 
@@ -109,9 +109,7 @@ impl Renderer {
     /// Renders template `name` with `ctx`, always ending in one newline.
     pub fn render(&self, name: &str, ctx: &Context) -> Result<String, RenderError> {
         let tmpl = self.env.get_template(name).map_err(|e| self.diagnose(&e))?;
-        let mut out = tmpl
-            .render(Value::from(minijinja::value::Serde(ctx)))
-            .map_err(|e| self.diagnose(&e))?;
+        let mut out = tmpl.render(ctx.to_value()).map_err(|e| self.diagnose(&e))?;
         if !out.ends_with('\n') {
             out.push('\n');
         }
@@ -123,7 +121,9 @@ impl Renderer {
     /// not at the include.
     fn diagnose(&self, err: &minijinja::Error) -> RenderError {
         let mut err = err;
-        while let Some(inner) = std::error::Error::source(err).and_then(|e| e.downcast_ref::<minijinja::Error>()) {
+        while let Some(inner) =
+            std::error::Error::source(err).and_then(|e| e.downcast_ref::<minijinja::Error>())
+        {
             err = inner;
         }
         let name = err.name().unwrap_or("template");
@@ -167,15 +167,21 @@ impl Renderer {
         inv: &Inventory,
         node: &Node,
     ) -> Result<String, RenderError> {
-        let text = self.render("cloud-config.yml", &Context::for_node(spec, inv, node))?;
+        let shared = Shared::new(spec, inv);
+        self.checked_cloud_config(&Context::for_node(spec, &shared, node))
+    }
+
+    fn checked_cloud_config(&self, ctx: &Context) -> Result<String, RenderError> {
+        let text = self.render("cloud-config.yml", ctx)?;
         let findings = cloudconfig::validate(&text);
         if findings.is_empty() {
             Ok(text)
         } else {
-            Err(RenderError::CloudConfig {
-                node: node.name.clone(),
-                findings,
-            })
+            let node = ctx
+                .node
+                .as_ref()
+                .map_or(String::new(), |n| n.node.name.clone());
+            Err(RenderError::CloudConfig { node, findings })
         }
     }
 
@@ -183,14 +189,14 @@ impl Renderer {
     pub fn node_files(
         &self,
         spec: &Spec,
-        inv: &Inventory,
+        shared: &Shared,
         node: &Node,
     ) -> Result<Vec<File>, RenderError> {
-        let ctx = Context::for_node(spec, inv, node);
+        let ctx = Context::for_node(spec, shared, node);
         Ok(vec![
             File {
                 path: format!("cloud-config/{}.yml", node.name),
-                content: self.cloud_config(spec, inv, node)?,
+                content: self.checked_cloud_config(&ctx)?,
             },
             File {
                 path: format!("pxelinux.cfg/01-{}", node.mac.dashed()),
@@ -204,8 +210,8 @@ impl Renderer {
     }
 
     /// The files shared by the whole cluster.
-    pub fn cluster_files(&self, spec: &Spec, inv: &Inventory) -> Result<Vec<File>, RenderError> {
-        let mut ctx = Context::cluster(spec, inv);
+    pub fn cluster_files(&self, spec: &Spec, shared: &Shared) -> Result<Vec<File>, RenderError> {
+        let mut ctx = Context::cluster(shared);
         let mut files = vec![
             File {
                 path: "boot.ipxe".into(),
@@ -223,9 +229,10 @@ impl Renderer {
                 units.push("viewer@.service");
             }
             for unit in units {
+                let content = self.render(&format!("units/{unit}"), &ctx)?;
                 files.push(File {
                     path: format!("units/{unit}"),
-                    content: self.render(&format!("units/{unit}"), &ctx)?,
+                    content,
                 });
             }
         }
@@ -235,6 +242,8 @@ impl Renderer {
     /// Every file of the cluster, nodes first in spec order. Renders on all
     /// cores; the result does not depend on how the work was split.
     pub fn all_files(&self, spec: &Spec, inv: &Inventory) -> Result<Vec<File>, RenderError> {
+        let shared = Shared::new(spec, inv);
+        let shared = &shared;
         let threads = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
             .min(8);
@@ -247,7 +256,7 @@ impl Renderer {
                     s.spawn(move || {
                         let mut out = Vec::with_capacity(nodes.len() * 3);
                         for node in nodes {
-                            out.extend(self.node_files(spec, inv, node)?);
+                            out.extend(self.node_files(spec, shared, node)?);
                         }
                         Ok(out)
                     })
@@ -262,7 +271,7 @@ impl Renderer {
         for part in parts {
             files.extend(part?);
         }
-        files.extend(self.cluster_files(spec, inv)?);
+        files.extend(self.cluster_files(spec, shared)?);
         Ok(files)
     }
 }

@@ -47,6 +47,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
         include_str!("../../templates/units/viewer@.service"),
     ),
     (
+        "units/bootfleet-load.target",
+        include_str!("../../templates/units/bootfleet-load.target"),
+    ),
+    (
         "units/browser-image.service",
         include_str!("../../templates/units/browser-image.service"),
     ),
