@@ -36,9 +36,29 @@ pub fn write(out: &Path, files: &[File]) -> Result<usize, RenderError> {
     for d in &dirs {
         fs::create_dir_all(d).map_err(io(d))?;
     }
-    for f in files {
-        atomic_write(&out.join(&f.path), f.content.as_bytes()).map_err(io(&out.join(&f.path)))?;
-    }
+    // Many small files: spread the writes over the cores.
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
+    let chunk = files.len().div_ceil(threads).max(256);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = files
+            .chunks(chunk)
+            .map(|part| {
+                s.spawn(move || {
+                    for f in part {
+                        let path = out.join(&f.path);
+                        atomic_write(&path, f.content.as_bytes())
+                            .map_err(|source| RenderError::Io { path, source })?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .try_for_each(|h| h.join().expect("write thread panicked"))
+    })?;
     let current: BTreeSet<String> = files.iter().map(|f| f.path.clone()).collect();
     let mut removed = 0;
     for stale in previous.difference(&current) {

@@ -6,6 +6,13 @@ use std::str::FromStr;
 use serde::{Serialize, Serializer};
 
 /// A 48-bit Ethernet hardware address.
+///
+/// ```
+/// use bootfleet::spec::Mac;
+/// let mac: Mac = "52-54-00-AB-CD-01".parse().unwrap();
+/// assert_eq!(mac.to_string(), "52:54:00:ab:cd:01");
+/// assert_eq!(mac.dashed(), "52-54-00-ab-cd-01"); // pxelinux.cfg/01-<this>
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Mac(pub [u8; 6]);
 

@@ -280,6 +280,12 @@ pub struct SerialPattern {
 
 impl SerialPattern {
     /// The serial of browser `n`.
+    ///
+    /// ```
+    /// use bootfleet::spec::SerialPattern;
+    /// let p = SerialPattern { prefix: "IPTV".into(), width: 6, suffix: String::new() };
+    /// assert_eq!(p.serial(42), "IPTV000042");
+    /// ```
     pub fn serial(&self, n: u32) -> String {
         format!("{}{:0w$}{}", self.prefix, n, self.suffix, w = self.width)
     }
