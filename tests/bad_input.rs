@@ -237,78 +237,74 @@ fn toml_syntax_errors_name_the_place() {
     expect_rejected(&spec, 2, "error:");
 }
 
-#[test]
-fn a_template_using_an_undefined_variable() {
+/// A directory with `spec.toml` (the base spec with a `[templates]` dir)
+/// and the given template overrides under `tpl/`.
+fn with_overrides(overrides: &[(&str, &str)]) -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
-    let tdir = dir.path().join("tpl/units");
-    std::fs::create_dir_all(&tdir).unwrap();
-    std::fs::write(tdir.join("phone-home.service"), "[Unit]\nDescription={{ node.name }}\n\n[Service]\nExecStart=/bin/true {{ node.nickname }}\n").unwrap();
+    for (name, text) in overrides {
+        let path = dir.path().join("tpl").join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
     let spec = BASE.to_owned() + "\n[templates]\ndir = \"tpl\"\n" + &good_nodes();
     let path = dir.path().join("spec.toml");
-    std::fs::write(&path, &spec).unwrap();
-    let state = dir.path().join("state");
-    let out_dir = dir.path().join("out");
-    let out = bootfleet(
-        &state,
-        &[
-            "render",
-            path.to_str().unwrap(),
-            "--out",
-            out_dir.to_str().unwrap(),
-        ],
-    );
+    std::fs::write(&path, spec).unwrap();
+    (dir, path)
+}
+
+/// Runs `bootfleet ARGS SPEC` (plus `--out DIR` for render) in `dir` and
+/// expects bad input with nothing written; returns stderr.
+fn expect_bad(dir: &Path, cmd: &str, spec: &Path) -> String {
+    let out_dir = dir.join("out");
+    let state = dir.join("state");
+    let mut args = vec![cmd, spec.to_str().unwrap()];
+    if cmd == "render" {
+        args.extend(["--out", out_dir.to_str().unwrap()]);
+    }
+    let out = bootfleet(&state, &args);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");
-    let place = format!("{}:5:", tdir.join("phone-home.service").display());
+    assert!(err.contains("help: "), "no fix offered:\n{err}");
+    assert!(
+        !out_dir.exists() && !state.join("site.key").exists(),
+        "something was written"
+    );
+    err
+}
+
+#[test]
+fn a_template_using_an_undefined_variable() {
+    let unit = "[Unit]\nDescription={{ node.name }}\n\n[Service]\nExecStart=/bin/true {{ node.nickname }}\n";
+    let (dir, spec) = with_overrides(&[("units/phone-home.service", unit)]);
+    let err = expect_bad(dir.path(), "render", &spec);
+    let place = format!(
+        "{}:5:",
+        dir.path().join("tpl/units/phone-home.service").display()
+    );
     assert!(
         err.contains(&place) && err.contains("undefined value"),
         "{err}"
     );
-    assert!(err.contains("help: "), "{err}");
-    assert!(!out_dir.exists() && !state.join("site.key").exists());
 }
 
 #[test]
 fn a_user_template_directory_with_a_broken_template() {
-    let dir = tempfile::tempdir().unwrap();
-    let tdir = dir.path().join("tpl/boot");
-    std::fs::create_dir_all(&tdir).unwrap();
-    std::fs::write(
-        tdir.join("node.ipxe"),
+    let (dir, spec) = with_overrides(&[(
+        "boot/node.ipxe",
         "#!ipxe\n# ok\n{% for x in %}\nkernel {{ boot.kernel_url }}\n",
-    )
-    .unwrap();
-    let spec = BASE.to_owned() + "\n[templates]\ndir = \"tpl\"\n" + &good_nodes();
-    let path = dir.path().join("spec.toml");
-    std::fs::write(&path, &spec).unwrap();
-    let out = bootfleet(
-        &dir.path().join("state"),
-        &["check", path.to_str().unwrap()],
-    );
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    )]);
+    let err = expect_bad(dir.path(), "check", &spec);
+    let place = format!("{}:3:", dir.path().join("tpl/boot/node.ipxe").display());
     assert!(
-        err.contains(&format!("{}:3:", tdir.join("node.ipxe").display()))
-            && err.contains("syntax error"),
+        err.contains(&place) && err.contains("syntax error"),
         "{err}"
     );
 }
 
 #[test]
 fn a_template_override_with_an_unknown_name() {
-    let dir = tempfile::tempdir().unwrap();
-    let tdir = dir.path().join("tpl/units");
-    std::fs::create_dir_all(&tdir).unwrap();
-    std::fs::write(tdir.join("fleet.servise"), "x").unwrap();
-    let spec = BASE.to_owned() + "\n[templates]\ndir = \"tpl\"\n" + &good_nodes();
-    let path = dir.path().join("spec.toml");
-    std::fs::write(&path, &spec).unwrap();
-    let out = bootfleet(
-        &dir.path().join("state"),
-        &["check", path.to_str().unwrap()],
-    );
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    let (dir, spec) = with_overrides(&[("units/fleet.servise", "x")]);
+    let err = expect_bad(dir.path(), "check", &spec);
     assert!(
         err.contains("fleet.servise: not the name of a built-in template")
             && err.contains("units/fleet.service"),
@@ -318,29 +314,12 @@ fn a_template_override_with_an_unknown_name() {
 
 #[test]
 fn an_override_that_breaks_the_cloud_config_is_caught_before_writing() {
-    let dir = tempfile::tempdir().unwrap();
-    let tdir = dir.path().join("tpl");
-    std::fs::create_dir_all(&tdir).unwrap();
-    std::fs::write(tdir.join("cloud-config.yml"), "#cloud-config\nhostname: {{ node.hostname|yaml }}\ncoreos:\n  etcd2:\n    name: {{ node.name|yaml }}\n  units:\n    - name: \"x.service\"\n      command: \"begin\"\n").unwrap();
-    let spec = BASE.to_owned() + "\n[templates]\ndir = \"tpl\"\n" + &good_nodes();
-    let path = dir.path().join("spec.toml");
-    std::fs::write(&path, &spec).unwrap();
-    let out_dir = dir.path().join("out");
-    let out = bootfleet(
-        &dir.path().join("state"),
-        &[
-            "render",
-            path.to_str().unwrap(),
-            "--out",
-            out_dir.to_str().unwrap(),
-        ],
-    );
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    let cc = "#cloud-config\nhostname: {{ node.hostname|yaml }}\ncoreos:\n  etcd2:\n    name: {{ node.name|yaml }}\n  units:\n    - name: \"x.service\"\n      command: \"begin\"\n";
+    let (dir, spec) = with_overrides(&[("cloud-config.yml", cc)]);
+    let err = expect_bad(dir.path(), "render", &spec);
     assert!(
         err.contains("coreos.etcd2: deprecated key")
             && err.contains("coreos.units[0].command: invalid value"),
         "{err}"
     );
-    assert!(!out_dir.exists());
 }

@@ -6,20 +6,9 @@ use crate::support::*;
 
 #[test]
 fn every_rendered_file_of_every_example_matches_its_golden_file() {
-    let state = fixed_state();
     for ex in examples() {
         let stem = ex.file_stem().unwrap().to_string_lossy().into_owned();
-        let out = tempfile::tempdir().unwrap();
-        let run = bootfleet(
-            state.path(),
-            &[
-                "render",
-                ex.to_str().unwrap(),
-                "--out",
-                out.path().to_str().unwrap(),
-            ],
-        );
-        assert!(run.status.success(), "{}", stderr(&run));
+        let (_state, out) = render_example(ex.file_name().unwrap().to_str().unwrap());
         let files = files_under(out.path());
         insta::with_settings!({snapshot_path => "golden", prepend_module_to_snapshot => false, omit_expression => true}, {
             insta::assert_snapshot!(format!("{stem}__listing"), files.join("\n"));

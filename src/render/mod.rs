@@ -41,7 +41,10 @@ pub enum RenderError {
         source: std::io::Error,
     },
     /// A rendered cloud-config would draw errors or warnings on the node.
-    #[error("the cloud-config of {node} would not be accepted cleanly:\n{}", .findings.iter().map(|f| format!("  {f}")).collect::<Vec<_>>().join("\n"))]
+    #[error(
+        "the cloud-config of {node} would not be accepted cleanly:\n{}\n  help: fix the template that writes these keys (cloud-config.yml, or its override); Flatcar's coreos-cloudinit accepts only the keys and values listed in the README",
+        .findings.iter().map(|f| format!("  {f}")).collect::<Vec<_>>().join("\n")
+    )]
     CloudConfig {
         node: String,
         findings: Vec<cloudconfig::Finding>,
