@@ -8,3 +8,4 @@ pub mod cloudconfig;
 pub mod inventory;
 pub mod render;
 pub mod spec;
+pub mod tftp;

@@ -4,6 +4,7 @@
 mod check;
 mod completions;
 mod render;
+mod tftp;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -38,6 +39,7 @@ pub struct Cli {
 enum Command {
     Check(check::Args),
     Render(render::Args),
+    Tftp(tftp::Args),
     Completions(completions::Args),
 }
 
@@ -76,6 +78,70 @@ impl From<crate::render::RenderError> for CliError {
             e @ R::Io { .. } => CliError::Runtime(e.into()),
             e => CliError::BadInput(format!("{e}\nnothing was written")),
         }
+    }
+}
+
+/// Loads a spec, the site key (created and saved if missing) and renders
+/// every file; returns the boot files TFTP may serve (never cloud-configs:
+/// TFTP has no way to check a token) and the spec.
+pub(crate) fn render_boot_files(
+    spec_path: &std::path::Path,
+    state_dir: &std::path::Path,
+) -> Result<(Vec<crate::render::File>, crate::spec::Spec), CliError> {
+    use anyhow::Context as _;
+    let loaded = crate::spec::load(spec_path)?;
+    for w in &loaded.warnings {
+        eprintln!("{w}");
+    }
+    let spec = loaded.spec;
+    let existing = crate::inventory::SiteKey::load(state_dir).context("reading the site key")?;
+    let key = existing
+        .clone()
+        .unwrap_or_else(crate::inventory::SiteKey::generate);
+    let inv = crate::inventory::Inventory::build(&spec, &key);
+    let renderer = crate::render::Renderer::new(spec.templates_dir.as_deref())?;
+    let files = renderer.all_files(&spec, &inv)?;
+    if existing.is_none() {
+        key.save(state_dir).context("saving the new site key")?;
+    }
+    let boot = files
+        .into_iter()
+        .filter(|f| {
+            f.path.starts_with("pxelinux.cfg/")
+                || f.path.starts_with("ipxe/")
+                || f.path == "boot.ipxe"
+        })
+        .collect();
+    Ok((boot, spec))
+}
+
+/// Binds a UDP socket for a server, with errors that say what to do.
+pub(crate) fn bind_udp(
+    addr: std::net::SocketAddr,
+    what: &str,
+) -> Result<tokio::net::UdpSocket, CliError> {
+    let std_socket = std::net::UdpSocket::bind(addr).map_err(|e| {
+        let help = match e.kind() {
+            std::io::ErrorKind::AddrInUse => format!("another program serves {what} on this port: stop it, or pick another with --listen"),
+            std::io::ErrorKind::PermissionDenied => "ports below 1024 need root (or CAP_NET_BIND_SERVICE); run as root or use --listen with a higher port".to_owned(),
+            std::io::ErrorKind::AddrNotAvailable => "this machine has no such address: give one of its own (ip -br addr) or 0.0.0.0".to_owned(),
+            _ => "check the address given with --listen".to_owned(),
+        };
+        CliError::Runtime(anyhow::anyhow!("cannot listen for {what} on {addr}: {e}\n  help: {help}"))
+    })?;
+    std_socket
+        .set_nonblocking(true)
+        .map_err(|e| CliError::Runtime(e.into()))?;
+    tokio::net::UdpSocket::from_std(std_socket).map_err(|e| CliError::Runtime(e.into()))
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub(crate) async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
     }
 }
 
@@ -122,6 +188,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check(args) => check::run(args, &state_dir),
         Command::Render(args) => render::run(args, &state_dir),
+        Command::Tftp(args) => tftp::run(args, &state_dir),
         Command::Completions(args) => completions::run(args),
     };
     match result {

@@ -1,0 +1,364 @@
+//! What the TFTP server may serve, and how it reads it.
+//!
+//! A request name is mapped into the root: `\` counts as `/`, a leading `/`
+//! is dropped (absolute names stay inside the root), `.` and empty parts are
+//! skipped, and `..`, control or non-ASCII bytes and overlong names are
+//! refused outright. The resolved path must stay under the root after
+//! symlinks are followed and be a regular file. Generated files (boot
+//! scripts rendered from the spec) are looked up first.
+//!
+//! Files are read into memory once and shared: every transfer of the same
+//! file (same path, size and modification time) holds the same bytes, and
+//! concurrent first requests wait for one read. The bytes held by live
+//! transfers are bounded; past the bound new files are refused as busy.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::SystemTime;
+
+/// The longest request name accepted.
+pub const MAX_NAME: usize = 512;
+
+/// Why a request was refused; each is logged and counted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("the name has a `..` component")]
+    Traversal,
+    #[error("the name has control or non-ASCII characters")]
+    BadCharacters,
+    #[error("the name is longer than {MAX_NAME} bytes")]
+    TooLong,
+    #[error("the name is empty")]
+    Empty,
+    #[error("the file resolves outside the served root")]
+    OutsideRoot,
+    #[error("not a regular file")]
+    NotAFile,
+    #[error("file not found")]
+    NotFound,
+    #[error(
+        "not enough memory for another file: {needed} bytes wanted, {in_use} of {limit} in use"
+    )]
+    MemoryFull {
+        needed: u64,
+        in_use: u64,
+        limit: u64,
+    },
+    #[error("cannot read the file: {0}")]
+    Unreadable(String),
+}
+
+impl Refusal {
+    /// A short name for counters and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Refusal::Traversal => "traversal",
+            Refusal::BadCharacters => "bad_characters",
+            Refusal::TooLong => "too_long",
+            Refusal::Empty => "empty",
+            Refusal::OutsideRoot => "outside_root",
+            Refusal::NotAFile => "not_a_file",
+            Refusal::NotFound => "not_found",
+            Refusal::MemoryFull { .. } => "memory_full",
+            Refusal::Unreadable(_) => "unreadable",
+        }
+    }
+}
+
+/// A file's bytes, shared by every transfer that serves it. Dropping the
+/// last holder gives its bytes back to the memory bound.
+#[derive(Debug)]
+pub struct FileData {
+    bytes: Vec<u8>,
+    accounted: Option<Arc<AtomicU64>>,
+}
+
+impl AsRef<[u8]> for FileData {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+impl Drop for FileData {
+    fn drop(&mut self) {
+        if let Some(a) = &self.accounted {
+            a.fetch_sub(self.bytes.len() as u64, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A file's bytes as every transfer of it holds them.
+#[derive(Debug, Clone)]
+pub struct Shared(Arc<FileData>);
+
+impl AsRef<[u8]> for Shared {
+    fn as_ref(&self) -> &[u8] {
+        &self.0.bytes
+    }
+}
+
+impl Shared {
+    fn new(bytes: Vec<u8>, accounted: Option<Arc<AtomicU64>>) -> Shared {
+        Shared(Arc::new(FileData { bytes, accounted }))
+    }
+
+    /// True when both hold the very same bytes (one read, shared).
+    pub fn same_as(&self, other: &Shared) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct Key {
+    path: PathBuf,
+    netascii: bool,
+    len: u64,
+    modified: Option<SystemTime>,
+}
+
+/// The served root, the generated files, and the shared cache.
+pub struct Files {
+    root: PathBuf,
+    generated: RwLock<HashMap<String, Shared>>,
+    cache: Mutex<HashMap<Key, Arc<tokio::sync::Mutex<Weak<FileData>>>>>,
+    in_use: Arc<AtomicU64>,
+    limit: u64,
+}
+
+/// Maps a request name to a relative path under the root.
+pub fn normalize(name: &str) -> Result<String, Refusal> {
+    if name.len() > MAX_NAME {
+        return Err(Refusal::TooLong);
+    }
+    if name.bytes().any(|b| !(0x20..0x7f).contains(&b)) {
+        return Err(Refusal::BadCharacters);
+    }
+    let mut parts = Vec::new();
+    for part in name.split(['/', '\\']) {
+        match part {
+            "" | "." => {}
+            ".." => return Err(Refusal::Traversal),
+            p => parts.push(p),
+        }
+    }
+    if parts.is_empty() {
+        return Err(Refusal::Empty);
+    }
+    Ok(parts.join("/"))
+}
+
+impl Files {
+    /// Serves files under `root` (which must exist), holding at most
+    /// `limit` bytes of file data at once.
+    pub fn new(root: &Path, limit: u64) -> std::io::Result<Files> {
+        Ok(Files {
+            root: root.canonicalize()?,
+            generated: RwLock::new(HashMap::new()),
+            cache: Mutex::new(HashMap::new()),
+            in_use: Arc::new(AtomicU64::new(0)),
+            limit,
+        })
+    }
+
+    /// The canonical root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Replaces the generated files (relative path -> content).
+    pub fn set_generated(&self, files: impl IntoIterator<Item = (String, Vec<u8>)>) {
+        let map = files
+            .into_iter()
+            .map(|(p, b)| (p, Shared::new(b, None)))
+            .collect();
+        *self.generated.write().expect("generated files lock") = map;
+    }
+
+    /// Bytes of file data held by transfers now.
+    pub fn bytes_in_use(&self) -> u64 {
+        self.in_use.load(Ordering::Relaxed)
+    }
+
+    /// Opens `name` for reading, in netascii form if asked.
+    pub async fn open(&self, name: &str, netascii: bool) -> Result<Shared, Refusal> {
+        let rel = normalize(name)?;
+        if let Some(g) = self
+            .generated
+            .read()
+            .expect("generated files lock")
+            .get(&rel)
+        {
+            if !netascii {
+                return Ok(g.clone());
+            }
+            return Ok(Shared::new(super::netascii::encode(g.as_ref()), None));
+        }
+        let path = self.resolve(&rel)?;
+        let meta = std::fs::metadata(&path).map_err(|e| Refusal::Unreadable(e.to_string()))?;
+        let key = Key {
+            path: path.clone(),
+            netascii,
+            len: meta.len(),
+            modified: meta.modified().ok(),
+        };
+        let slot = {
+            let mut cache = self.cache.lock().expect("cache lock");
+            if cache.len() > 256 {
+                cache.retain(|_, slot| slot.try_lock().map_or(true, |w| w.strong_count() > 0));
+            }
+            cache.entry(key).or_default().clone()
+        };
+        // One reader per file: the others wait here and then share.
+        let mut weak = slot.lock().await;
+        if let Some(shared) = weak.upgrade() {
+            return Ok(Shared(shared));
+        }
+        // Reserve the size on disk, read, then settle to the real size.
+        let reserved = meta.len();
+        let in_use = self.in_use.fetch_add(reserved, Ordering::Relaxed);
+        if in_use + reserved > self.limit {
+            self.in_use.fetch_sub(reserved, Ordering::Relaxed);
+            return Err(Refusal::MemoryFull {
+                needed: reserved,
+                in_use,
+                limit: self.limit,
+            });
+        }
+        let read = tokio::task::spawn_blocking(move || std::fs::read(&path))
+            .await
+            .expect("read task");
+        let bytes = match read {
+            Ok(b) if netascii => super::netascii::encode(&b),
+            Ok(b) => b,
+            Err(e) => {
+                self.in_use.fetch_sub(reserved, Ordering::Relaxed);
+                return Err(Refusal::Unreadable(e.to_string()));
+            }
+        };
+        let actual = bytes.len() as u64;
+        if actual >= reserved {
+            self.in_use.fetch_add(actual - reserved, Ordering::Relaxed);
+        } else {
+            self.in_use.fetch_sub(reserved - actual, Ordering::Relaxed);
+        }
+        let shared = Shared::new(bytes, Some(self.in_use.clone()));
+        *weak = Arc::downgrade(&shared.0);
+        Ok(shared)
+    }
+
+    /// The real path of `rel`, which must stay under the root.
+    fn resolve(&self, rel: &str) -> Result<PathBuf, Refusal> {
+        let joined = self.root.join(rel);
+        let real = match joined.canonicalize() {
+            Ok(p) => p,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // A dangling link pointing outside is still an escape attempt.
+                if std::fs::symlink_metadata(&joined).is_ok() {
+                    return Err(Refusal::OutsideRoot);
+                }
+                return Err(Refusal::NotFound);
+            }
+            Err(e) => return Err(Refusal::Unreadable(e.to_string())),
+        };
+        if !real.starts_with(&self.root) {
+            return Err(Refusal::OutsideRoot);
+        }
+        match std::fs::metadata(&real) {
+            Ok(m) if m.is_file() => Ok(real),
+            Ok(_) => Err(Refusal::NotAFile),
+            Err(e) => Err(Refusal::Unreadable(e.to_string())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_mapped_into_the_root() {
+        assert_eq!(normalize("pxelinux.0").unwrap(), "pxelinux.0");
+        assert_eq!(
+            normalize("/pxelinux.cfg/default").unwrap(),
+            "pxelinux.cfg/default"
+        );
+        assert_eq!(normalize("\\boot\\\\x.efi").unwrap(), "boot/x.efi");
+        assert_eq!(normalize("./a/./b").unwrap(), "a/b");
+    }
+
+    #[test]
+    fn hostile_names_are_refused() {
+        assert_eq!(normalize("../etc/passwd"), Err(Refusal::Traversal));
+        assert_eq!(normalize("a/../../b"), Err(Refusal::Traversal));
+        assert_eq!(normalize("..\\x"), Err(Refusal::Traversal));
+        assert_eq!(normalize("a\u{1}b"), Err(Refusal::BadCharacters));
+        assert_eq!(normalize("caf\u{e9}"), Err(Refusal::BadCharacters));
+        assert_eq!(normalize("a\u{fffd}"), Err(Refusal::BadCharacters));
+        assert_eq!(normalize(&"a".repeat(600)), Err(Refusal::TooLong));
+        assert_eq!(normalize("/"), Err(Refusal::Empty));
+    }
+
+    #[tokio::test]
+    async fn symlinks_out_of_the_root_are_refused_and_files_are_shared() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        std::fs::create_dir_all(root.join("sub")).unwrap();
+        std::fs::write(dir.path().join("secret"), "s").unwrap();
+        std::fs::write(root.join("sub/file"), "hello\n").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("secret"), root.join("escape")).unwrap();
+        std::os::unix::fs::symlink("sub/file", root.join("inside")).unwrap();
+        std::os::unix::fs::symlink("/nonexistent/x", root.join("dangling")).unwrap();
+        let files = Files::new(&root, 1 << 20).unwrap();
+        assert_eq!(
+            files.open("escape", false).await.unwrap_err(),
+            Refusal::OutsideRoot
+        );
+        assert_eq!(
+            files.open("dangling", false).await.unwrap_err(),
+            Refusal::OutsideRoot
+        );
+        assert_eq!(
+            files.open("sub", false).await.unwrap_err(),
+            Refusal::NotAFile
+        );
+        assert_eq!(
+            files.open("nope", false).await.unwrap_err(),
+            Refusal::NotFound
+        );
+        let a = files.open("/sub/file", false).await.unwrap();
+        let b = files.open("inside", false).await.unwrap();
+        assert!(a.same_as(&b), "one read, shared");
+        assert_eq!(files.bytes_in_use(), 6);
+        let n = files.open("sub/file", true).await.unwrap();
+        assert_eq!(n.as_ref(), b"hello\r\n");
+        drop((a, b, n));
+        assert_eq!(files.bytes_in_use(), 0);
+    }
+
+    #[tokio::test]
+    async fn the_memory_bound_refuses_new_files_not_shared_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a"), vec![0u8; 600]).unwrap();
+        std::fs::write(dir.path().join("b"), vec![0u8; 600]).unwrap();
+        let files = Files::new(dir.path(), 1000).unwrap();
+        let a = files.open("a", false).await.unwrap();
+        let again = files.open("a", false).await.unwrap();
+        assert!(matches!(
+            files.open("b", false).await,
+            Err(Refusal::MemoryFull { needed: 600, .. })
+        ));
+        drop((a, again));
+        assert!(files.open("b", false).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn generated_files_come_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = Files::new(dir.path(), 1000).unwrap();
+        files.set_generated([("pxelinux.cfg/default".to_owned(), b"DEFAULT x\n".to_vec())]);
+        let f = files.open("/pxelinux.cfg/default", false).await.unwrap();
+        assert_eq!(f.as_ref(), b"DEFAULT x\n");
+    }
+}

@@ -1,0 +1,365 @@
+//! The TFTP server on tokio: requests arrive on one socket; each transfer
+//! gets a socket of its own (its TID, RFC 1350) and a task that drives a
+//! [`ReadTransfer`]. Datagrams from anyone but the transfer's client get
+//! ERROR 5 and leave the transfer alone.
+//!
+//! A client that asks again from the same address and port (the PXE size
+//! probe: RRQ with `tsize 0`, OACK, ERROR 8, RRQ again) gets its new
+//! transfer at once; an older transfer to that port is ended.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::net::UdpSocket;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tracing::{debug, info, warn};
+
+use super::files::{Files, Refusal};
+use super::options::{Limits, MAX_BLKSIZE, negotiate};
+use super::packet::{ErrorCode, Options, Packet, error_bytes};
+use super::transfer::{Event, Outcome, ReadTransfer, Retry};
+
+/// Server limits and timing.
+#[derive(Debug, Clone, Copy)]
+pub struct Config {
+    /// Transfers at once; more are refused with "server busy".
+    pub max_transfers: usize,
+    /// The largest window granted to a client asking for windowsize.
+    pub max_windowsize: u16,
+    /// Retransmission timeout when the client sets none.
+    pub default_timeout: Duration,
+    pub retry: Retry,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            max_transfers: 512,
+            max_windowsize: 64,
+            default_timeout: Duration::from_secs(1),
+            retry: Retry::default(),
+        }
+    }
+}
+
+/// Counters, read by logs now and by `/metrics` later.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub requests: AtomicU64,
+    pub malformed: AtomicU64,
+    pub write_requests: AtomicU64,
+    pub busy: AtomicU64,
+    pub completed: AtomicU64,
+    pub client_errors: AtomicU64,
+    pub timed_out: AtomicU64,
+    pub unknown_tid: AtomicU64,
+    pub bytes_sent: AtomicU64,
+    refused: Mutex<HashMap<&'static str, u64>>,
+}
+
+impl Stats {
+    fn refuse(&self, kind: &'static str) {
+        *self
+            .refused
+            .lock()
+            .expect("stats lock")
+            .entry(kind)
+            .or_default() += 1;
+    }
+
+    /// Refused requests by reason.
+    pub fn refused(&self) -> HashMap<&'static str, u64> {
+        self.refused.lock().expect("stats lock").clone()
+    }
+}
+
+/// The running server's shared state.
+pub struct Server {
+    files: Arc<Files>,
+    config: Config,
+    stats: Arc<Stats>,
+    slots: Arc<Semaphore>,
+    /// Client endpoint -> (transfer id, task), to replace a re-request.
+    active: Mutex<HashMap<SocketAddr, (u64, tokio::task::AbortHandle)>>,
+    next_id: AtomicU64,
+}
+
+impl Server {
+    /// A server for `files`.
+    pub fn new(files: Arc<Files>, config: Config) -> Arc<Server> {
+        Arc::new(Server {
+            files,
+            config,
+            stats: Arc::new(Stats::default()),
+            slots: Arc::new(Semaphore::new(config.max_transfers)),
+            active: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+        })
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> Arc<Stats> {
+        self.stats.clone()
+    }
+
+    /// Serves requests arriving on `socket` until the task is dropped.
+    pub async fn run(self: Arc<Self>, socket: UdpSocket) -> std::io::Result<()> {
+        let local_ip = socket.local_addr()?.ip();
+        let mut buf = vec![0u8; 65536];
+        loop {
+            let (len, peer) = match socket.recv_from(&mut buf).await {
+                Ok(x) => x,
+                // ICMP errors from earlier sends surface here; keep serving.
+                Err(e) => {
+                    debug!(error = %e, "receive error on the request socket");
+                    continue;
+                }
+            };
+            self.request(&buf[..len], peer, local_ip);
+        }
+    }
+
+    fn request(self: &Arc<Self>, datagram: &[u8], peer: SocketAddr, local_ip: IpAddr) {
+        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+        let packet = match Packet::decode(datagram) {
+            Ok(p) => p,
+            Err(e) => {
+                self.stats.malformed.fetch_add(1, Ordering::Relaxed);
+                debug!(%peer, error = %e, "malformed request dropped");
+                return;
+            }
+        };
+        let (filename, mode, options) = match packet {
+            Packet::Rrq {
+                filename,
+                mode,
+                options,
+            } => (filename, mode, options),
+            Packet::Wrq { filename, .. } => {
+                self.stats.write_requests.fetch_add(1, Ordering::Relaxed);
+                self.stats.refuse("write");
+                warn!(%peer, file = %filename, "write request refused: bootfleet's TFTP is read-only");
+                reply_error(
+                    local_ip,
+                    peer,
+                    ErrorCode::AccessViolation,
+                    "bootfleet serves files read-only",
+                );
+                return;
+            }
+            other => {
+                self.stats.malformed.fetch_add(1, Ordering::Relaxed);
+                debug!(%peer, packet = ?other, "unexpected packet on the request port dropped");
+                return;
+            }
+        };
+        let netascii = match mode.to_ascii_lowercase().as_str() {
+            "octet" => false,
+            "netascii" => true,
+            other => {
+                self.stats.refuse("mode");
+                warn!(%peer, file = %filename, mode = other, "request refused: unsupported mode");
+                reply_error(
+                    local_ip,
+                    peer,
+                    ErrorCode::IllegalOperation,
+                    "only octet and netascii modes are served",
+                );
+                return;
+            }
+        };
+        let Ok(permit) = self.slots.clone().try_acquire_owned() else {
+            self.stats.busy.fetch_add(1, Ordering::Relaxed);
+            self.stats.refuse("busy");
+            warn!(%peer, file = %filename, limit = self.config.max_transfers, "request refused: too many transfers");
+            let msg = format!(
+                "server busy: {} transfers in progress, try again",
+                self.config.max_transfers
+            );
+            reply_error(local_ip, peer, ErrorCode::NotDefined, &msg);
+            return;
+        };
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let server = self.clone();
+        let task = tokio::spawn(async move {
+            server
+                .transfer(permit, peer, local_ip, filename, netascii, options)
+                .await;
+            let mut active = server.active.lock().expect("active lock");
+            if active.get(&peer).is_some_and(|(i, _)| *i == id) {
+                active.remove(&peer);
+            }
+        });
+        let previous = self
+            .active
+            .lock()
+            .expect("active lock")
+            .insert(peer, (id, task.abort_handle()));
+        if let Some((_, old)) = previous {
+            debug!(%peer, "the client asked again from the same port; its earlier transfer ends");
+            old.abort();
+        }
+    }
+
+    async fn transfer(
+        &self,
+        _permit: OwnedSemaphorePermit,
+        peer: SocketAddr,
+        local_ip: IpAddr,
+        filename: String,
+        netascii: bool,
+        options: Options,
+    ) {
+        let socket = match UdpSocket::bind((local_ip, 0)).await {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(%peer, error = %e, "cannot open a transfer socket");
+                return;
+            }
+        };
+        let file = match self.files.open(&filename, netascii).await {
+            Ok(f) => f,
+            Err(refusal) => {
+                self.stats.refuse(refusal.kind());
+                warn!(%peer, file = %filename, reason = refusal.kind(), "request refused: {refusal}");
+                let (code, msg) = error_for(&refusal);
+                let _ = socket.send_to(&error_bytes(code, &msg), peer).await;
+                return;
+            }
+        };
+        let limits = Limits {
+            max_blksize: max_blksize(local_ip, peer),
+            max_windowsize: self.config.max_windowsize,
+            default_timeout: self.config.default_timeout,
+        };
+        let size = file.as_ref().len() as u64;
+        let (negotiated, ack) = negotiate(&options, size, &limits);
+        let oack = (!ack.is_empty()).then(|| Packet::Oack { options: ack }.to_bytes());
+        debug!(%peer, file = %filename, size, blksize = negotiated.blksize, windowsize = negotiated.windowsize, "transfer starts");
+        let started = Instant::now();
+        let mut t = ReadTransfer::new(file, negotiated, oack, self.config.retry, started);
+        let mut out = Vec::with_capacity(usize::from(negotiated.blksize) + 4);
+        let mut inbuf = vec![0u8; 65536];
+        loop {
+            while t.poll_transmit(&mut out) {
+                match socket.send_to(&out, peer).await {
+                    Ok(n) => {
+                        self.stats.bytes_sent.fetch_add(n as u64, Ordering::Relaxed);
+                    }
+                    Err(e) => debug!(%peer, error = %e, "send failed; the timeout will resend"),
+                }
+            }
+            if t.outcome().is_some() {
+                break;
+            }
+            let deadline = t.poll_timeout().map(tokio::time::Instant::from_std);
+            tokio::select! {
+                r = socket.recv_from(&mut inbuf) => {
+                    let Ok((len, from)) = r else { continue };
+                    if from != peer {
+                        self.stats.unknown_tid.fetch_add(1, Ordering::Relaxed);
+                        debug!(%peer, %from, "datagram from an unknown TID answered with ERROR 5");
+                        let _ = socket.send_to(&error_bytes(ErrorCode::UnknownTid, "unknown transfer ID"), from).await;
+                        continue;
+                    }
+                    if let Event::Malformed(e) = t.handle(&inbuf[..len], Instant::now()) {
+                        self.stats.malformed.fetch_add(1, Ordering::Relaxed);
+                        debug!(%peer, error = %e, "malformed datagram in a transfer dropped");
+                    }
+                }
+                _ = sleep_until(deadline) => t.handle_timeout(Instant::now()),
+            }
+        }
+        let elapsed = started.elapsed();
+        match t.outcome() {
+            Some(Outcome::Completed { bytes }) => {
+                self.stats.completed.fetch_add(1, Ordering::Relaxed);
+                info!(%peer, file = %filename, bytes, ms = elapsed.as_millis() as u64, "transfer completed");
+            }
+            Some(Outcome::ClientError { code, message }) => {
+                self.stats.client_errors.fetch_add(1, Ordering::Relaxed);
+                debug!(%peer, file = %filename, code, message = %message, "client ended the transfer");
+            }
+            Some(Outcome::TimedOut {
+                acked_blocks,
+                total_blocks,
+            }) => {
+                self.stats.timed_out.fetch_add(1, Ordering::Relaxed);
+                warn!(%peer, file = %filename, acked_blocks, total_blocks, "transfer timed out");
+            }
+            None => {}
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Answers a refused request from a fresh port, as a new transfer would.
+fn reply_error(local_ip: IpAddr, peer: SocketAddr, code: ErrorCode, message: &str) {
+    let bytes = error_bytes(code, message);
+    tokio::spawn(async move {
+        if let Ok(s) = UdpSocket::bind((local_ip, 0)).await {
+            let _ = s.send_to(&bytes, peer).await;
+        }
+    });
+}
+
+fn error_for(r: &Refusal) -> (ErrorCode, String) {
+    match r {
+        Refusal::NotFound => (ErrorCode::FileNotFound, "file not found".into()),
+        Refusal::MemoryFull { .. } => (
+            ErrorCode::NotDefined,
+            "server busy: out of memory for files, try again".into(),
+        ),
+        Refusal::Unreadable(_) => (ErrorCode::NotDefined, "cannot read the file".into()),
+        other => (
+            ErrorCode::AccessViolation,
+            format!("access violation: {other}"),
+        ),
+    }
+}
+
+/// The largest block that fits the path MTU to `peer` (IP, UDP and TFTP
+/// headers taken off): 1468 on Ethernet, 65464 on loopback.
+fn max_blksize(local_ip: IpAddr, peer: SocketAddr) -> u16 {
+    let header = if peer.is_ipv4() {
+        20 + 8 + 4
+    } else {
+        40 + 8 + 4
+    };
+    path_mtu(local_ip, peer).map_or(1468, |mtu| {
+        (mtu.saturating_sub(header)).clamp(8, u32::from(MAX_BLKSIZE)) as u16
+    })
+}
+
+fn path_mtu(local_ip: IpAddr, peer: SocketAddr) -> Option<u32> {
+    use std::os::fd::AsRawFd;
+    let probe = std::net::UdpSocket::bind((local_ip, 0)).ok()?;
+    probe.connect(peer).ok()?;
+    let (level, name) = if peer.is_ipv4() {
+        (libc::IPPROTO_IP, libc::IP_MTU)
+    } else {
+        (libc::IPPROTO_IPV6, libc::IPV6_MTU)
+    };
+    let mut mtu: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: a valid socket, and an int-sized buffer with its length.
+    let rc = unsafe {
+        libc::getsockopt(
+            probe.as_raw_fd(),
+            level,
+            name,
+            (&mut mtu as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    (rc == 0 && mtu > 0).then_some(mtu as u32)
+}
