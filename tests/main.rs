@@ -11,3 +11,4 @@ mod etcd_cluster;
 mod examples;
 mod golden;
 mod systemd_units;
+mod tftp;

@@ -40,6 +40,10 @@ pub struct Args {
     /// Largest window granted to clients that ask for windowsize (RFC 7440).
     #[arg(long, default_value_t = 64)]
     max_windowsize: u16,
+    /// Most bytes in one window: larger windows are granted fewer blocks,
+    /// so a burst fits the client's socket buffer.
+    #[arg(long, default_value_t = 64 * 1024)]
+    max_window_bytes: u32,
     /// Retransmission timeout in milliseconds when the client sets none.
     #[arg(long, default_value_t = 1000)]
     timeout_ms: u64,
@@ -64,6 +68,7 @@ pub fn run(args: Args, state_dir: &Path) -> Result<(), CliError> {
     let config = Config {
         max_transfers: args.max_transfers,
         max_windowsize: args.max_windowsize.max(1),
+        max_window_bytes: args.max_window_bytes.max(8),
         default_timeout: Duration::from_millis(args.timeout_ms.max(1)),
         retry: Retry::default(),
     };

@@ -6,6 +6,7 @@
 //! clock; [`files`] resolves names safely under a root; [`server`] runs it
 //! all on tokio with one socket (TID) per transfer.
 
+mod batch;
 pub mod files;
 pub mod netascii;
 pub mod options;

@@ -18,6 +18,11 @@ pub struct Limits {
     pub max_blksize: u16,
     /// The largest window the server will send without an ACK.
     pub max_windowsize: u16,
+    /// The most bytes one window may carry. A window is sent as one burst,
+    /// and a burst larger than the client's socket buffer is lost in part
+    /// (atftp asking for 64 blocks of 8 KiB loses most of each window on
+    /// loopback); RFC 7440 lets the server grant a smaller window.
+    pub max_window_bytes: u32,
     /// Retransmission timeout when the client does not set one.
     pub default_timeout: Duration,
 }
@@ -34,36 +39,53 @@ pub struct Negotiated {
 /// the options to acknowledge (empty: send no OACK). Unknown options,
 /// malformed values and repeats are ignored, as RFC 2347 asks.
 pub fn negotiate(requested: &Options, size: u64, limits: &Limits) -> (Negotiated, Options) {
-    let mut n = Negotiated {
-        blksize: DEFAULT_BLKSIZE,
-        windowsize: 1,
-        timeout: limits.default_timeout,
-    };
-    let mut ack: Options = Vec::new();
+    // First occurrence of each option we know, with a valid value.
+    let mut seen: Vec<(String, u64)> = Vec::new();
     for (name, value) in requested {
         let name = name.to_ascii_lowercase();
-        if ack.iter().any(|(k, _)| *k == name) {
+        let Ok(v) = value.trim().parse::<u64>() else {
             continue;
-        }
-        let num = value.trim().parse::<u64>().ok();
-        match (name.as_str(), num) {
-            ("blksize", Some(v)) if (8..=u64::from(MAX_BLKSIZE)).contains(&v) => {
-                n.blksize = (v as u16).min(limits.max_blksize);
-                ack.push((name, n.blksize.to_string()));
-            }
-            ("windowsize", Some(v)) if (1..=65535).contains(&v) => {
-                n.windowsize = (v as u16).min(limits.max_windowsize.max(1));
-                ack.push((name, n.windowsize.to_string()));
-            }
-            ("timeout", Some(v)) if (1..=255).contains(&v) => {
-                n.timeout = Duration::from_secs(v);
-                ack.push((name, v.to_string()));
-            }
-            ("tsize", Some(_)) => ack.push((name, size.to_string())),
-            _ => {}
+        };
+        let valid = match name.as_str() {
+            "blksize" => (8..=u64::from(MAX_BLKSIZE)).contains(&v),
+            "windowsize" => (1..=65535).contains(&v),
+            "timeout" => (1..=255).contains(&v),
+            "tsize" => true,
+            _ => false,
+        };
+        if valid && !seen.iter().any(|(k, _)| *k == name) {
+            seen.push((name, v));
         }
     }
-    (n, ack)
+    let get = |k: &str| seen.iter().find(|(n, _)| n == k).map(|(_, v)| *v);
+    let blksize = get("blksize").map_or(DEFAULT_BLKSIZE, |v| (v as u16).min(limits.max_blksize));
+    let by_bytes = (limits.max_window_bytes / u32::from(blksize)).clamp(1, 65535) as u16;
+    let windowsize = get("windowsize").map_or(1, |v| {
+        (v as u16).min(limits.max_windowsize).min(by_bytes).max(1)
+    });
+    let timeout = get("timeout").map_or(limits.default_timeout, Duration::from_secs);
+    let mut ack = Options::new();
+    for (name, v) in &seen {
+        let value = match name.as_str() {
+            "blksize" => blksize.to_string(),
+            "windowsize" => windowsize.to_string(),
+            "timeout" => v.to_string(),
+            // An empty file's size goes unacknowledged: curl rejects an OACK
+            // with tsize 0 as invalid, and a client that gets no tsize
+            // learns the size from the single empty block anyway.
+            _ if size == 0 => continue,
+            _ => size.to_string(),
+        };
+        ack.push((name.clone(), value));
+    }
+    (
+        Negotiated {
+            blksize,
+            windowsize,
+            timeout,
+        },
+        ack,
+    )
 }
 
 #[cfg(test)]
@@ -73,6 +95,7 @@ mod tests {
     const LIMITS: Limits = Limits {
         max_blksize: 1468,
         max_windowsize: 64,
+        max_window_bytes: 128 * 1024,
         default_timeout: Duration::from_secs(1),
     };
 
@@ -126,6 +149,28 @@ mod tests {
                 ("timeout", "3")
             ])
         );
+    }
+
+    #[test]
+    fn the_window_is_capped_in_bytes_whatever_order_the_options_come_in() {
+        let big = Limits {
+            max_blksize: 65464,
+            ..LIMITS
+        };
+        let (n, _) = negotiate(&opts(&[("windowsize", "64"), ("blksize", "8192")]), 1, &big);
+        assert_eq!((n.blksize, n.windowsize), (8192, 16));
+        let (n, _) = negotiate(
+            &opts(&[("blksize", "65464"), ("windowsize", "64")]),
+            1,
+            &big,
+        );
+        assert_eq!((n.blksize, n.windowsize), (65464, 2));
+    }
+
+    #[test]
+    fn an_empty_file_gets_no_tsize() {
+        let (_, ack) = negotiate(&opts(&[("tsize", "0")]), 0, &LIMITS);
+        assert!(ack.is_empty());
     }
 
     #[test]

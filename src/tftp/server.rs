@@ -29,6 +29,8 @@ pub struct Config {
     pub max_transfers: usize,
     /// The largest window granted to a client asking for windowsize.
     pub max_windowsize: u16,
+    /// The most bytes in one window (see [`Limits::max_window_bytes`]).
+    pub max_window_bytes: u32,
     /// Retransmission timeout when the client sets none.
     pub default_timeout: Duration,
     pub retry: Retry,
@@ -39,6 +41,7 @@ impl Default for Config {
         Config {
             max_transfers: 512,
             max_windowsize: 64,
+            max_window_bytes: 64 * 1024,
             default_timeout: Duration::from_secs(1),
             retry: Retry::default(),
         }
@@ -233,6 +236,7 @@ impl Server {
         let limits = Limits {
             max_blksize: max_blksize(local_ip, peer),
             max_windowsize: self.config.max_windowsize,
+            max_window_bytes: self.config.max_window_bytes,
             default_timeout: self.config.default_timeout,
         };
         let size = file.as_ref().len() as u64;
@@ -241,15 +245,27 @@ impl Server {
         debug!(%peer, file = %filename, size, blksize = negotiated.blksize, windowsize = negotiated.windowsize, "transfer starts");
         let started = Instant::now();
         let mut t = ReadTransfer::new(file, negotiated, oack, self.config.retry, started);
-        let mut out = Vec::with_capacity(usize::from(negotiated.blksize) + 4);
+        // A window's worth of datagram buffers, sent with one syscall.
+        let mut window: Vec<Vec<u8>> = (0..usize::from(negotiated.windowsize).max(1))
+            .map(|_| Vec::with_capacity(usize::from(negotiated.blksize) + 4))
+            .collect();
         let mut inbuf = vec![0u8; 65536];
         loop {
-            while t.poll_transmit(&mut out) {
-                match socket.send_to(&out, peer).await {
+            let mut ready = 0;
+            while ready < window.len() && t.poll_transmit(&mut window[ready]) {
+                ready += 1;
+            }
+            if ready > 0 {
+                match super::batch::send_all(&socket, &window[..ready], peer).await {
                     Ok(n) => {
-                        self.stats.bytes_sent.fetch_add(n as u64, Ordering::Relaxed);
+                        self.stats.bytes_sent.fetch_add(n, Ordering::Relaxed);
                     }
                     Err(e) => debug!(%peer, error = %e, "send failed; the timeout will resend"),
+                }
+                if ready == window.len() {
+                    // There may be more to send before waiting (the OACK
+                    // and a window, or a window larger than the buffers).
+                    continue;
                 }
             }
             if t.outcome().is_some() {

@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# TFTP throughput: bootfleet against tftpd-hpa, atftpd and dnsmasq, serving
+# the same 64 MiB file over loopback in one run. Clients: curl at blksize
+# 512/1468/8192/65464; atftp at windowsize 1/4/16/64 with blksize 1468 and
+# 8192; and 100 curl clients at once (16 MiB each, blksize 1468). Prints
+# MiB/s (best of RUNS) per server and setting, and bootfleet's ratio to the
+# best peer. A transfer that fails, is corrupted or takes over 120 s is FAIL.
+# Needs root (port 69 on 127.0.0.2-5) and: apt-get install atftp curl
+# tftpd-hpa dnsmasq-base (atftpd conflicts with tftpd-hpa, so its binary is
+# unpacked from the package into a temporary directory).
+# Usage: sudo bench/tftp.sh [RUNS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=${1:-3}
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+
+cargo build --release --quiet
+(cd "$work" && apt-get download atftpd >/dev/null 2>&1 && dpkg -x atftpd_*.deb atftpd-pkg) || { echo "cannot fetch atftpd" >&2; exit 1; }
+atftpd_bin="$work/atftpd-pkg/usr/sbin/atftpd"
+mkdir -p "$work/root"
+head -c $((64 << 20)) /dev/urandom > "$work/root/big.bin"
+head -c $((16 << 20)) /dev/urandom > "$work/root/mid.bin"
+chmod -R a+rX "$work"
+want=$(sha256sum < "$work/root/big.bin" | cut -d' ' -f1)
+want_mid=$(sha256sum < "$work/root/mid.bin" | cut -d' ' -f1)
+
+declare -A addr=([bootfleet]=127.0.0.2 [tftpd-hpa]=127.0.0.3 [atftpd]=127.0.0.4 [dnsmasq]=127.0.0.5)
+servers=(bootfleet tftpd-hpa atftpd dnsmasq)
+./target/release/bootfleet -q tftp --root "$work/root" --listen 127.0.0.2:69 > /dev/null & pids+=($!)
+/usr/sbin/in.tftpd -L -s "$work/root" -a 127.0.0.3:69 -B 65464 & pids+=($!)
+"$atftpd_bin" --daemon --no-fork --logfile /dev/null --bind-address 127.0.0.4 --port 69 "$work/root" & pids+=($!)
+dnsmasq --no-daemon --port=0 --enable-tftp --tftp-root="$work/root" --listen-address=127.0.0.5 --bind-interfaces --log-facility=/dev/null 2>/dev/null & pids+=($!)
+sleep 1
+
+# One fetch: prints MiB/s, or FAIL.
+fetch() { # server, file, size_mib, checksum, client command...
+  local server=$1 file=$2 mib=$3 sum=$4; shift 4
+  local out="$work/out.$server" start end
+  rm -f "$out"
+  start=$(date +%s.%N)
+  if "$@" "$out" >/dev/null 2>&1 && [ "$(sha256sum < "$out" | cut -d' ' -f1)" = "$sum" ]; then
+    end=$(date +%s.%N)
+    awk "BEGIN{printf \"%.1f\", $mib / ($end - $start)}"
+  else
+    echo FAIL
+  fi
+}
+
+best_of() { # runs a fetch $runs times, prints the best
+  local best=FAIL r
+  for _ in $(seq "$runs"); do
+    r=$("$@")
+    if [ "$r" != FAIL ] && { [ "$best" = FAIL ] || awk "BEGIN{exit !($r > $best)}"; }; then best=$r; fi
+  done
+  echo "$best"
+}
+
+curl_get() { local server=$1 blk=$2 out=$3; curl --max-time 120 --silent --fail --tftp-blksize "$blk" -o "$out" "tftp://${addr[$server]}/big.bin"; }
+atftp_get() { local server=$1 blk=$2 win=$3 out=$4; timeout 120 atftp --option "blksize $blk" --option "windowsize $win" -g -r big.bin -l "$out" "${addr[$server]}" 69; }
+many_get() { # 100 clients at once; prints aggregate MiB/s or FAIL
+  local server=$1 start end ok=1 i
+  local -a clients=()
+  start=$(date +%s.%N)
+  for i in $(seq 100); do
+    timeout 300 curl --silent --fail --tftp-blksize 1468 -o "$work/many.$i" "tftp://${addr[$server]}/mid.bin" &
+    clients+=($!)
+  done
+  for c in "${clients[@]}"; do wait "$c" || ok=0; done
+  end=$(date +%s.%N)
+  for i in $(seq 100); do [ "$(sha256sum < "$work/many.$i" | cut -d' ' -f1)" = "$want_mid" ] || ok=0; done
+  rm -f "$work"/many.*
+  if [ $ok = 1 ]; then awk "BEGIN{printf \"%.1f\", 1600 / ($end - $start)}"; else echo FAIL; fi
+}
+
+printf '%-28s' setting; for s in "${servers[@]}"; do printf '%12s' "$s"; done; printf '%10s\n' ratio
+row() { # label, then per server the measured values, then ratio to the best peer
+  local label=$1; shift
+  local -a vals=("$@")
+  printf '%-28s' "$label"; for v in "${vals[@]}"; do printf '%12s' "$v"; done
+  local ours=${vals[0]} best=0 v
+  for v in "${vals[@]:1}"; do [ "$v" != FAIL ] && awk "BEGIN{exit !($v > $best)}" && best=$v; done
+  if [ "$ours" = FAIL ]; then printf '%10s\n' FAIL; elif [ "$best" = 0 ]; then printf '%10s\n' "peers fail"; else awk "BEGIN{printf \"%9.2fx\n\", $ours / $best}"; fi
+}
+
+for blk in 512 1468 8192 65464; do
+  vals=(); for s in "${servers[@]}"; do vals+=("$(best_of fetch "$s" big.bin 64 "$want" curl_get "$s" "$blk")"); done
+  row "curl blksize $blk" "${vals[@]}"
+done
+for blk in 1468 8192; do
+  for win in 1 4 16 64; do
+    vals=(); for s in "${servers[@]}"; do vals+=("$(best_of fetch "$s" big.bin 64 "$want" atftp_get "$s" "$blk" "$win")"); done
+    row "atftp blksize $blk win $win" "${vals[@]}"
+  done
+done
+vals=(); for s in "${servers[@]}"; do vals+=("$(many_get "$s")"); done
+row "100 x curl 16 MiB (aggregate)" "${vals[@]}"
