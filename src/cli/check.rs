@@ -2,11 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Context as _;
-
 use super::CliError;
-use crate::inventory::{Inventory, SiteKey};
-use crate::render::Renderer;
+use super::prepare::Prepared;
 
 /// Check a cluster spec: parse it, apply every rule, render every file in
 /// memory and validate each cloud-config. Writes nothing.
@@ -21,21 +18,12 @@ pub struct Args {
 
 pub fn run(args: Args, state_dir: &Path) -> Result<(), CliError> {
     let started = std::time::Instant::now();
-    let loaded = crate::spec::load(&args.spec)?;
-    tracing::debug!(elapsed = ?started.elapsed(), "spec loaded and checked");
-    for w in &loaded.warnings {
-        eprintln!("{w}");
-    }
-    let spec = loaded.spec;
-    // Tokens only shape URLs here; a missing key is not created by a check.
-    let key = SiteKey::load(state_dir)
-        .context("reading the site key")?
-        .unwrap_or_else(SiteKey::generate);
-    let inv = Inventory::build(&spec, &key);
-    let renderer = Renderer::new(spec.templates_dir.as_deref())?;
-    tracing::debug!(elapsed = ?started.elapsed(), "inventory built, templates compiled");
-    let files = renderer.all_files(&spec, &inv)?;
+    // A missing site key is not created by a check: tokens only shape URLs here.
+    let p = Prepared::load(&args.spec, state_dir)?;
+    tracing::debug!(elapsed = ?started.elapsed(), "spec checked, inventory built, templates compiled");
+    let files = p.all_files()?;
     tracing::debug!(elapsed = ?started.elapsed(), files = files.len(), "every file rendered and checked");
+    let spec = &p.spec;
     let etcd = spec.etcd_members().count();
     let workers = spec.workers().count();
     let browsers = spec.load.as_ref().map_or(0, |l| l.browsers);

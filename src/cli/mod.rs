@@ -3,6 +3,7 @@
 
 mod check;
 mod completions;
+mod prepare;
 mod render;
 mod tftp;
 
@@ -79,40 +80,6 @@ impl From<crate::render::RenderError> for CliError {
             e => CliError::BadInput(format!("{e}\nnothing was written")),
         }
     }
-}
-
-/// Loads a spec, the site key (created and saved if missing) and renders
-/// every file; returns the boot files TFTP may serve (never cloud-configs:
-/// TFTP has no way to check a token) and the spec.
-pub(crate) fn render_boot_files(
-    spec_path: &std::path::Path,
-    state_dir: &std::path::Path,
-) -> Result<(Vec<crate::render::File>, crate::spec::Spec), CliError> {
-    use anyhow::Context as _;
-    let loaded = crate::spec::load(spec_path)?;
-    for w in &loaded.warnings {
-        eprintln!("{w}");
-    }
-    let spec = loaded.spec;
-    let existing = crate::inventory::SiteKey::load(state_dir).context("reading the site key")?;
-    let key = existing
-        .clone()
-        .unwrap_or_else(crate::inventory::SiteKey::generate);
-    let inv = crate::inventory::Inventory::build(&spec, &key);
-    let renderer = crate::render::Renderer::new(spec.templates_dir.as_deref())?;
-    let files = renderer.all_files(&spec, &inv)?;
-    if existing.is_none() {
-        key.save(state_dir).context("saving the new site key")?;
-    }
-    let boot = files
-        .into_iter()
-        .filter(|f| {
-            f.path.starts_with("pxelinux.cfg/")
-                || f.path.starts_with("ipxe/")
-                || f.path == "boot.ipxe"
-        })
-        .collect();
-    Ok((boot, spec))
 }
 
 /// Binds a UDP socket for a server, with errors that say what to do.

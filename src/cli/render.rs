@@ -2,11 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Context as _;
-
 use super::CliError;
-use crate::inventory::{Inventory, SiteKey};
-use crate::render::{RenderError, Renderer};
+use super::prepare::Prepared;
+use crate::render::RenderError;
 
 /// Render every node's boot files and cloud-config, and the cluster's fleet
 /// units, for review or for another DHCP/TFTP server. Everything is rendered
@@ -28,28 +26,18 @@ pub struct Args {
 }
 
 pub fn run(args: Args, state_dir: &Path) -> Result<(), CliError> {
-    let loaded = crate::spec::load(&args.spec)?;
-    for w in &loaded.warnings {
-        eprintln!("{w}");
-    }
-    let spec = loaded.spec;
-    let existing = SiteKey::load(state_dir).context("reading the site key")?;
-    let key = existing.clone().unwrap_or_else(SiteKey::generate);
-    let inv = Inventory::build(&spec, &key);
-    let renderer = Renderer::new(spec.templates_dir.as_deref())?;
+    let p = Prepared::load(&args.spec, state_dir)?;
     let output = match &args.node {
         Some(name) => {
-            let node = inv
+            let node = p
+                .inventory
                 .get(name)
                 .ok_or_else(|| RenderError::UnknownNode(name.clone()))?;
-            Output::Stdout(renderer.cloud_config(&spec, &inv, node)?)
+            Output::Stdout(p.renderer.cloud_config(&p.spec, &p.inventory, node)?)
         }
-        None => Output::Files(renderer.all_files(&spec, &inv)?),
+        None => Output::Files(p.all_files()?),
     };
-    if existing.is_none() {
-        let path = key.save(state_dir).context("saving the new site key")?;
-        tracing::info!(path = %path.display(), "created the site key that node tokens derive from");
-    }
+    p.keep_key(state_dir)?;
     match output {
         Output::Stdout(text) => print!("{text}"),
         Output::Files(files) => {

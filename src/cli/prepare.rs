@@ -1,0 +1,76 @@
+//! What every command that renders does first: load and check the spec,
+//! print its warnings, take the site key, build the inventory and the
+//! template environment. Nothing is written until [`Prepared::keep_key`].
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+
+use super::CliError;
+use crate::inventory::{Inventory, SiteKey};
+use crate::render::{File, Renderer};
+use crate::spec::Spec;
+
+/// A checked spec with everything needed to render it.
+pub struct Prepared {
+    pub spec: Spec,
+    pub inventory: Inventory,
+    pub renderer: Renderer,
+    key: SiteKey,
+    key_is_new: bool,
+}
+
+impl Prepared {
+    /// Loads `spec_path`; uses the site key in `state_dir`, or a new one
+    /// that [`Prepared::keep_key`] saves once rendering has succeeded.
+    pub fn load(spec_path: &Path, state_dir: &Path) -> Result<Prepared, CliError> {
+        let loaded = crate::spec::load(spec_path)?;
+        for w in &loaded.warnings {
+            eprintln!("{w}");
+        }
+        let spec = loaded.spec;
+        let existing = SiteKey::load(state_dir).context("reading the site key")?;
+        let key_is_new = existing.is_none();
+        let key = existing.unwrap_or_else(SiteKey::generate);
+        let inventory = Inventory::build(&spec, &key);
+        let renderer = Renderer::new(spec.templates_dir.as_deref())?;
+        Ok(Prepared {
+            spec,
+            inventory,
+            renderer,
+            key,
+            key_is_new,
+        })
+    }
+
+    /// Every file of the cluster, rendered and checked.
+    pub fn all_files(&self) -> Result<Vec<File>, CliError> {
+        Ok(self.renderer.all_files(&self.spec, &self.inventory)?)
+    }
+
+    /// Saves a newly made site key, so the tokens just rendered stay valid.
+    pub fn keep_key(&self, state_dir: &Path) -> Result<Option<PathBuf>, CliError> {
+        if !self.key_is_new {
+            return Ok(None);
+        }
+        let path = self
+            .key
+            .save(state_dir)
+            .context("saving the new site key")?;
+        tracing::info!(path = %path.display(), "created the site key that node tokens derive from");
+        Ok(Some(path))
+    }
+}
+
+/// The rendered files TFTP may serve: boot scripts only, never
+/// cloud-configs (they carry tokens, and TFTP cannot check one).
+pub fn boot_files(files: Vec<File>) -> Vec<File> {
+    files
+        .into_iter()
+        .filter(|f| {
+            f.path.starts_with("pxelinux.cfg/")
+                || f.path.starts_with("ipxe/")
+                || f.path == "boot.ipxe"
+        })
+        .collect()
+}
