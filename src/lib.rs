@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod cloudconfig;
+pub mod dhcp;
 pub mod inventory;
 pub mod render;
 pub mod spec;
