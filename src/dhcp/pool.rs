@@ -1,0 +1,369 @@
+//! Address assignment for full-mode DHCP, pure: who gets which address.
+//!
+//! In order of preference a client gets: its reservation from the spec; the
+//! address it held before (sticky: the booted OS, which asks again without
+//! PXE options, and an enrolled machine after a reboot get the same address
+//! back, even after the lease expired, unless someone else took it since);
+//! the address it asks for (option 50) when that is free; otherwise the
+//! free pool address that has been unused longest, addresses never leased
+//! first. Reserved, declined (quarantined) and the server's and gateway's
+//! own addresses are never handed out from the pool.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+
+use crate::spec::Mac;
+
+/// One lease as the pool sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub ip: Ipv4Addr,
+    pub mac: Mac,
+    /// Unix seconds when it ends.
+    pub expires: u64,
+}
+
+/// The current leases and quarantined addresses.
+#[derive(Debug, Default, Clone)]
+pub struct Table {
+    by_ip: HashMap<Ipv4Addr, Lease>,
+    by_mac: HashMap<Mac, Ipv4Addr>,
+    /// Declined addresses and the time they may be used again.
+    quarantine: HashMap<Ipv4Addr, u64>,
+}
+
+impl Table {
+    /// Records `lease`, replacing the holder's earlier address.
+    pub fn insert(&mut self, lease: Lease) {
+        if let Some(old) = self.by_mac.insert(lease.mac, lease.ip) {
+            if old != lease.ip {
+                self.by_ip.remove(&old);
+            }
+        }
+        if let Some(prev) = self.by_ip.insert(lease.ip, lease.clone()) {
+            if prev.mac != lease.mac {
+                self.by_mac.remove(&prev.mac);
+            }
+        }
+    }
+
+    /// Forgets the lease on `ip` (RELEASE).
+    pub fn release(&mut self, ip: Ipv4Addr, mac: Mac) {
+        if self.by_ip.get(&ip).is_some_and(|l| l.mac == mac) {
+            self.by_ip.remove(&ip);
+            self.by_mac.remove(&mac);
+        }
+    }
+
+    /// Keeps `ip` out of use until `until` (DECLINE: someone else has it).
+    pub fn quarantine(&mut self, ip: Ipv4Addr, until: u64) {
+        if let Some(l) = self.by_ip.remove(&ip) {
+            self.by_mac.remove(&l.mac);
+        }
+        self.quarantine.insert(ip, until);
+    }
+
+    /// The lease on `ip`.
+    pub fn by_ip(&self, ip: Ipv4Addr) -> Option<&Lease> {
+        self.by_ip.get(&ip)
+    }
+
+    /// The lease `mac` holds or held.
+    pub fn by_mac(&self, mac: Mac) -> Option<&Lease> {
+        self.by_mac.get(&mac).and_then(|ip| self.by_ip.get(ip))
+    }
+
+    /// Every lease.
+    pub fn leases(&self) -> impl Iterator<Item = &Lease> {
+        self.by_ip.values()
+    }
+
+    fn quarantined(&self, ip: Ipv4Addr, now: u64) -> bool {
+        self.quarantine.get(&ip).is_some_and(|until| now < *until)
+    }
+}
+
+/// Where a client's address came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Assignment {
+    /// Its reservation in the spec.
+    Reserved(Ipv4Addr),
+    /// The address it held before.
+    Sticky(Ipv4Addr),
+    /// The free address it asked for.
+    Requested(Ipv4Addr),
+    /// A free pool address.
+    Pool(Ipv4Addr),
+    /// No address is free.
+    Exhausted,
+}
+
+impl Assignment {
+    /// The address, if any.
+    pub fn ip(&self) -> Option<Ipv4Addr> {
+        match *self {
+            Assignment::Reserved(ip)
+            | Assignment::Sticky(ip)
+            | Assignment::Requested(ip)
+            | Assignment::Pool(ip) => Some(ip),
+            Assignment::Exhausted => None,
+        }
+    }
+}
+
+/// The dynamic range and the addresses it must not hand out.
+#[derive(Debug, Clone)]
+pub struct Pool {
+    pub first: Ipv4Addr,
+    pub last: Ipv4Addr,
+    /// MAC -> reserved address (the spec's nodes).
+    pub reservations: HashMap<Mac, Ipv4Addr>,
+    /// Addresses never given from the pool: reservations, server, gateway.
+    pub excluded: std::collections::HashSet<Ipv4Addr>,
+}
+
+impl Pool {
+    fn in_range(&self, ip: Ipv4Addr) -> bool {
+        self.first <= ip && ip <= self.last
+    }
+
+    /// True when `ip` may go to `mac` now.
+    fn free_for(&self, table: &Table, ip: Ipv4Addr, mac: Mac, now: u64) -> bool {
+        self.in_range(ip)
+            && !self.excluded.contains(&ip)
+            && !table.quarantined(ip, now)
+            && table
+                .by_ip(ip)
+                .is_none_or(|l| l.mac == mac || l.expires <= now)
+    }
+
+    /// The address for `mac`, asking for `requested`, at unix time `now`.
+    pub fn assign(
+        &self,
+        table: &Table,
+        mac: Mac,
+        requested: Option<Ipv4Addr>,
+        now: u64,
+    ) -> Assignment {
+        if let Some(ip) = self.reservations.get(&mac) {
+            return Assignment::Reserved(*ip);
+        }
+        if let Some(l) = table.by_mac(mac) {
+            if self.free_for(table, l.ip, mac, now) {
+                return Assignment::Sticky(l.ip);
+            }
+        }
+        if let Some(ip) = requested.filter(|ip| self.free_for(table, *ip, mac, now)) {
+            // Not someone else's expired lease: those stay theirs while
+            // never-used addresses remain.
+            if table.by_ip(ip).is_none_or(|l| l.mac == mac) {
+                return Assignment::Requested(ip);
+            }
+        }
+        // Never-leased addresses first, then the one expired longest ago.
+        let mut best: Option<(u64, Ipv4Addr)> = None;
+        for n in u32::from(self.first)..=u32::from(self.last) {
+            let ip = Ipv4Addr::from(n);
+            if !self.free_for(table, ip, mac, now) {
+                continue;
+            }
+            let age_key = table.by_ip(ip).map_or(0, |l| l.expires.saturating_add(1));
+            if age_key == 0 {
+                return Assignment::Pool(ip);
+            }
+            if best.is_none_or(|(k, _)| age_key < k) {
+                best = Some((age_key, ip));
+            }
+        }
+        best.map_or(Assignment::Exhausted, |(_, ip)| Assignment::Pool(ip))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mac(n: u8) -> Mac {
+        Mac([0x52, 0x54, 0, 0, 0, n])
+    }
+
+    fn ip(last: u8) -> Ipv4Addr {
+        Ipv4Addr::new(10, 0, 0, last)
+    }
+
+    fn pool() -> Pool {
+        let mut reservations = HashMap::new();
+        reservations.insert(mac(1), ip(10));
+        Pool {
+            first: ip(100),
+            last: ip(103),
+            reservations,
+            excluded: [ip(10), ip(101)].into_iter().collect(),
+        }
+    }
+
+    #[test]
+    fn reservations_win() {
+        assert_eq!(
+            pool().assign(&Table::default(), mac(1), Some(ip(100)), 0),
+            Assignment::Reserved(ip(10))
+        );
+    }
+
+    #[test]
+    fn the_pool_skips_excluded_and_taken_addresses() {
+        let p = pool();
+        let mut t = Table::default();
+        assert_eq!(p.assign(&t, mac(2), None, 0), Assignment::Pool(ip(100)));
+        t.insert(Lease {
+            ip: ip(100),
+            mac: mac(2),
+            expires: 100,
+        });
+        assert_eq!(
+            p.assign(&t, mac(3), None, 0),
+            Assignment::Pool(ip(102)),
+            ".101 is excluded"
+        );
+        t.insert(Lease {
+            ip: ip(102),
+            mac: mac(3),
+            expires: 100,
+        });
+        t.insert(Lease {
+            ip: ip(103),
+            mac: mac(4),
+            expires: 100,
+        });
+        assert_eq!(p.assign(&t, mac(5), None, 50), Assignment::Exhausted);
+    }
+
+    #[test]
+    fn a_client_gets_its_address_back_even_after_expiry() {
+        let p = pool();
+        let mut t = Table::default();
+        t.insert(Lease {
+            ip: ip(103),
+            mac: mac(2),
+            expires: 100,
+        });
+        assert_eq!(p.assign(&t, mac(2), None, 50), Assignment::Sticky(ip(103)));
+        assert_eq!(
+            p.assign(&t, mac(2), Some(ip(100)), 5000),
+            Assignment::Sticky(ip(103))
+        );
+    }
+
+    #[test]
+    fn expired_leases_are_reclaimed_only_when_nothing_else_is_free_oldest_first() {
+        let p = pool();
+        let mut t = Table::default();
+        t.insert(Lease {
+            ip: ip(100),
+            mac: mac(2),
+            expires: 300,
+        });
+        t.insert(Lease {
+            ip: ip(102),
+            mac: mac(3),
+            expires: 200,
+        });
+        assert_eq!(
+            p.assign(&t, mac(9), None, 1000),
+            Assignment::Pool(ip(103)),
+            "never used first"
+        );
+        t.insert(Lease {
+            ip: ip(103),
+            mac: mac(4),
+            expires: 900,
+        });
+        assert_eq!(
+            p.assign(&t, mac(9), None, 1000),
+            Assignment::Pool(ip(102)),
+            "then the longest expired"
+        );
+        assert_eq!(
+            p.assign(&t, mac(9), None, 100),
+            Assignment::Exhausted,
+            "nothing expired yet"
+        );
+    }
+
+    #[test]
+    fn a_requested_free_address_is_granted_but_not_another_clients() {
+        let p = pool();
+        let mut t = Table::default();
+        assert_eq!(
+            p.assign(&t, mac(2), Some(ip(103)), 0),
+            Assignment::Requested(ip(103))
+        );
+        assert_eq!(
+            p.assign(&t, mac(2), Some(ip(101)), 0),
+            Assignment::Pool(ip(100)),
+            "excluded"
+        );
+        assert_eq!(
+            p.assign(&t, mac(2), Some(ip(10)), 0),
+            Assignment::Pool(ip(100)),
+            "someone's reservation"
+        );
+        t.insert(Lease {
+            ip: ip(103),
+            mac: mac(3),
+            expires: 10,
+        });
+        assert_eq!(
+            p.assign(&t, mac(2), Some(ip(103)), 0),
+            Assignment::Pool(ip(100)),
+            "held by another"
+        );
+    }
+
+    #[test]
+    fn declined_addresses_are_quarantined_until_their_time() {
+        let p = pool();
+        let mut t = Table::default();
+        t.insert(Lease {
+            ip: ip(100),
+            mac: mac(2),
+            expires: 100,
+        });
+        t.quarantine(ip(100), 500);
+        assert!(t.by_mac(mac(2)).is_none());
+        assert_eq!(
+            p.assign(&t, mac(2), Some(ip(100)), 10),
+            Assignment::Pool(ip(102))
+        );
+        assert_eq!(
+            p.assign(&t, mac(3), Some(ip(100)), 600),
+            Assignment::Requested(ip(100))
+        );
+    }
+
+    #[test]
+    fn no_address_is_ever_bound_to_two_macs() {
+        let p = pool();
+        let mut t = Table::default();
+        for round in 0..50u64 {
+            let m = mac((round % 7) as u8 + 2);
+            if let Some(a) = p
+                .assign(&t, m, Some(ip(100 + (round % 4) as u8)), round * 10)
+                .ip()
+            {
+                t.insert(Lease {
+                    ip: a,
+                    mac: m,
+                    expires: round * 10 + 25,
+                });
+            }
+            let mut seen = HashMap::new();
+            for l in t.leases().filter(|l| l.expires > round * 10) {
+                assert!(seen.insert(l.ip, l.mac).is_none(), "{} twice", l.ip);
+            }
+            for l in t.leases() {
+                assert_eq!(t.by_mac(l.mac).map(|x| x.ip), Some(l.ip), "indexes agree");
+            }
+        }
+    }
+}
