@@ -6,4 +6,5 @@
 //! lease store and the sockets come next.
 
 pub mod boot;
+pub mod policy;
 pub mod pool;

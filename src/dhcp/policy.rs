@@ -1,0 +1,316 @@
+//! What bootfleet answers to one DHCP request in full mode (RFC 2131), with
+//! the PXE boot options of [`super::boot`]. Pure: a decoded request, the
+//! configuration, the lease table and `now` in; the reply, where to send
+//! it, and the lease change to make durable before sending it, out.
+
+use std::net::Ipv4Addr;
+
+use dhcproto::v4::{DhcpOption, Message, MessageType, Opcode, OptionCode, UnknownOption};
+use ipnet::Ipv4Net;
+
+use super::boot::{BootConfig, BootFile, Choice, Client, choose};
+use super::pool::{Assignment, Lease, Pool, Table};
+use crate::spec::Mac;
+
+/// How long an offered address is held for the client that was offered it.
+pub const OFFER_HOLD_SECS: u64 = 30;
+/// How long a declined address stays out of use.
+pub const DECLINE_QUARANTINE_SECS: u64 = 600;
+
+/// What the policy needs to know about the segment.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: Ipv4Addr,
+    pub subnet: Ipv4Net,
+    pub gateway: Option<Ipv4Addr>,
+    pub dns: Vec<Ipv4Addr>,
+    pub lease_secs: u32,
+    pub pool: Pool,
+    pub boot: BootConfig,
+}
+
+/// Where a reply goes (RFC 2131 section 4.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dest {
+    /// 255.255.255.255:68 on the interface.
+    Broadcast,
+    /// The client's address, port 68.
+    Client(Ipv4Addr),
+    /// The relay agent (giaddr), port 67.
+    Relay(Ipv4Addr),
+}
+
+/// A change to the lease table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// Hold an offered address briefly (memory only).
+    Offer(Lease),
+    /// Bind a lease; must be durable before the ACK is sent.
+    Bind(Lease),
+    /// The client gave its address back.
+    Release { ip: Ipv4Addr, mac: Mac },
+    /// The client found the address in use: quarantine it.
+    Decline { ip: Ipv4Addr, until: u64 },
+}
+
+/// The policy's answer to one request.
+#[derive(Debug, Clone)]
+pub struct Decision {
+    pub reply: Option<(Message, Dest)>,
+    pub change: Option<Change>,
+    /// Why, in a word, for logs and metrics (`offer`, `ack`, `nak`, ...).
+    pub outcome: &'static str,
+    /// The boot choice, when the client is booting.
+    pub boot: Option<Choice>,
+}
+
+impl Decision {
+    fn silent(outcome: &'static str) -> Decision {
+        Decision {
+            reply: None,
+            change: None,
+            outcome,
+            boot: None,
+        }
+    }
+}
+
+/// The client's MAC, from chaddr (Ethernet only).
+pub fn client_mac(req: &Message) -> Option<Mac> {
+    let ch = req.chaddr();
+    (ch.len() >= 6 && req.hlen() == 6).then(|| Mac([ch[0], ch[1], ch[2], ch[3], ch[4], ch[5]]))
+}
+
+fn requested_ip(req: &Message) -> Option<Ipv4Addr> {
+    match req.opts().get(OptionCode::RequestedIpAddress) {
+        Some(DhcpOption::RequestedIpAddress(ip)) => Some(*ip),
+        _ => None,
+    }
+}
+
+fn server_id(req: &Message) -> Option<Ipv4Addr> {
+    match req.opts().get(OptionCode::ServerIdentifier) {
+        Some(DhcpOption::ServerIdentifier(ip)) => Some(*ip),
+        _ => None,
+    }
+}
+
+/// Decides the answer to `req` at unix time `now`.
+pub fn decide(req: &Message, cfg: &Config, table: &Table, now: u64) -> Decision {
+    if req.opcode() != Opcode::BootRequest {
+        return Decision::silent("not_a_request");
+    }
+    let Some(mac) = client_mac(req) else {
+        return Decision::silent("no_mac");
+    };
+    let Some(DhcpOption::MessageType(kind)) = req.opts().get(OptionCode::MessageType) else {
+        return Decision::silent("no_message_type");
+    };
+    match kind {
+        MessageType::Discover => discover(req, cfg, table, mac, now),
+        MessageType::Request => request(req, cfg, table, mac, now),
+        MessageType::Decline => match (requested_ip(req), server_id(req)) {
+            (Some(ip), Some(sid)) if sid == cfg.server => Decision {
+                change: Some(Change::Decline {
+                    ip,
+                    until: now + DECLINE_QUARANTINE_SECS,
+                }),
+                ..Decision::silent("decline")
+            },
+            _ => Decision::silent("decline_ignored"),
+        },
+        MessageType::Release => {
+            let ip = req.ciaddr();
+            Decision {
+                change: Some(Change::Release { ip, mac }),
+                ..Decision::silent("release")
+            }
+        }
+        MessageType::Inform => {
+            let (mut reply, boot) = base_reply(req, cfg, MessageType::Ack, Ipv4Addr::UNSPECIFIED);
+            reply.opts_mut().remove(OptionCode::AddressLeaseTime);
+            reply.opts_mut().remove(OptionCode::Renewal);
+            reply.opts_mut().remove(OptionCode::Rebinding);
+            let dest = destination(req, false);
+            Decision {
+                reply: Some((reply, dest)),
+                change: None,
+                outcome: "inform",
+                boot,
+            }
+        }
+        _ => Decision::silent("unhandled_type"),
+    }
+}
+
+fn discover(req: &Message, cfg: &Config, table: &Table, mac: Mac, now: u64) -> Decision {
+    let a = cfg.pool.assign(table, mac, requested_ip(req), now);
+    let Some(ip) = a.ip() else {
+        return Decision::silent("pool_exhausted");
+    };
+    let (reply, boot) = base_reply(req, cfg, MessageType::Offer, ip);
+    let dest = destination(req, false);
+    let hold = Lease {
+        ip,
+        mac,
+        expires: now + OFFER_HOLD_SECS,
+    };
+    let change = (!matches!(a, Assignment::Reserved(_))).then_some(Change::Offer(hold));
+    Decision {
+        reply: Some((reply, dest)),
+        change,
+        outcome: "offer",
+        boot,
+    }
+}
+
+fn request(req: &Message, cfg: &Config, table: &Table, mac: Mac, now: u64) -> Decision {
+    if let Some(sid) = server_id(req) {
+        if sid != cfg.server {
+            // The client took another server's offer.
+            return Decision::silent("chose_another_server");
+        }
+    }
+    // SELECTING and INIT-REBOOT name the address in option 50; RENEWING
+    // and REBINDING in ciaddr.
+    let wanted =
+        requested_ip(req).or_else(|| (!req.ciaddr().is_unspecified()).then_some(req.ciaddr()));
+    let Some(wanted) = wanted else {
+        return Decision::silent("request_without_address");
+    };
+    let a = cfg.pool.assign(table, mac, Some(wanted), now);
+    if a.ip() != Some(wanted) {
+        let mut nak = Message::new_with_id(
+            req.xid(),
+            Ipv4Addr::UNSPECIFIED,
+            Ipv4Addr::UNSPECIFIED,
+            Ipv4Addr::UNSPECIFIED,
+            req.giaddr(),
+            req.chaddr(),
+        );
+        nak.set_opcode(Opcode::BootReply);
+        nak.set_htype(req.htype());
+        nak.set_flags(req.flags());
+        nak.opts_mut()
+            .insert(DhcpOption::MessageType(MessageType::Nak));
+        nak.opts_mut()
+            .insert(DhcpOption::ServerIdentifier(cfg.server));
+        nak.opts_mut().insert(DhcpOption::Message(format!(
+            "{wanted} is not yours: ask again"
+        )));
+        let dest = destination(req, true);
+        return Decision {
+            reply: Some((nak, dest)),
+            change: None,
+            outcome: "nak",
+            boot: None,
+        };
+    }
+    let (reply, boot) = base_reply(req, cfg, MessageType::Ack, wanted);
+    let dest = destination(req, false);
+    let lease = Lease {
+        ip: wanted,
+        mac,
+        expires: now + u64::from(cfg.lease_secs),
+    };
+    Decision {
+        reply: Some((reply, dest)),
+        change: Some(Change::Bind(lease)),
+        outcome: "ack",
+        boot,
+    }
+}
+
+/// An OFFER or ACK for `yiaddr` with the network and boot options.
+fn base_reply(
+    req: &Message,
+    cfg: &Config,
+    kind: MessageType,
+    yiaddr: Ipv4Addr,
+) -> (Message, Option<Choice>) {
+    let mut m = Message::new_with_id(
+        req.xid(),
+        req.ciaddr(),
+        yiaddr,
+        Ipv4Addr::UNSPECIFIED,
+        req.giaddr(),
+        req.chaddr(),
+    );
+    m.set_opcode(Opcode::BootReply);
+    m.set_htype(req.htype());
+    m.set_flags(req.flags());
+    let o = m.opts_mut();
+    o.insert(DhcpOption::MessageType(kind));
+    o.insert(DhcpOption::ServerIdentifier(cfg.server));
+    o.insert(DhcpOption::AddressLeaseTime(cfg.lease_secs));
+    o.insert(DhcpOption::Renewal(cfg.lease_secs / 2));
+    o.insert(DhcpOption::Rebinding(cfg.lease_secs / 8 * 7));
+    o.insert(DhcpOption::SubnetMask(cfg.subnet.netmask()));
+    if let Some(gw) = cfg.gateway {
+        o.insert(DhcpOption::Router(vec![gw]));
+    }
+    if !cfg.dns.is_empty() {
+        o.insert(DhcpOption::DomainNameServer(cfg.dns.clone()));
+    }
+    if let Some(relay) = req.opts().get(OptionCode::RelayAgentInformation) {
+        o.insert(relay.clone());
+    }
+    let client = Client::from_request(req);
+    let choice = choose(&client, &cfg.boot);
+    if let Some(c) = &choice {
+        add_boot_options(&mut m, req, cfg, &client, c);
+    }
+    (m, choice)
+}
+
+fn add_boot_options(m: &mut Message, req: &Message, cfg: &Config, client: &Client, c: &Choice) {
+    m.set_siaddr(cfg.server);
+    m.set_fname_str(c.file.as_str());
+    let o = m.opts_mut();
+    if let BootFile::Tftp(_) = c.file {
+        o.insert(DhcpOption::TFTPServerName(
+            cfg.server.to_string().into_bytes(),
+        ));
+    }
+    o.insert(DhcpOption::BootfileName(
+        c.file.as_str().as_bytes().to_vec(),
+    ));
+    if c.http_client {
+        o.insert(DhcpOption::ClassIdentifier(b"HTTPClient".to_vec()));
+    } else if client.pxe_client {
+        o.insert(DhcpOption::ClassIdentifier(b"PXEClient".to_vec()));
+        // PXE discovery control: take the boot file from this offer, skip
+        // boot-server discovery (sub-option 6 = 8).
+        o.insert(DhcpOption::VendorExtensions(vec![6, 1, 8, 255]));
+    }
+    if client.ipxe {
+        // iPXE: no ProxyDHCP wait (option 175, sub-option 176 = 1).
+        o.insert(DhcpOption::Unknown(UnknownOption::new(
+            OptionCode::Unknown(175),
+            vec![176, 1, 1],
+        )));
+    }
+    if let Some(uuid) = req.opts().get(OptionCode::ClientMachineIdentifier) {
+        o.insert(uuid.clone());
+    }
+}
+
+/// RFC 2131 4.1: relays by unicast to giaddr:67; NAKs and clients that
+/// cannot take unicast by broadcast; bound clients to their address.
+fn destination(req: &Message, nak: bool) -> Dest {
+    if !req.giaddr().is_unspecified() {
+        return Dest::Relay(req.giaddr());
+    }
+    if nak {
+        return Dest::Broadcast;
+    }
+    if !req.ciaddr().is_unspecified() {
+        return Dest::Client(req.ciaddr());
+    }
+    // Without an ARP entry for the new address a unicast cannot reach the
+    // client yet, so answer by broadcast whatever the flag says.
+    Dest::Broadcast
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,251 @@
+use std::collections::HashMap;
+
+use dhcproto::v4::Architecture;
+
+use super::*;
+use crate::spec::BiosLoader;
+
+const MAC: [u8; 6] = [0x52, 0x54, 0, 0xbf, 0, 9];
+
+fn cfg() -> Config {
+    let mut reservations = HashMap::new();
+    reservations.insert(
+        Mac([0x52, 0x54, 0, 0xbf, 0, 1]),
+        Ipv4Addr::new(10, 0, 0, 10),
+    );
+    Config {
+        server: Ipv4Addr::new(10, 0, 0, 2),
+        subnet: "10.0.0.0/24".parse().unwrap(),
+        gateway: Some(Ipv4Addr::new(10, 0, 0, 1)),
+        dns: vec![Ipv4Addr::new(10, 0, 0, 1)],
+        lease_secs: 3600,
+        pool: Pool {
+            first: Ipv4Addr::new(10, 0, 0, 100),
+            last: Ipv4Addr::new(10, 0, 0, 110),
+            reservations,
+            excluded: [Ipv4Addr::new(10, 0, 0, 10)].into_iter().collect(),
+        },
+        boot: BootConfig {
+            bios_loader: BiosLoader::Pxelinux,
+            http_base: "http://10.0.0.2:8080".into(),
+        },
+    }
+}
+
+fn msg(kind: MessageType, mac: [u8; 6], opts: Vec<DhcpOption>) -> Message {
+    let z = Ipv4Addr::UNSPECIFIED;
+    let mut m = Message::new_with_id(0x1234, z, z, z, z, &mac);
+    m.opts_mut().insert(DhcpOption::MessageType(kind));
+    for o in opts {
+        m.opts_mut().insert(o);
+    }
+    m
+}
+
+fn kind(m: &Message) -> MessageType {
+    match m.opts().get(OptionCode::MessageType) {
+        Some(DhcpOption::MessageType(k)) => *k,
+        _ => panic!("no type"),
+    }
+}
+
+#[test]
+fn discover_then_request_binds_a_pool_address_with_network_options() {
+    let c = cfg();
+    let mut t = Table::default();
+    let d = decide(&msg(MessageType::Discover, MAC, vec![]), &c, &t, 1000);
+    let (offer, dest) = d.reply.unwrap();
+    assert_eq!(
+        (kind(&offer), dest, d.outcome),
+        (MessageType::Offer, Dest::Broadcast, "offer")
+    );
+    assert_eq!(offer.yiaddr(), Ipv4Addr::new(10, 0, 0, 100));
+    assert_eq!(offer.xid(), 0x1234);
+    assert!(
+        matches!(offer.opts().get(OptionCode::Router), Some(DhcpOption::Router(r)) if r == &vec![Ipv4Addr::new(10, 0, 0, 1)])
+    );
+    assert!(
+        offer.opts().get(OptionCode::BootfileName).is_none(),
+        "not booting: no boot file"
+    );
+    let Some(Change::Offer(hold)) = d.change else {
+        panic!()
+    };
+    t.insert(hold);
+    let req = msg(
+        MessageType::Request,
+        MAC,
+        vec![
+            DhcpOption::RequestedIpAddress(offer.yiaddr()),
+            DhcpOption::ServerIdentifier(c.server),
+        ],
+    );
+    let d = decide(&req, &c, &t, 1001);
+    let (ack, _) = d.reply.unwrap();
+    assert_eq!(kind(&ack), MessageType::Ack);
+    assert_eq!(
+        d.change,
+        Some(Change::Bind(Lease {
+            ip: offer.yiaddr(),
+            mac: Mac(MAC),
+            expires: 1001 + 3600
+        }))
+    );
+}
+
+#[test]
+fn a_second_client_is_not_offered_a_held_address() {
+    let c = cfg();
+    let mut t = Table::default();
+    let d = decide(&msg(MessageType::Discover, MAC, vec![]), &c, &t, 0);
+    let Some(Change::Offer(hold)) = d.change else {
+        panic!()
+    };
+    t.insert(hold);
+    let other = decide(
+        &msg(MessageType::Discover, [2, 0, 0, 0, 0, 7], vec![]),
+        &c,
+        &t,
+        1,
+    );
+    assert_eq!(
+        other.reply.unwrap().0.yiaddr(),
+        Ipv4Addr::new(10, 0, 0, 101)
+    );
+}
+
+#[test]
+fn reservations_and_pxe_boot_options() {
+    let c = cfg();
+    let opts = vec![
+        DhcpOption::ClientSystemArchitecture(Architecture(0)),
+        DhcpOption::ClassIdentifier(b"PXEClient:Arch:00000:UNDI:002001".to_vec()),
+        DhcpOption::ClientMachineIdentifier(vec![0; 17]),
+    ];
+    let d = decide(
+        &msg(MessageType::Discover, [0x52, 0x54, 0, 0xbf, 0, 1], opts),
+        &c,
+        &Table::default(),
+        0,
+    );
+    let (offer, _) = d.reply.unwrap();
+    assert_eq!(offer.yiaddr(), Ipv4Addr::new(10, 0, 0, 10));
+    assert_eq!(offer.siaddr(), c.server);
+    assert_eq!(offer.fname_str().unwrap().unwrap(), "pxelinux.0");
+    assert!(
+        matches!(offer.opts().get(OptionCode::ClassIdentifier), Some(DhcpOption::ClassIdentifier(v)) if v == b"PXEClient")
+    );
+    assert!(
+        matches!(offer.opts().get(OptionCode::VendorExtensions), Some(DhcpOption::VendorExtensions(v)) if v == &vec![6, 1, 8, 255])
+    );
+    assert!(
+        offer
+            .opts()
+            .get(OptionCode::ClientMachineIdentifier)
+            .is_some(),
+        "option 97 echoed"
+    );
+    assert!(d.change.is_none(), "a reservation needs no hold");
+}
+
+#[test]
+fn ipxe_gets_option_175_and_the_script() {
+    let opts = vec![
+        DhcpOption::ClientSystemArchitecture(Architecture(7)),
+        DhcpOption::UserClass(b"iPXE".to_vec()),
+    ];
+    let d = decide(
+        &msg(MessageType::Discover, MAC, opts),
+        &cfg(),
+        &Table::default(),
+        0,
+    );
+    let (offer, _) = d.reply.unwrap();
+    assert_eq!(
+        offer.fname_str().unwrap().unwrap(),
+        "http://10.0.0.2:8080/boot.ipxe"
+    );
+    assert!(
+        matches!(offer.opts().get(OptionCode::Unknown(175)), Some(DhcpOption::Unknown(u)) if u.data() == [176, 1, 1])
+    );
+}
+
+#[test]
+fn a_request_for_someone_elses_address_is_naked_by_broadcast() {
+    let c = cfg();
+    let req = msg(
+        MessageType::Request,
+        MAC,
+        vec![DhcpOption::RequestedIpAddress(Ipv4Addr::new(10, 0, 0, 10))],
+    );
+    let d = decide(&req, &c, &Table::default(), 0);
+    let (nak, dest) = d.reply.unwrap();
+    assert_eq!(
+        (kind(&nak), dest, d.outcome),
+        (MessageType::Nak, Dest::Broadcast, "nak")
+    );
+}
+
+#[test]
+fn renewal_is_unicast_and_relayed_requests_go_to_the_relay() {
+    let c = cfg();
+    let mut t = Table::default();
+    let ip = Ipv4Addr::new(10, 0, 0, 105);
+    t.insert(Lease {
+        ip,
+        mac: Mac(MAC),
+        expires: 10,
+    });
+    let mut renew = msg(MessageType::Request, MAC, vec![]);
+    renew.set_ciaddr(ip);
+    let d = decide(&renew, &c, &t, 100);
+    assert_eq!(d.reply.as_ref().unwrap().1, Dest::Client(ip));
+    assert_eq!(d.outcome, "ack");
+    let mut relayed = msg(MessageType::Discover, [2, 0, 0, 0, 0, 8], vec![]);
+    relayed.set_giaddr(Ipv4Addr::new(10, 0, 0, 254));
+    let d = decide(&relayed, &c, &t, 100);
+    assert_eq!(
+        d.reply.unwrap().1,
+        Dest::Relay(Ipv4Addr::new(10, 0, 0, 254))
+    );
+}
+
+#[test]
+fn release_decline_and_other_servers() {
+    let c = cfg();
+    let t = Table::default();
+    let mut rel = msg(MessageType::Release, MAC, vec![]);
+    rel.set_ciaddr(Ipv4Addr::new(10, 0, 0, 100));
+    assert_eq!(
+        decide(&rel, &c, &t, 0).change,
+        Some(Change::Release {
+            ip: Ipv4Addr::new(10, 0, 0, 100),
+            mac: Mac(MAC)
+        })
+    );
+    let dec = msg(
+        MessageType::Decline,
+        MAC,
+        vec![
+            DhcpOption::RequestedIpAddress(Ipv4Addr::new(10, 0, 0, 100)),
+            DhcpOption::ServerIdentifier(c.server),
+        ],
+    );
+    assert_eq!(
+        decide(&dec, &c, &t, 5).change,
+        Some(Change::Decline {
+            ip: Ipv4Addr::new(10, 0, 0, 100),
+            until: 605
+        })
+    );
+    let other = msg(
+        MessageType::Request,
+        MAC,
+        vec![
+            DhcpOption::RequestedIpAddress(Ipv4Addr::new(10, 0, 0, 100)),
+            DhcpOption::ServerIdentifier(Ipv4Addr::new(10, 0, 0, 3)),
+        ],
+    );
+    let d = decide(&other, &c, &t, 0);
+    assert!(d.reply.is_none() && d.outcome == "chose_another_server");
+}
