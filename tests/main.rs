@@ -7,6 +7,7 @@ mod support;
 mod bad_input;
 mod browser_run;
 mod cli;
+mod dhcp;
 mod etcd_cluster;
 mod examples;
 mod golden;

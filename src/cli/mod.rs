@@ -3,6 +3,7 @@
 
 mod check;
 mod completions;
+mod dhcp;
 mod prepare;
 mod render;
 mod tftp;
@@ -41,6 +42,7 @@ enum Command {
     Check(check::Args),
     Render(render::Args),
     Tftp(tftp::Args),
+    Dhcp(dhcp::Args),
     Completions(completions::Args),
 }
 
@@ -159,6 +161,7 @@ pub fn main() -> ExitCode {
         Command::Check(args) => check::run(args, &state_dir),
         Command::Render(args) => render::run(args, &state_dir),
         Command::Tftp(args) => tftp::run(args, &state_dir),
+        Command::Dhcp(args) => dhcp::run(args, &state_dir),
         Command::Completions(args) => completions::run(args),
     };
     match result {

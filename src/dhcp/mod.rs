@@ -6,5 +6,8 @@
 //! lease store and the sockets come next.
 
 pub mod boot;
+pub mod config;
 pub mod policy;
 pub mod pool;
+pub mod server;
+pub mod store;

@@ -1,0 +1,332 @@
+//! The DHCP server against busybox udhcpc in network namespaces joined by
+//! a veth pair that the test creates and removes. Needs root, busybox and
+//! iproute2; skips with a message without them. CI runs it.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+fn run(args: &[&str]) {
+    let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Two namespaces, `srv` and `cli`, joined by a veth pair.
+struct Segment {
+    srv: String,
+    cli: String,
+    srv_if: String,
+    cli_if: String,
+}
+
+impl Segment {
+    fn new(tag: &str) -> Segment {
+        let id = std::process::id() % 100_000;
+        let s = Segment {
+            srv: format!("bfd-srv-{tag}-{id}"),
+            cli: format!("bfd-cli-{tag}-{id}"),
+            srv_if: format!("bs{tag}{id}"),
+            cli_if: format!("bc{tag}{id}"),
+        };
+        for ns in [&s.srv, &s.cli] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).output();
+            run(&["ip", "netns", "add", ns]);
+        }
+        run(&[
+            "ip", "link", "add", &s.srv_if, "netns", &s.srv, "type", "veth", "peer", "name",
+            &s.cli_if, "netns", &s.cli,
+        ]);
+        run(&[
+            "ip",
+            "-n",
+            &s.srv,
+            "addr",
+            "add",
+            "10.77.0.2/24",
+            "dev",
+            &s.srv_if,
+        ]);
+        run(&["ip", "-n", &s.srv, "link", "set", &s.srv_if, "up"]);
+        run(&["ip", "-n", &s.cli, "link", "set", &s.cli_if, "up"]);
+        s
+    }
+
+    fn set_client_mac(&self, mac: &str) {
+        run(&[
+            "ip",
+            "-n",
+            &self.cli,
+            "link",
+            "set",
+            &self.cli_if,
+            "address",
+            mac,
+        ]);
+    }
+}
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        for ns in [&self.srv, &self.cli] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).output();
+        }
+    }
+}
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spec(iface: &str) -> String {
+    format!(
+        r#"[cluster]
+name = "dhcptest"
+
+[network]
+interface = "{iface}"
+subnet = "10.77.0.0/24"
+server = "10.77.0.2"
+gateway = "10.77.0.1"
+dns = ["10.77.0.53"]
+dynamic_range = ["10.77.0.100", "10.77.0.150"]
+lease_time = "1h"
+
+[boot]
+kernel = "k/vmlinuz"
+initrd = "k/initrd.gz"
+bios_loader = "pxelinux"
+
+[[nodes]]
+name = "n1"
+mac = "52:54:00:77:00:10"
+ip = "10.77.0.10"
+roles = ["etcd", "worker"]
+"#
+    )
+}
+
+fn start(seg: &Segment, dir: &Path) -> Server {
+    std::fs::write(dir.join("spec.toml"), spec(&seg.srv_if)).unwrap();
+    let state = dir.join("state");
+    let mut child = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &seg.srv,
+            env!("CARGO_BIN_EXE_bootfleet"),
+            "--state-dir",
+            state.to_str().unwrap(),
+            "dhcp",
+        ])
+        .arg(dir.join("spec.toml"))
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(dir.join("dhcp.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(
+        line.starts_with("listening"),
+        "server did not start: {line:?} {}",
+        std::fs::read_to_string(dir.join("dhcp.log")).unwrap_or_default()
+    );
+    Server(child)
+}
+
+/// Runs udhcpc once in the client namespace; returns the variables its
+/// script saw on `bound`.
+fn udhcpc(seg: &Segment, dir: &Path, extra: &[&str]) -> HashMap<String, String> {
+    let out = dir.join("bound.env");
+    let _ = std::fs::remove_file(&out);
+    let script = dir.join("script.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n[ \"$1\" = bound ] && env > {}\nexit 0\n",
+            out.display()
+        ),
+    )
+    .unwrap();
+    run(&["chmod", "+x", script.to_str().unwrap()]);
+    let mut args = vec![
+        "netns",
+        "exec",
+        &seg.cli,
+        "busybox",
+        "udhcpc",
+        "-i",
+        &seg.cli_if,
+        "-f",
+        "-q",
+        "-n",
+        "-t",
+        "5",
+        "-T",
+        "1",
+        "-s",
+        script.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let o = Command::new("ip").args(&args).output().unwrap();
+    assert!(
+        o.status.success(),
+        "udhcpc {extra:?}: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    std::fs::read_to_string(&out)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+fn ready() -> bool {
+    let ok = is_root()
+        && Command::new("busybox").arg("--help").output().is_ok()
+        && Command::new("ip").arg("-V").output().is_ok();
+    if !ok {
+        eprintln!("SKIP: needs root, busybox and iproute2");
+    }
+    ok
+}
+
+#[test]
+fn udhcpc_gets_its_reservation_a_pool_address_and_the_right_boot_file_needs_root() {
+    if !ready() {
+        return;
+    }
+    let seg = Segment::new("a");
+    let dir = tempfile::tempdir().unwrap();
+    let _server = start(&seg, dir.path());
+
+    seg.set_client_mac("52:54:00:77:00:10");
+    let env = udhcpc(&seg, dir.path(), &[]);
+    assert_eq!(
+        env.get("ip").map(String::as_str),
+        Some("10.77.0.10"),
+        "{env:?}"
+    );
+    assert_eq!(env.get("router").map(String::as_str), Some("10.77.0.1"));
+    assert_eq!(env.get("dns").map(|d| d.trim()), Some("10.77.0.53"));
+    assert_eq!(env.get("subnet").map(String::as_str), Some("255.255.255.0"));
+    assert_eq!(env.get("serverid").map(String::as_str), Some("10.77.0.2"));
+    assert!(
+        !env.contains_key("boot_file"),
+        "the booted OS gets no boot file: {env:?}"
+    );
+
+    // Option 93 and user class decide the boot file.
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["-x", "0x5d:0000", "-V", "PXEClient:Arch:00000:UNDI:002001"],
+            "pxelinux.0",
+        ),
+        (
+            &["-x", "0x5d:0007", "-V", "PXEClient:Arch:00007:UNDI:003016"],
+            "ipxe.efi",
+        ),
+        (
+            &["-x", "0x5d:000b", "-V", "PXEClient:Arch:00011:UNDI:003016"],
+            "ipxe-arm64.efi",
+        ),
+        (
+            &["-x", "0x5d:0010", "-V", "HTTPClient:Arch:00016:UNDI:003016"],
+            "http://10.77.0.2:8080/assets/ipxe.efi",
+        ),
+        (
+            &["-x", "0x5d:0000", "-x", "0x4d:69505845"],
+            "http://10.77.0.2:8080/boot.ipxe",
+        ),
+        (
+            &["-x", "0x5d:002a", "-V", "PXEClient:Arch:00042:UNDI:003016"],
+            "pxelinux.0",
+        ),
+    ];
+    for (args, file) in cases {
+        let env = udhcpc(&seg, dir.path(), args);
+        assert_eq!(
+            env.get("boot_file").map(String::as_str),
+            Some(*file),
+            "{args:?}: {env:?}"
+        );
+        assert_eq!(env.get("ip").map(String::as_str), Some("10.77.0.10"));
+        if !file.starts_with("http") {
+            assert_eq!(env.get("siaddr").map(String::as_str), Some("10.77.0.2"));
+        }
+    }
+    let log = std::fs::read_to_string(dir.path().join("dhcp.log")).unwrap();
+    assert!(
+        log.contains("unknown client architecture") && log.contains("arch=42"),
+        "{log}"
+    );
+
+    // An unknown machine gets the first pool address, and keeps it.
+    seg.set_client_mac("02:00:00:77:00:99");
+    let env = udhcpc(&seg, dir.path(), &[]);
+    assert_eq!(
+        env.get("ip").map(String::as_str),
+        Some("10.77.0.100"),
+        "{env:?}"
+    );
+    let env = udhcpc(&seg, dir.path(), &[]);
+    assert_eq!(env.get("ip").map(String::as_str), Some("10.77.0.100"));
+}
+
+#[test]
+fn leases_survive_sigkill_and_no_address_goes_to_two_macs_needs_root() {
+    if !ready() {
+        return;
+    }
+    let seg = Segment::new("b");
+    let dir = tempfile::tempdir().unwrap();
+    let mut granted = Vec::new();
+    {
+        let _server = start(&seg, dir.path());
+        for n in 0..3 {
+            let mac = format!("02:00:00:77:01:{n:02x}");
+            seg.set_client_mac(&mac);
+            let env = udhcpc(&seg, dir.path(), &[]);
+            granted.push((mac, env.get("ip").cloned().unwrap()));
+        }
+        // Dropping the server sends SIGKILL: no clean shutdown.
+    }
+    let ips: std::collections::HashSet<_> = granted.iter().map(|(_, ip)| ip.clone()).collect();
+    assert_eq!(ips.len(), 3, "{granted:?}");
+    let _server = start(&seg, dir.path());
+    // A new machine first: it must not get any address granted before.
+    seg.set_client_mac("02:00:00:77:02:00");
+    let newcomer = udhcpc(&seg, dir.path(), &[]).get("ip").cloned().unwrap();
+    assert!(!ips.contains(&newcomer), "{newcomer} was already leased");
+    for (mac, ip) in &granted {
+        seg.set_client_mac(mac);
+        let env = udhcpc(&seg, dir.path(), &["-r", ip]);
+        assert_eq!(env.get("ip"), Some(ip), "{mac} after the crash");
+    }
+    let log = std::fs::read_to_string(dir.path().join("dhcp.log")).unwrap();
+    assert!(
+        log.contains("leases recovered leases=3"),
+        "the restarted server recovered the three leases: {log}"
+    );
+}
