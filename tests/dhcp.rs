@@ -330,3 +330,70 @@ fn leases_survive_sigkill_and_no_address_goes_to_two_macs_needs_root() {
         "the restarted server recovered the three leases: {log}"
     );
 }
+
+#[test]
+fn a_relayed_request_is_answered_by_unicast_to_the_relay_with_option_82_needs_root() {
+    use dhcproto::v4::{DhcpOption, Message, MessageType, relay};
+    use dhcproto::{Decodable, Decoder, Encodable};
+    if !ready() || Command::new("python3").arg("--version").output().is_err() {
+        eprintln!("SKIP: also needs python3 to play the relay");
+        return;
+    }
+    let seg = Segment::new("r");
+    run(&[
+        "ip",
+        "-n",
+        &seg.cli,
+        "addr",
+        "add",
+        "10.77.0.1/24",
+        "dev",
+        &seg.cli_if,
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let _server = start(&seg, dir.path());
+    let z = std::net::Ipv4Addr::UNSPECIFIED;
+    let relay_ip = std::net::Ipv4Addr::new(10, 77, 0, 1);
+    let mut m = Message::new_with_id(0xbf01, z, z, z, relay_ip, &[2, 0, 0, 0x77, 3, 1]);
+    m.set_hops(1);
+    m.opts_mut()
+        .insert(DhcpOption::MessageType(MessageType::Discover));
+    let mut info = relay::RelayAgentInformation::default();
+    info.insert(relay::RelayInfo::AgentCircuitId(b"rack1-port7".to_vec()));
+    m.opts_mut().insert(DhcpOption::RelayAgentInformation(info));
+    let request = hex::encode(m.to_vec().unwrap());
+    // The relay: send from 10.77.0.1:67 to the server, wait for the answer on 67.
+    let script = format!(
+        "import socket,sys\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('10.77.0.1',67))\ns.settimeout(5)\ns.sendto(bytes.fromhex('{request}'),('10.77.0.2',67))\nd,a=s.recvfrom(2048)\nprint(a[0],a[1],d.hex())\n"
+    );
+    let out = Command::new("ip")
+        .args(["netns", "exec", &seg.cli, "python3", "-c", &script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut parts = text.split_whitespace();
+    assert_eq!(
+        (parts.next(), parts.next()),
+        (Some("10.77.0.2"), Some("67")),
+        "{text}"
+    );
+    let reply = Message::decode(&mut Decoder::new(
+        &hex::decode(parts.next().unwrap()).unwrap(),
+    ))
+    .unwrap();
+    assert_eq!(reply.xid(), 0xbf01);
+    assert_eq!(reply.giaddr(), relay_ip);
+    assert_eq!(reply.yiaddr(), std::net::Ipv4Addr::new(10, 77, 0, 100));
+    let Some(DhcpOption::RelayAgentInformation(echo)) = reply
+        .opts()
+        .get(dhcproto::v4::OptionCode::RelayAgentInformation)
+    else {
+        panic!("option 82 not echoed: {reply:?}")
+    };
+    assert!(format!("{echo:?}").contains("AgentCircuitId"), "{echo:?}");
+}
