@@ -397,3 +397,115 @@ fn a_relayed_request_is_answered_by_unicast_to_the_relay_with_option_82_needs_ro
     };
     assert!(format!("{echo:?}").contains("AgentCircuitId"), "{echo:?}");
 }
+
+/// Runs `client` (dhclient or dhcpcd) once in the client namespace with a
+/// script that records its environment; returns the variables of BOUND.
+fn isc_or_dhcpcd(seg: &Segment, dir: &Path, client: &str) -> HashMap<String, String> {
+    let env_file = dir.join(format!("{client}.env"));
+    let _ = std::fs::remove_file(&env_file);
+    let script = dir.join(format!("{client}.sh"));
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n[ \"$reason\" = BOUND ] && env > {}\nexit 0\n",
+            env_file.display()
+        ),
+    )
+    .unwrap();
+    run(&["chmod", "+x", script.to_str().unwrap()]);
+    let (lf, pf) = (dir.join("dhclient.leases"), dir.join("dhclient.pid"));
+    let args: Vec<String> = match client {
+        "dhclient" => vec![
+            "dhclient".into(),
+            "-1".into(),
+            "-sf".into(),
+            script.display().to_string(),
+            "-lf".into(),
+            lf.display().to_string(),
+            "-pf".into(),
+            pf.display().to_string(),
+            seg.cli_if.clone(),
+        ],
+        _ => vec![
+            "dhcpcd".into(),
+            "-4".into(),
+            "-A".into(),
+            "-B".into(),
+            "-1".into(),
+            "-t".into(),
+            "8".into(),
+            "-c".into(),
+            script.display().to_string(),
+            seg.cli_if.clone(),
+        ],
+    };
+    let mut cmd = Command::new("timeout");
+    cmd.args(["-k", "2", "20", "ip", "netns", "exec", &seg.cli])
+        .args(&args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let status = cmd.status().unwrap();
+    assert!(status.success(), "{client} failed: {status}");
+    if let Ok(pid) = std::fs::read_to_string(&pf) {
+        let _ = Command::new("kill").arg(pid.trim()).status();
+        let _ = std::fs::remove_file(&pf);
+    }
+    // dhcpcd configures the address; take it away for the next client.
+    let _ = Command::new("ip")
+        .args(["-n", &seg.cli, "addr", "flush", "dev", &seg.cli_if])
+        .status();
+    std::fs::read_to_string(&env_file)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.trim_matches('\'').to_owned()))
+        .collect()
+}
+
+#[test]
+fn dhclient_and_dhcpcd_get_their_reservation_and_a_pool_address_needs_root() {
+    let have = |tool: &str| {
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!("command -v {tool}"))
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !ready() || !have("dhclient") || !have("dhcpcd") {
+        eprintln!("SKIP: also needs dhclient (isc-dhcp-client) and dhcpcd (dhcpcd-base)");
+        return;
+    }
+    let seg = Segment::new("c");
+    let dir = tempfile::tempdir().unwrap();
+    let _server = start(&seg, dir.path());
+    for (client, mac, want) in [
+        ("dhclient", "52:54:00:77:00:10", "10.77.0.10"),
+        ("dhcpcd", "52:54:00:77:00:10", "10.77.0.10"),
+        ("dhclient", "02:00:00:77:05:01", "10.77.0.100"),
+        ("dhcpcd", "02:00:00:77:05:02", "10.77.0.101"),
+    ] {
+        seg.set_client_mac(mac);
+        let env = isc_or_dhcpcd(&seg, dir.path(), client);
+        assert_eq!(
+            env.get("new_ip_address").map(String::as_str),
+            Some(want),
+            "{client} {mac}: {env:?}"
+        );
+        assert_eq!(
+            env.get("new_routers").map(String::as_str),
+            Some("10.77.0.1"),
+            "{client}"
+        );
+        assert_eq!(
+            env.get("new_domain_name_servers").map(|d| d.trim()),
+            Some("10.77.0.53"),
+            "{client}"
+        );
+        assert_eq!(
+            env.get("new_subnet_mask").map(String::as_str),
+            Some("255.255.255.0"),
+            "{client}"
+        );
+    }
+}
