@@ -11,3 +11,4 @@ pub mod policy;
 pub mod pool;
 pub mod server;
 pub mod store;
+pub mod wire;

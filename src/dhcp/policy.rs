@@ -77,8 +77,11 @@ impl Decision {
 
 /// The client's MAC, from chaddr (Ethernet only).
 pub fn client_mac(req: &Message) -> Option<Mac> {
+    if req.hlen() != 6 {
+        return None;
+    }
     let ch = req.chaddr();
-    (ch.len() >= 6 && req.hlen() == 6).then(|| Mac([ch[0], ch[1], ch[2], ch[3], ch[4], ch[5]]))
+    (ch.len() >= 6).then(|| Mac([ch[0], ch[1], ch[2], ch[3], ch[4], ch[5]]))
 }
 
 fn requested_ip(req: &Message) -> Option<Ipv4Addr> {

@@ -10,7 +10,7 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use dhcproto::{Decodable, Decoder, Encodable, v4::Message};
+use dhcproto::Encodable;
 use socket2::{Domain, Protocol, Socket, Type};
 use tracing::{debug, info, warn};
 
@@ -107,7 +107,7 @@ impl<S: LeaseStore> Server<S> {
     /// Handles one datagram.
     pub fn handle(&mut self, socket: &UdpSocket, datagram: &[u8], from: SocketAddr) {
         self.stats.received.fetch_add(1, Ordering::Relaxed);
-        let req = match Message::decode(&mut Decoder::new(datagram)) {
+        let req = match super::wire::decode(datagram) {
             Ok(m) => m,
             Err(e) => {
                 self.stats.malformed.fetch_add(1, Ordering::Relaxed);

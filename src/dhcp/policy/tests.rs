@@ -249,3 +249,53 @@ fn release_decline_and_other_servers() {
     let d = decide(&other, &c, &t, 0);
     assert!(d.reply.is_none() && d.outcome == "chose_another_server");
 }
+
+#[test]
+fn random_and_mutated_datagrams_never_panic_the_decoder_or_the_policy() {
+    use dhcproto::Encodable;
+    let c = cfg();
+    let t = Table::default();
+    let seed_msg = msg(
+        MessageType::Discover,
+        MAC,
+        vec![
+            DhcpOption::ClientSystemArchitecture(Architecture(7)),
+            DhcpOption::ClassIdentifier(b"PXEClient:Arch:00007".to_vec()),
+            DhcpOption::UserClass(b"\x04iPXE".to_vec()),
+            DhcpOption::RequestedIpAddress(Ipv4Addr::new(10, 0, 0, 100)),
+        ],
+    );
+    let seed = seed_msg.to_vec().unwrap();
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut rnd = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut decoded = 0;
+    for i in 0..50_000 {
+        let mut bytes = seed.clone();
+        match i % 3 {
+            0 => {
+                for _ in 0..(1 + rnd() % 8) {
+                    let at = (rnd() as usize) % bytes.len();
+                    bytes[at] = rnd() as u8;
+                }
+            }
+            1 => bytes.truncate((rnd() as usize) % bytes.len()),
+            _ => bytes = (0..(rnd() % 600)).map(|_| rnd() as u8).collect(),
+        }
+        if let Ok(m) = crate::dhcp::wire::decode(&bytes) {
+            decoded += 1;
+            let d = decide(&m, &c, &t, 1000);
+            if let Some((reply, _)) = d.reply {
+                reply.to_vec().unwrap();
+            }
+        }
+    }
+    assert!(
+        decoded > 10_000,
+        "the mutations should mostly still decode ({decoded})"
+    );
+}
