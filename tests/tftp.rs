@@ -17,7 +17,9 @@ use crate::support::*;
 struct Server {
     child: Child,
     port: u16,
-    root: tempfile::TempDir,
+    /// Holds `root/` (served), `outside` (a file a symlink escapes to) and
+    /// the server's log; removed with the server.
+    base: tempfile::TempDir,
     log: PathBuf,
 }
 
@@ -49,32 +51,25 @@ const FIXTURES: &[(&str, usize)] = &[
 ];
 
 fn start(extra: &[&str]) -> Server {
-    let root = tempfile::tempdir().unwrap();
+    let base = tempfile::tempdir().unwrap();
+    let root = base.path().join("root");
+    std::fs::create_dir(&root).unwrap();
     for (i, (name, len)) in FIXTURES.iter().enumerate() {
-        std::fs::write(root.path().join(name), bytes(*len, i as u64 + 7)).unwrap();
+        std::fs::write(root.join(name), bytes(*len, i as u64 + 7)).unwrap();
     }
-    std::fs::write(root.path().join("text.txt"), "line one\nline two\r\nend\n").unwrap();
-    std::fs::create_dir(root.path().join("sub")).unwrap();
-    std::fs::write(root.path().join("sub/inner.bin"), b"inner").unwrap();
-    let outside = root
-        .path()
-        .parent()
-        .unwrap()
-        .join(format!("outside-{}", std::process::id()));
-    std::fs::write(&outside, "secret").unwrap();
-    std::os::unix::fs::symlink(&outside, root.path().join("escape")).unwrap();
-    let log = root.path().join("..").join(format!(
-        "tftp-{}-{}.log",
-        std::process::id(),
-        root.path().file_name().unwrap().to_string_lossy()
-    ));
+    std::fs::write(root.join("text.txt"), "line one\nline two\r\nend\n").unwrap();
+    std::fs::create_dir(root.join("sub")).unwrap();
+    std::fs::write(root.join("sub/inner.bin"), b"inner").unwrap();
+    std::fs::write(base.path().join("outside"), "secret").unwrap();
+    std::os::unix::fs::symlink(base.path().join("outside"), root.join("escape")).unwrap();
+    let log = base.path().join("tftp.log");
     let state = fixed_state();
     let mut args = vec![
         "--state-dir",
         state.path().to_str().unwrap(),
         "tftp",
         "--root",
-        root.path().to_str().unwrap(),
+        root.to_str().unwrap(),
         "--listen",
         "127.0.0.1:0",
     ];
@@ -99,14 +94,14 @@ fn start(extra: &[&str]) -> Server {
     Server {
         child,
         port,
-        root,
+        base,
         log,
     }
 }
 
 impl Server {
     fn file(&self, name: &str) -> Vec<u8> {
-        std::fs::read(self.root.path().join(name)).unwrap()
+        std::fs::read(self.base.path().join("root").join(name)).unwrap()
     }
 
     fn log(&self) -> String {
@@ -494,7 +489,7 @@ fn writes_are_refused_with_error_2() {
             + &String::from_utf8_lossy(&out.stderr);
         assert!(text.contains("read-only"), "tftp-hpa put: {text}");
     }
-    assert!(!s.root.path().join("new.bin").exists());
+    assert!(!s.base.path().join("root/new.bin").exists());
     assert!(s.log().contains("write request refused"), "{}", s.log());
 }
 
