@@ -3,31 +3,15 @@
 //! iproute2; skips with a message without them. CI runs it.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
-}
-
-fn run(args: &[&str]) {
-    let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+use crate::support::*;
 
 /// Two namespaces, `srv` and `cli`, joined by a veth pair.
 struct Segment {
-    srv: String,
-    cli: String,
+    srv: Netns,
+    cli: Netns,
     srv_if: String,
     cli_if: String,
 }
@@ -36,31 +20,38 @@ impl Segment {
     fn new(tag: &str) -> Segment {
         let id = std::process::id() % 100_000;
         let s = Segment {
-            srv: format!("bfd-srv-{tag}-{id}"),
-            cli: format!("bfd-cli-{tag}-{id}"),
+            srv: Netns::new(&format!("bfd-srv-{tag}-{id}")),
+            cli: Netns::new(&format!("bfd-cli-{tag}-{id}")),
             srv_if: format!("bs{tag}{id}"),
             cli_if: format!("bc{tag}{id}"),
         };
-        for ns in [&s.srv, &s.cli] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).output();
-            run(&["ip", "netns", "add", ns]);
-        }
         run(&[
-            "ip", "link", "add", &s.srv_if, "netns", &s.srv, "type", "veth", "peer", "name",
-            &s.cli_if, "netns", &s.cli,
+            "ip",
+            "link",
+            "add",
+            &s.srv_if,
+            "netns",
+            &s.srv.name,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &s.cli_if,
+            "netns",
+            &s.cli.name,
         ]);
         run(&[
             "ip",
             "-n",
-            &s.srv,
+            &s.srv.name,
             "addr",
             "add",
             "10.77.0.2/24",
             "dev",
             &s.srv_if,
         ]);
-        run(&["ip", "-n", &s.srv, "link", "set", &s.srv_if, "up"]);
-        run(&["ip", "-n", &s.cli, "link", "set", &s.cli_if, "up"]);
+        run(&["ip", "-n", &s.srv.name, "link", "set", &s.srv_if, "up"]);
+        run(&["ip", "-n", &s.cli.name, "link", "set", &s.cli_if, "up"]);
         s
     }
 
@@ -68,30 +59,13 @@ impl Segment {
         run(&[
             "ip",
             "-n",
-            &self.cli,
+            &self.cli.name,
             "link",
             "set",
             &self.cli_if,
             "address",
             mac,
         ]);
-    }
-}
-
-impl Drop for Segment {
-    fn drop(&mut self) {
-        for ns in [&self.srv, &self.cli] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).output();
-        }
-    }
-}
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 
@@ -123,34 +97,22 @@ roles = ["etcd", "worker"]
     )
 }
 
-fn start(seg: &Segment, dir: &Path) -> Server {
+fn start(seg: &Segment, dir: &Path) -> Running {
     std::fs::write(dir.join("spec.toml"), spec(&seg.srv_if)).unwrap();
     let state = dir.join("state");
-    let mut child = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &seg.srv,
-            env!("CARGO_BIN_EXE_bootfleet"),
-            "--state-dir",
-            state.to_str().unwrap(),
-            "dhcp",
-        ])
-        .arg(dir.join("spec.toml"))
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(dir.join("dhcp.log")).unwrap())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let bin = env!("CARGO_BIN_EXE_bootfleet");
+    let mut cmd = seg
+        .srv
+        .exec(&[bin, "--state-dir", state.to_str().unwrap(), "dhcp"]);
+    cmd.arg(dir.join("spec.toml"))
+        .stderr(std::fs::File::create(dir.join("dhcp.log")).unwrap());
+    let (server, line) = spawn_until_line(&mut cmd);
     assert!(
         line.starts_with("listening"),
         "server did not start: {line:?} {}",
         std::fs::read_to_string(dir.join("dhcp.log")).unwrap_or_default()
     );
-    Server(child)
+    server
 }
 
 /// Runs udhcpc once in the client namespace; returns the variables its
@@ -171,7 +133,7 @@ fn udhcpc(seg: &Segment, dir: &Path, extra: &[&str]) -> HashMap<String, String> 
     let mut args = vec![
         "netns",
         "exec",
-        &seg.cli,
+        &seg.cli.name,
         "busybox",
         "udhcpc",
         "-i",
@@ -194,12 +156,7 @@ fn udhcpc(seg: &Segment, dir: &Path, extra: &[&str]) -> HashMap<String, String> 
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     );
-    std::fs::read_to_string(&out)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect()
+    read_env(&out)
 }
 
 fn ready() -> bool {
@@ -343,7 +300,7 @@ fn a_relayed_request_is_answered_by_unicast_to_the_relay_with_option_82_needs_ro
     run(&[
         "ip",
         "-n",
-        &seg.cli,
+        &seg.cli.name,
         "addr",
         "add",
         "10.77.0.1/24",
@@ -367,7 +324,7 @@ fn a_relayed_request_is_answered_by_unicast_to_the_relay_with_option_82_needs_ro
         "import socket,sys\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('10.77.0.1',67))\ns.settimeout(5)\ns.sendto(bytes.fromhex('{request}'),('10.77.0.2',67))\nd,a=s.recvfrom(2048)\nprint(a[0],a[1],d.hex())\n"
     );
     let out = Command::new("ip")
-        .args(["netns", "exec", &seg.cli, "python3", "-c", &script])
+        .args(["netns", "exec", &seg.cli.name, "python3", "-c", &script])
         .output()
         .unwrap();
     assert!(
@@ -440,7 +397,7 @@ fn isc_or_dhcpcd(seg: &Segment, dir: &Path, client: &str) -> HashMap<String, Str
         ],
     };
     let mut cmd = Command::new("timeout");
-    cmd.args(["-k", "2", "20", "ip", "netns", "exec", &seg.cli])
+    cmd.args(["-k", "2", "20", "ip", "netns", "exec", &seg.cli.name])
         .args(&args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -453,25 +410,13 @@ fn isc_or_dhcpcd(seg: &Segment, dir: &Path, client: &str) -> HashMap<String, Str
     }
     // dhcpcd configures the address; take it away for the next client.
     let _ = Command::new("ip")
-        .args(["-n", &seg.cli, "addr", "flush", "dev", &seg.cli_if])
+        .args(["-n", &seg.cli.name, "addr", "flush", "dev", &seg.cli_if])
         .status();
-    std::fs::read_to_string(&env_file)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.trim_matches('\'').to_owned()))
-        .collect()
+    read_env(&env_file)
 }
 
 #[test]
 fn dhclient_and_dhcpcd_get_their_reservation_and_a_pool_address_needs_root() {
-    let have = |tool: &str| {
-        Command::new("sh")
-            .arg("-c")
-            .arg(format!("command -v {tool}"))
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
     if !ready() || !have("dhclient") || !have("dhcpcd") {
         eprintln!("SKIP: also needs dhclient (isc-dhcp-client) and dhcpcd (dhcpcd-base)");
         return;

@@ -2,10 +2,9 @@
 //! tftp-hpa, busybox and the `tftpd` crate's client. Each test skips with a
 //! message when its client is not installed; CI installs them all.
 
-use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use bootfleet::tftp::packet::Packet;
@@ -15,19 +14,12 @@ use crate::support::*;
 
 /// A running `bootfleet tftp` on 127.0.0.1 with fixture files.
 struct Server {
-    child: Child,
+    _process: Running,
     port: u16,
     /// Holds `root/` (served), `outside` (a file a symlink escapes to) and
     /// the server's log; removed with the server.
     base: tempfile::TempDir,
     log: PathBuf,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Deterministic pseudo-random bytes.
@@ -74,17 +66,11 @@ fn start(extra: &[&str]) -> Server {
         "127.0.0.1:0",
     ];
     args.extend_from_slice(extra);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bootfleet"))
-        .args(&args)
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_bootfleet"));
+    cmd.args(&args)
         .env("BOOTFLEET_LOG", "debug")
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+        .stderr(std::fs::File::create(&log).unwrap());
+    let (process, line) = spawn_until_line(&mut cmd);
     let port = line
         .trim()
         .rsplit(':')
@@ -92,7 +78,7 @@ fn start(extra: &[&str]) -> Server {
         .and_then(|p| p.parse().ok())
         .unwrap_or_else(|| panic!("no port in {line:?}"));
     Server {
-        child,
+        _process: process,
         port,
         base,
         log,
@@ -107,18 +93,6 @@ impl Server {
     fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
-}
-
-fn have(tool: &str) -> bool {
-    let found = Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {tool}"))
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        eprintln!("SKIP: {tool} is not installed");
-    }
-    found
 }
 
 fn sha(b: &[u8]) -> String {

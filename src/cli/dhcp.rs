@@ -28,11 +28,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args, state_dir: &Path) -> Result<(), CliError> {
-    let loaded = crate::spec::load(&args.spec)?;
-    for w in &loaded.warnings {
-        eprintln!("{w}");
-    }
-    let spec = loaded.spec;
+    let spec = super::prepare::load_spec(&args.spec)?;
     if spec.network.mode == DhcpMode::Proxy {
         return Err(CliError::BadInput(format!(
             "{}: [network] mode = \"proxy\" is not served yet\n  help: use mode = \"full\", or serve proxyDHCP with another tool for now",

@@ -11,6 +11,15 @@ use crate::inventory::{Inventory, SiteKey};
 use crate::render::{File, Renderer};
 use crate::spec::Spec;
 
+/// Loads and checks a spec, printing its warnings.
+pub fn load_spec(path: &Path) -> Result<Spec, CliError> {
+    let loaded = crate::spec::load(path)?;
+    for w in &loaded.warnings {
+        eprintln!("{w}");
+    }
+    Ok(loaded.spec)
+}
+
 /// A checked spec with everything needed to render it.
 pub struct Prepared {
     pub spec: Spec,
@@ -24,11 +33,7 @@ impl Prepared {
     /// Loads `spec_path`; uses the site key in `state_dir`, or a new one
     /// that [`Prepared::keep_key`] saves once rendering has succeeded.
     pub fn load(spec_path: &Path, state_dir: &Path) -> Result<Prepared, CliError> {
-        let loaded = crate::spec::load(spec_path)?;
-        for w in &loaded.warnings {
-            eprintln!("{w}");
-        }
-        let spec = loaded.spec;
+        let spec = load_spec(spec_path)?;
         let existing = SiteKey::load(state_dir).context("reading the site key")?;
         let key_is_new = existing.is_none();
         let key = existing.unwrap_or_else(SiteKey::generate);

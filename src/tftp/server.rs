@@ -53,8 +53,6 @@ impl Default for Config {
 pub struct Stats {
     pub requests: AtomicU64,
     pub malformed: AtomicU64,
-    pub write_requests: AtomicU64,
-    pub busy: AtomicU64,
     pub completed: AtomicU64,
     pub client_errors: AtomicU64,
     pub timed_out: AtomicU64,
@@ -142,7 +140,6 @@ impl Server {
                 options,
             } => (filename, mode, options),
             Packet::Wrq { filename, .. } => {
-                self.stats.write_requests.fetch_add(1, Ordering::Relaxed);
                 self.stats.refuse("write");
                 warn!(%peer, file = %filename, "write request refused: bootfleet's TFTP is read-only");
                 reply_error(
@@ -175,7 +172,6 @@ impl Server {
             }
         };
         let Ok(permit) = self.slots.clone().try_acquire_owned() else {
-            self.stats.busy.fetch_add(1, Ordering::Relaxed);
             self.stats.refuse("busy");
             warn!(%peer, file = %filename, limit = self.config.max_transfers, "request refused: too many transfers");
             let msg = format!(
