@@ -195,8 +195,7 @@ impl Files {
             }
             return Ok(Shared::new(super::netascii::encode(g.as_ref()), None));
         }
-        let path = self.resolve(&rel)?;
-        let meta = std::fs::metadata(&path).map_err(|e| Refusal::Unreadable(e.to_string()))?;
+        let (path, meta) = self.resolve(&rel)?;
         let key = Key {
             path: path.clone(),
             netascii,
@@ -248,8 +247,9 @@ impl Files {
         Ok(shared)
     }
 
-    /// The real path of `rel`, which must stay under the root.
-    fn resolve(&self, rel: &str) -> Result<PathBuf, Refusal> {
+    /// The real path of `rel`, which must stay under the root, with its
+    /// metadata (size and time key the shared cache).
+    fn resolve(&self, rel: &str) -> Result<(PathBuf, std::fs::Metadata), Refusal> {
         let joined = self.root.join(rel);
         let real = match joined.canonicalize() {
             Ok(p) => p,
@@ -266,7 +266,7 @@ impl Files {
             return Err(Refusal::OutsideRoot);
         }
         match std::fs::metadata(&real) {
-            Ok(m) if m.is_file() => Ok(real),
+            Ok(m) if m.is_file() => Ok((real, m)),
             Ok(_) => Err(Refusal::NotAFile),
             Err(e) => Err(Refusal::Unreadable(e.to_string())),
         }
