@@ -8,9 +8,9 @@ use super::policy::Config;
 use super::pool::Pool;
 use crate::spec::Spec;
 
-/// Builds the full-mode configuration: the pool from `dynamic_range` (empty
-/// without one), every node's reservation, and the server's, gateway's and
-/// reserved addresses kept out of the pool.
+/// Builds the configuration: the pool from `dynamic_range` (empty without
+/// one, and unused in proxy mode), every node's reservation, and the
+/// server's, gateway's and reserved addresses kept out of the pool.
 pub fn from_spec(spec: &Spec) -> Config {
     let net = &spec.network;
     let (first, last) = net
@@ -21,6 +21,7 @@ pub fn from_spec(spec: &Spec) -> Config {
     excluded.insert(net.server);
     excluded.extend(net.gateway);
     Config {
+        mode: net.mode,
         server: net.server,
         subnet: net.subnet,
         gateway: net.gateway,

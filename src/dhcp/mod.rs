@@ -1,14 +1,16 @@
 //! bootfleet's DHCPv4 server (RFC 2131/2132, PXE per RFC 4578).
 //!
-//! So far, two pure pieces: [`boot`], what a booting machine is told to
-//! load (from option 93, vendor and user class, iPXE options), and
-//! [`pool`], which address a client gets. The message policy, the durable
-//! lease store and the sockets come next.
+//! Pure pieces: [`wire`] decodes without panicking, [`boot`] picks what a
+//! booting machine is told to load (option 93, vendor and user class,
+//! iPXE), [`pool`] which address a client gets, [`policy`] the full-mode
+//! answer to each message and [`proxy`] the proxyDHCP one. [`store`] keeps
+//! leases durable (group commit) and [`server`] runs the sockets.
 
 pub mod boot;
 pub mod config;
 pub mod policy;
 pub mod pool;
+pub mod proxy;
 pub mod server;
 pub mod store;
 pub mod wire;

@@ -10,7 +10,7 @@ use ipnet::Ipv4Net;
 
 use super::boot::{BootConfig, BootFile, Choice, Client, choose};
 use super::pool::{Assignment, Lease, Pool, Table};
-use crate::spec::Mac;
+use crate::spec::{DhcpMode, Mac};
 
 /// How long an offered address is held for the client that was offered it.
 pub const OFFER_HOLD_SECS: u64 = 30;
@@ -20,6 +20,9 @@ pub const DECLINE_QUARANTINE_SECS: u64 = 600;
 /// What the policy needs to know about the segment.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// Full: addresses and boot files. Proxy: boot files only, to PXE
+    /// clients, beside another server that hands out addresses.
+    pub mode: DhcpMode,
     pub server: Ipv4Addr,
     pub subnet: Ipv4Net,
     pub gateway: Option<Ipv4Addr>,
@@ -38,6 +41,9 @@ pub enum Dest {
     Client(Ipv4Addr),
     /// The relay agent (giaddr), port 67.
     Relay(Ipv4Addr),
+    /// Back to the address and port the request came from (proxy
+    /// requests on port 4011).
+    Sender,
 }
 
 /// A change to the lease table.
@@ -65,7 +71,7 @@ pub struct Decision {
 }
 
 impl Decision {
-    fn silent(outcome: &'static str) -> Decision {
+    pub(super) fn silent(outcome: &'static str) -> Decision {
         Decision {
             reply: None,
             change: None,
@@ -98,7 +104,16 @@ fn server_id(req: &Message) -> Option<Ipv4Addr> {
     }
 }
 
-/// Decides the answer to `req` at unix time `now`.
+/// The request's DHCP message type, if it has a well-formed one.
+pub fn message_type(req: &Message) -> Option<MessageType> {
+    match req.opts().get(OptionCode::MessageType) {
+        Some(DhcpOption::MessageType(kind)) => Some(*kind),
+        _ => None,
+    }
+}
+
+/// Decides the answer to `req`, received on port 67, at unix time `now`.
+/// In proxy mode this is [`super::proxy::discover`].
 pub fn decide(req: &Message, cfg: &Config, table: &Table, now: u64) -> Decision {
     if req.opcode() != Opcode::BootRequest {
         return Decision::silent("not_a_request");
@@ -106,9 +121,12 @@ pub fn decide(req: &Message, cfg: &Config, table: &Table, now: u64) -> Decision 
     let Some(mac) = client_mac(req) else {
         return Decision::silent("no_mac");
     };
-    let Some(DhcpOption::MessageType(kind)) = req.opts().get(OptionCode::MessageType) else {
+    let Some(kind) = message_type(req) else {
         return Decision::silent("no_message_type");
     };
+    if cfg.mode == DhcpMode::Proxy {
+        return super::proxy::on_port_67(req, cfg, kind);
+    }
     match kind {
         MessageType::Discover => discover(req, cfg, table, mac, now),
         MessageType::Request => request(req, cfg, table, mac, now),
@@ -266,7 +284,13 @@ fn base_reply(
     (m, choice)
 }
 
-fn add_boot_options(m: &mut Message, req: &Message, cfg: &Config, client: &Client, c: &Choice) {
+pub(super) fn add_boot_options(
+    m: &mut Message,
+    req: &Message,
+    cfg: &Config,
+    client: &Client,
+    c: &Choice,
+) {
     m.set_siaddr(cfg.server);
     m.set_fname_str(c.file.as_str());
     let o = m.opts_mut();
@@ -300,7 +324,7 @@ fn add_boot_options(m: &mut Message, req: &Message, cfg: &Config, client: &Clien
 
 /// RFC 2131 4.1: relays by unicast to giaddr:67; NAKs and clients that
 /// cannot take unicast by broadcast; bound clients to their address.
-fn destination(req: &Message, nak: bool) -> Dest {
+pub(super) fn destination(req: &Message, nak: bool) -> Dest {
     if !req.giaddr().is_unspecified() {
         return Dest::Relay(req.giaddr());
     }
@@ -316,4 +340,4 @@ fn destination(req: &Message, nak: bool) -> Dest {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

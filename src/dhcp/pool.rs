@@ -11,6 +11,7 @@
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::spec::Mac;
 
@@ -24,12 +25,29 @@ pub struct Lease {
 }
 
 /// The current leases and quarantined addresses.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default)]
 pub struct Table {
     by_ip: HashMap<Ipv4Addr, Lease>,
     by_mac: HashMap<Mac, Ipv4Addr>,
     /// Declined addresses and the time they may be used again.
     quarantine: HashMap<Ipv4Addr, u64>,
+    /// Where the search for a never-leased address starts: the last one
+    /// found, lowered whenever an address leaves the table. A cache only:
+    /// when the search from here finds nothing, the whole pool is scanned,
+    /// so a stale hint costs time, never an address. Without it, filling a
+    /// pool of n addresses costs n^2/2 lookups.
+    scan_from: AtomicU32,
+}
+
+impl Clone for Table {
+    fn clone(&self) -> Table {
+        Table {
+            by_ip: self.by_ip.clone(),
+            by_mac: self.by_mac.clone(),
+            quarantine: self.quarantine.clone(),
+            scan_from: AtomicU32::new(self.scan_from.load(Ordering::Relaxed)),
+        }
+    }
 }
 
 impl Table {
@@ -52,7 +70,13 @@ impl Table {
         if self.by_ip.get(&ip).is_some_and(|l| l.mac == mac) {
             self.by_ip.remove(&ip);
             self.by_mac.remove(&mac);
+            self.lower_hint(ip);
         }
+    }
+
+    fn lower_hint(&mut self, ip: Ipv4Addr) {
+        let h = self.scan_from.get_mut();
+        *h = (*h).min(u32::from(ip));
     }
 
     /// Keeps `ip` out of use until `until` (DECLINE: someone else has it).
@@ -61,6 +85,7 @@ impl Table {
             self.by_mac.remove(&l.mac);
         }
         self.quarantine.insert(ip, until);
+        self.lower_hint(ip);
     }
 
     /// The lease on `ip`.
@@ -160,9 +185,24 @@ impl Pool {
                 return Assignment::Requested(ip);
             }
         }
-        // Never-leased addresses first, then the one expired longest ago.
+        // Never-leased addresses first, from where the last one was found.
+        let first = u32::from(self.first);
+        let last = u32::from(self.last);
+        let hint = table
+            .scan_from
+            .load(Ordering::Relaxed)
+            .clamp(first, last.max(first));
+        for n in hint..=last {
+            let ip = Ipv4Addr::from(n);
+            if table.by_ip(ip).is_none() && self.free_for(table, ip, mac, now) {
+                table.scan_from.store(n, Ordering::Relaxed);
+                return Assignment::Pool(ip);
+            }
+        }
+        // Then the whole pool: never-leased addresses below the hint (a
+        // quarantine ended), else the one expired longest ago.
         let mut best: Option<(u64, Ipv4Addr)> = None;
-        for n in u32::from(self.first)..=u32::from(self.last) {
+        for n in first..=last {
             let ip = Ipv4Addr::from(n);
             if !self.free_for(table, ip, mac, now) {
                 continue;
@@ -339,6 +379,55 @@ mod tests {
             p.assign(&t, mac(3), Some(ip(100)), 600),
             Assignment::Requested(ip(100))
         );
+    }
+
+    #[test]
+    fn addresses_given_back_below_the_scan_point_are_found_again() {
+        let p = pool();
+        let mut t = Table::default();
+        for (m, want) in [(2, 100), (3, 102), (4, 103)] {
+            assert_eq!(p.assign(&t, mac(m), None, 0), Assignment::Pool(ip(want)));
+            t.insert(Lease {
+                ip: ip(want),
+                mac: mac(m),
+                expires: 100,
+            });
+        }
+        t.release(ip(100), mac(2));
+        assert_eq!(p.assign(&t, mac(5), None, 0), Assignment::Pool(ip(100)));
+        t.insert(Lease {
+            ip: ip(100),
+            mac: mac(5),
+            expires: 100,
+        });
+        t.quarantine(ip(102), 10);
+        assert_eq!(
+            p.assign(&t, mac(6), None, 20),
+            Assignment::Pool(ip(102)),
+            "after its quarantine"
+        );
+    }
+
+    #[test]
+    fn filling_a_large_pool_finds_each_next_address_directly() {
+        let p = Pool {
+            first: Ipv4Addr::new(10, 1, 0, 0),
+            last: Ipv4Addr::new(10, 1, 255, 255),
+            reservations: HashMap::new(),
+            excluded: Default::default(),
+        };
+        let mut t = Table::default();
+        for n in 0..65_536u32 {
+            let m = Mac([2, 0, 0, 0, (n >> 8) as u8, n as u8]);
+            let got = p.assign(&t, m, None, 0).ip().unwrap();
+            assert_eq!(u32::from(got), u32::from(p.first) + n);
+            t.insert(Lease {
+                ip: got,
+                mac: m,
+                expires: 100,
+            });
+        }
+        assert_eq!(p.assign(&t, mac(99), None, 50), Assignment::Exhausted);
     }
 
     #[test]

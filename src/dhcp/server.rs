@@ -1,36 +1,96 @@
-//! The DHCP server's socket loop: receive, decide with [`super::policy`],
-//! make the lease change durable, then answer. One thread, blocking
-//! sockets: the policy is fast and the store commit must come before the
-//! ACK anyway.
+//! The DHCP server's socket loop: read every request waiting, decide each
+//! with [`super::policy`] (or [`super::proxy`]), make the batch's lease
+//! changes durable in one commit, then answer. One thread, non-blocking
+//! sockets woken by poll(2).
 //!
-//! The socket is bound to port 67 on the spec's interface only
-//! (SO_BINDTODEVICE), so requests on other interfaces are never answered.
+//! Group commit: an ACK leaves only after its lease is on disk, but the
+//! ACKs of all the requests read in one go share one commit (one fsync).
+//! Under load the batches grow by themselves, so throughput holds while
+//! every ACK stays durable. OFFERs need no durability and leave at once.
+//!
+//! Sockets are bound to the spec's interface only (SO_BINDTODEVICE), so
+//! requests on other interfaces are never answered.
 
+use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use dhcproto::Encodable;
+use dhcproto::v4::{Message, MessageType};
 use socket2::{Domain, Protocol, Socket, Type};
 use tracing::{debug, info, warn};
 
-use super::policy::{Change, Config, Dest, client_mac, decide};
-use super::pool::Table;
-use super::store::{LeaseStore, StoreError};
+use super::policy::{
+    Change, Config, Decision, Dest, OFFER_HOLD_SECS, client_mac, decide, message_type,
+};
+use super::pool::{Lease, Table};
+use super::store::{LeaseStore, Op, StoreError};
 
 /// BOOTP's minimum message size; some PXE ROMs ignore shorter replies.
 const MIN_REPLY: usize = 300;
+/// At most this many datagrams are read (and committed) per batch.
+pub const BATCH: usize = 128;
+/// Large enough for any DHCP message on Ethernet.
+const BUF: usize = 1536;
+
+/// Which port a socket serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Port {
+    /// 67: DHCP, or proxyDHCP offers.
+    Dhcp,
+    /// 4011: PXE boot-server requests (proxy mode).
+    PxeBoot,
+}
 
 /// Counters for logs and metrics.
 #[derive(Debug, Default)]
 pub struct Stats {
     pub received: AtomicU64,
     pub malformed: AtomicU64,
-    pub offers: AtomicU64,
-    pub acks: AtomicU64,
-    pub naks: AtomicU64,
-    pub ignored: AtomicU64,
+    /// ACKs withheld because their batch could not be stored.
     pub store_errors: AtomicU64,
+    /// Store commits (each one fsync).
+    pub commits: AtomicU64,
+    /// (message type, outcome) -> count.
+    outcomes: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+}
+
+impl Stats {
+    fn count(&self, kind: &'static str, outcome: &'static str) {
+        let mut m = self.outcomes.lock().unwrap_or_else(|p| p.into_inner());
+        *m.entry((kind, outcome)).or_default() += 1;
+    }
+
+    /// Every (message type, outcome) seen so far, with its count.
+    pub fn outcomes(&self) -> Vec<((&'static str, &'static str), u64)> {
+        let m = self.outcomes.lock().unwrap_or_else(|p| p.into_inner());
+        m.iter().map(|(k, v)| (*k, *v)).collect()
+    }
+
+    /// How many requests had this outcome (`ack`, `offer`, `proxy_offer`, ...).
+    pub fn outcome(&self, outcome: &str) -> u64 {
+        self.outcomes()
+            .iter()
+            .filter(|((_, o), _)| *o == outcome)
+            .map(|(_, n)| n)
+            .sum()
+    }
+}
+
+/// The metric label for a message type.
+fn type_name(t: Option<MessageType>) -> &'static str {
+    match t {
+        Some(MessageType::Discover) => "discover",
+        Some(MessageType::Request) => "request",
+        Some(MessageType::Decline) => "decline",
+        Some(MessageType::Release) => "release",
+        Some(MessageType::Inform) => "inform",
+        Some(_) => "other",
+        None => "none",
+    }
 }
 
 /// Opens UDP `port` on `interface` with broadcast allowed.
@@ -40,7 +100,17 @@ pub fn bind(interface: &str, port: u16) -> std::io::Result<UdpSocket> {
     s.set_broadcast(true)?;
     s.bind_device(Some(interface.as_bytes()))?;
     s.bind(&SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)).into())?;
+    // Room for a burst of requests while a commit is under way.
+    let _ = s.set_recv_buffer_size(4 << 20);
     Ok(s.into())
+}
+
+/// A reply ready to send.
+struct Outgoing {
+    bytes: Vec<u8>,
+    to: SocketAddr,
+    /// Sent only once the batch is committed (ACKs that bind a lease).
+    after_commit: bool,
 }
 
 /// A server over a lease table loaded from `store`.
@@ -58,6 +128,28 @@ fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+/// Waits until one of `sockets` is readable or `timeout_ms` passes.
+fn wait_readable(sockets: &[(UdpSocket, Port)], timeout_ms: i32) -> std::io::Result<()> {
+    let mut fds: Vec<libc::pollfd> = sockets
+        .iter()
+        .map(|(s, _)| libc::pollfd {
+            fd: s.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    // SAFETY: `fds` is a valid, exclusively borrowed array of
+    // `fds.len()` pollfd structs for the duration of the call.
+    let r = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+    if r < 0 {
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+    Ok(())
 }
 
 impl<S: LeaseStore> Server<S> {
@@ -79,106 +171,185 @@ impl<S: LeaseStore> Server<S> {
         })
     }
 
-    /// Serves until `stop` is set (checked at least once a second).
-    pub fn run(&mut self, socket: &UdpSocket, stop: &AtomicBool) -> std::io::Result<()> {
-        socket.set_read_timeout(Some(Duration::from_secs(1)))?;
-        let mut buf = vec![0u8; 1500];
+    /// Serves `sockets` until `stop` is set (checked at least once a
+    /// second).
+    pub fn run(&mut self, sockets: &[(UdpSocket, Port)], stop: &AtomicBool) -> std::io::Result<()> {
+        for (s, _) in sockets {
+            s.set_nonblocking(true)?;
+        }
+        let mut bufs = vec![[0u8; BUF]; BATCH];
+        let mut got: Vec<(usize, SocketAddr)> = Vec::with_capacity(BATCH);
         while !stop.load(Ordering::Relaxed) {
-            let (len, from) = match socket.recv_from(&mut buf) {
-                Ok(x) => x,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    continue;
+            wait_readable(sockets, 1000)?;
+            for (socket, port) in sockets {
+                got.clear();
+                while got.len() < BATCH {
+                    match socket.recv_from(&mut bufs[got.len()]) {
+                        Ok(x) => got.push(x),
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                        Err(e) => {
+                            debug!(error = %e, "receive error");
+                            break;
+                        }
+                    }
                 }
-                Err(e) => {
-                    debug!(error = %e, "receive error");
-                    continue;
+                if !got.is_empty() {
+                    let batch = got
+                        .iter()
+                        .zip(&bufs)
+                        .map(|((len, from), b)| (&b[..*len], *from));
+                    self.handle_batch(socket, *port, batch);
                 }
-            };
-            self.handle(socket, &buf[..len], from);
+            }
         }
         Ok(())
     }
 
-    /// Handles one datagram.
-    pub fn handle(&mut self, socket: &UdpSocket, datagram: &[u8], from: SocketAddr) {
+    /// Handles datagrams read together: decides each, commits their lease
+    /// changes at once, then sends the ACKs.
+    pub fn handle_batch<'a>(
+        &mut self,
+        socket: &UdpSocket,
+        port: Port,
+        datagrams: impl Iterator<Item = (&'a [u8], SocketAddr)>,
+    ) {
+        let now = now();
+        let mut ops = Vec::new();
+        let mut waiting = Vec::new();
+        for (datagram, from) in datagrams {
+            let Some(out) = self.handle_one(datagram, from, port, now, &mut ops) else {
+                continue;
+            };
+            if out.after_commit {
+                waiting.push(out);
+            } else {
+                send(socket, &out);
+            }
+        }
+        if ops.is_empty() {
+            return;
+        }
+        match self.store.apply(&ops) {
+            Ok(()) => {
+                self.stats.commits.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                // No durable lease, no ACK: the clients will ask again. The
+                // addresses stay held only as briefly as an offer.
+                self.stats
+                    .store_errors
+                    .fetch_add(waiting.len() as u64, Ordering::Relaxed);
+                warn!(acks = waiting.len(), error = %e, "leases not stored; ACKs withheld");
+                for o in &ops {
+                    if let Op::Put(l) = o {
+                        self.table.insert(Lease {
+                            expires: now + OFFER_HOLD_SECS,
+                            ..l.clone()
+                        });
+                    }
+                }
+                waiting.clear();
+            }
+        }
+        for out in &waiting {
+            send(socket, out);
+        }
+    }
+
+    /// Decides one datagram, applies its change to the table (queueing the
+    /// store operation in `ops`) and encodes the reply.
+    fn handle_one(
+        &mut self,
+        datagram: &[u8],
+        from: SocketAddr,
+        port: Port,
+        now: u64,
+        ops: &mut Vec<Op>,
+    ) -> Option<Outgoing> {
         self.stats.received.fetch_add(1, Ordering::Relaxed);
         let req = match super::wire::decode(datagram) {
             Ok(m) => m,
             Err(e) => {
                 self.stats.malformed.fetch_add(1, Ordering::Relaxed);
                 debug!(%from, error = %e, "malformed DHCP datagram dropped");
-                return;
+                return None;
             }
         };
-        let d = decide(&req, &self.cfg, &self.table, now());
-        let mac = client_mac(&req).map(|m| m.to_string()).unwrap_or_default();
-        let boot = d.boot.as_ref().map(|b| b.file.as_str().to_owned());
-        let arch = d.boot.as_ref().map(|b| b.firmware.name());
-        if let Some(v) = d.boot.as_ref().and_then(|b| b.unknown_arch) {
-            warn!(%mac, xid = req.xid(), arch = v, "unknown client architecture (option 93); answered with the spec's BIOS loader");
-        }
-        match &d.change {
-            Some(Change::Bind(lease)) => {
-                if let Err(e) = self.store.put(lease) {
-                    // No durable lease, no ACK: the client will ask again.
-                    self.stats.store_errors.fetch_add(1, Ordering::Relaxed);
-                    warn!(%mac, ip = %lease.ip, error = %e, "lease not stored; ACK withheld");
-                    return;
-                }
-                self.table.insert(lease.clone());
-            }
-            Some(Change::Offer(lease)) => self.table.insert(lease.clone()),
-            Some(Change::Release { ip, mac: m }) => {
-                if self.table.by_ip(*ip).is_some_and(|l| l.mac == *m) {
-                    if let Err(e) = self.store.remove(*ip) {
-                        warn!(ip = %ip, error = %e, "released lease not removed from the store");
-                    }
-                }
-                self.table.release(*ip, *m);
-            }
-            Some(Change::Decline { ip, until }) => {
-                if let Err(e) = self.store.remove(*ip) {
-                    warn!(ip = %ip, error = %e, "declined lease not removed from the store");
-                }
-                warn!(%mac, ip = %ip, "client declined the address (in use by someone else); quarantined");
-                self.table.quarantine(*ip, *until);
-            }
-            None => {}
-        }
-        let counter = match d.outcome {
-            "offer" => &self.stats.offers,
-            "ack" => &self.stats.acks,
-            "nak" => &self.stats.naks,
-            _ => &self.stats.ignored,
+        let d = match port {
+            Port::Dhcp => decide(&req, &self.cfg, &self.table, now),
+            Port::PxeBoot => super::proxy::on_port_4011(&req, &self.cfg),
         };
-        counter.fetch_add(1, Ordering::Relaxed);
-        let Some((reply, dest)) = d.reply else {
-            debug!(%mac, xid = req.xid(), outcome = d.outcome, "no reply");
-            return;
-        };
-        info!(%mac, xid = req.xid(), outcome = d.outcome, ip = %reply.yiaddr(), arch = arch.as_deref().unwrap_or("-"), boot = boot.as_deref().unwrap_or("-"), "DHCP");
+        self.stats.count(type_name(message_type(&req)), d.outcome);
+        let after_commit = matches!(d.change, Some(Change::Bind(_)));
+        self.apply(&req, &d, ops);
+        self.log(&req, &d);
+        let (reply, dest) = d.reply?;
         let mut bytes = match reply.to_vec() {
             Ok(b) => b,
             Err(e) => {
                 warn!(error = %e, "reply could not be encoded");
-                return;
+                return None;
             }
         };
         if bytes.len() < MIN_REPLY {
             bytes.resize(MIN_REPLY, 0);
         }
         let to = match dest {
-            Dest::Broadcast => SocketAddrV4::new(Ipv4Addr::BROADCAST, self.client_port),
-            Dest::Client(ip) => SocketAddrV4::new(ip, self.client_port),
-            Dest::Relay(ip) => SocketAddrV4::new(ip, self.relay_port),
+            Dest::Broadcast => SocketAddrV4::new(Ipv4Addr::BROADCAST, self.client_port).into(),
+            Dest::Client(ip) => SocketAddrV4::new(ip, self.client_port).into(),
+            Dest::Relay(ip) => SocketAddrV4::new(ip, self.relay_port).into(),
+            Dest::Sender => from,
         };
-        if let Err(e) = socket.send_to(&bytes, to) {
-            warn!(%to, error = %e, "reply not sent");
+        Some(Outgoing {
+            bytes,
+            to,
+            after_commit,
+        })
+    }
+
+    /// Applies a decision's lease change to the table and queues it for
+    /// the store.
+    fn apply(&mut self, req: &Message, d: &Decision, ops: &mut Vec<Op>) {
+        match &d.change {
+            Some(Change::Bind(lease)) => {
+                ops.push(Op::Put(lease.clone()));
+                self.table.insert(lease.clone());
+            }
+            Some(Change::Offer(lease)) => self.table.insert(lease.clone()),
+            Some(Change::Release { ip, mac }) => {
+                if self.table.by_ip(*ip).is_some_and(|l| l.mac == *mac) {
+                    ops.push(Op::Remove(*ip));
+                }
+                self.table.release(*ip, *mac);
+            }
+            Some(Change::Decline { ip, until }) => {
+                ops.push(Op::Remove(*ip));
+                let mac = client_mac(req).map(|m| m.to_string()).unwrap_or_default();
+                warn!(%mac, ip = %ip, "client declined the address (in use by someone else); quarantined");
+                self.table.quarantine(*ip, *until);
+            }
+            None => {}
         }
+    }
+
+    fn log(&self, req: &Message, d: &Decision) {
+        let mac = client_mac(req).map(|m| m.to_string()).unwrap_or_default();
+        let arch = d.boot.as_ref().map(|b| b.firmware.name());
+        if let Some(v) = d.boot.as_ref().and_then(|b| b.unknown_arch) {
+            warn!(%mac, xid = req.xid(), arch = v, "unknown client architecture (option 93); answered with the spec's BIOS loader");
+        }
+        match &d.reply {
+            Some((reply, _)) => {
+                let boot = d.boot.as_ref().map(|b| b.file.as_str());
+                info!(%mac, xid = req.xid(), outcome = d.outcome, ip = %reply.yiaddr(), arch = arch.as_deref().unwrap_or("-"), boot = boot.unwrap_or("-"), "DHCP");
+            }
+            None => debug!(%mac, xid = req.xid(), outcome = d.outcome, "no reply"),
+        }
+    }
+}
+
+fn send(socket: &UdpSocket, out: &Outgoing) {
+    if let Err(e) = socket.send_to(&out.bytes, out.to) {
+        warn!(to = %out.to, error = %e, "reply not sent");
     }
 }

@@ -23,18 +23,37 @@ pub enum StoreError {
     Operation(String),
 }
 
+/// One change to the stored leases.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// Store (or replace) the lease on `lease.ip`.
+    Put(Lease),
+    /// Forget the lease on this address.
+    Remove(Ipv4Addr),
+}
+
 /// Where leases survive restarts.
 ///
-/// Contract: when `put` returns `Ok`, the lease is on stable storage and
-/// `load` after a crash returns it; `remove` likewise. Implementations are
-/// called from one thread at a time.
+/// Contract: when `apply` returns `Ok`, every change in the batch is on
+/// stable storage and `load` after a crash reflects it; when it fails, none
+/// is. The server gathers the changes of all the requests it read in one
+/// go into one batch (group commit): one fsync for many ACKs.
+/// Implementations are called from one thread at a time.
 pub trait LeaseStore: Send {
     /// Every stored lease.
     fn load(&self) -> Result<Vec<Lease>, StoreError>;
-    /// Stores (or replaces) the lease on `lease.ip`, durably.
-    fn put(&self, lease: &Lease) -> Result<(), StoreError>;
-    /// Forgets the lease on `ip`, durably.
-    fn remove(&self, ip: Ipv4Addr) -> Result<(), StoreError>;
+    /// Applies `ops` in order, atomically and durably.
+    fn apply(&self, ops: &[Op]) -> Result<(), StoreError>;
+
+    /// Stores one lease durably.
+    fn put(&self, lease: &Lease) -> Result<(), StoreError> {
+        self.apply(&[Op::Put(lease.clone())])
+    }
+
+    /// Forgets one lease durably.
+    fn remove(&self, ip: Ipv4Addr) -> Result<(), StoreError> {
+        self.apply(&[Op::Remove(ip)])
+    }
 }
 
 /// Leases in a redb database file.
@@ -97,22 +116,26 @@ impl LeaseStore for RedbStore {
         Ok(out)
     }
 
-    fn put(&self, lease: &Lease) -> Result<(), StoreError> {
+    fn apply(&self, ops: &[Op]) -> Result<(), StoreError> {
+        if ops.is_empty() {
+            return Ok(());
+        }
         let txn = self.db.begin_write().map_err(op)?;
         {
             let mut t = txn.open_table(LEASES).map_err(op)?;
-            t.insert(u32::from(lease.ip), encode(lease).as_slice())
-                .map_err(op)?;
+            for o in ops {
+                match o {
+                    Op::Put(lease) => {
+                        t.insert(u32::from(lease.ip), encode(lease).as_slice())
+                            .map_err(op)?;
+                    }
+                    Op::Remove(ip) => {
+                        t.remove(u32::from(*ip)).map_err(op)?;
+                    }
+                }
+            }
         }
-        txn.commit().map_err(op)
-    }
-
-    fn remove(&self, ip: Ipv4Addr) -> Result<(), StoreError> {
-        let txn = self.db.begin_write().map_err(op)?;
-        {
-            let mut t = txn.open_table(LEASES).map_err(op)?;
-            t.remove(u32::from(ip)).map_err(op)?;
-        }
+        // A dropped transaction aborts: nothing of a failed batch is kept.
         txn.commit().map_err(op)
     }
 }
@@ -142,6 +165,15 @@ mod tests {
             s.remove(b.ip).unwrap();
         }
         let s = RedbStore::open(&path).unwrap();
-        assert_eq!(s.load().unwrap(), vec![a]);
+        assert_eq!(s.load().unwrap(), vec![a.clone()]);
+        let c = Lease {
+            ip: Ipv4Addr::new(10, 0, 0, 102),
+            ..a.clone()
+        };
+        s.apply(&[Op::Put(b.clone()), Op::Remove(a.ip), Op::Put(c.clone())])
+            .unwrap();
+        drop(s);
+        let s = RedbStore::open(&path).unwrap();
+        assert_eq!(s.load().unwrap(), vec![b, c], "one batch, applied in order");
     }
 }

@@ -5,15 +5,16 @@ use dhcproto::v4::Architecture;
 use super::*;
 use crate::spec::BiosLoader;
 
-const MAC: [u8; 6] = [0x52, 0x54, 0, 0xbf, 0, 9];
+pub(crate) const MAC: [u8; 6] = [0x52, 0x54, 0, 0xbf, 0, 9];
 
-fn cfg() -> Config {
+pub(crate) fn cfg() -> Config {
     let mut reservations = HashMap::new();
     reservations.insert(
         Mac([0x52, 0x54, 0, 0xbf, 0, 1]),
         Ipv4Addr::new(10, 0, 0, 10),
     );
     Config {
+        mode: crate::spec::DhcpMode::Full,
         server: Ipv4Addr::new(10, 0, 0, 2),
         subnet: "10.0.0.0/24".parse().unwrap(),
         gateway: Some(Ipv4Addr::new(10, 0, 0, 1)),
@@ -32,7 +33,7 @@ fn cfg() -> Config {
     }
 }
 
-fn msg(kind: MessageType, mac: [u8; 6], opts: Vec<DhcpOption>) -> Message {
+pub(crate) fn msg(kind: MessageType, mac: [u8; 6], opts: Vec<DhcpOption>) -> Message {
     let z = Ipv4Addr::UNSPECIFIED;
     let mut m = Message::new_with_id(0x1234, z, z, z, z, &mac);
     m.opts_mut().insert(DhcpOption::MessageType(kind));
@@ -42,7 +43,7 @@ fn msg(kind: MessageType, mac: [u8; 6], opts: Vec<DhcpOption>) -> Message {
     m
 }
 
-fn kind(m: &Message) -> MessageType {
+pub(crate) fn kind(m: &Message) -> MessageType {
     match m.opts().get(OptionCode::MessageType) {
         Some(DhcpOption::MessageType(k)) => *k,
         _ => panic!("no type"),
