@@ -3,9 +3,11 @@
 //! The library holds every capability; `main.rs` only parses arguments and
 //! maps errors to exit codes. See `DESIGN.md`-style notes in each module.
 
+pub mod boot;
 pub mod cli;
 pub mod cloudconfig;
 pub mod dhcp;
+pub mod http;
 pub mod inventory;
 pub mod render;
 pub mod spec;

@@ -8,6 +8,7 @@ mod bad_input;
 mod browser_run;
 mod cli;
 mod dhcp;
+mod dhcp_proxy;
 mod etcd_cluster;
 mod examples;
 mod golden;

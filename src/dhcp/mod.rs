@@ -8,6 +8,8 @@
 
 pub mod boot;
 pub mod config;
+#[cfg(test)]
+mod fixtures;
 pub mod policy;
 pub mod pool;
 pub mod proxy;

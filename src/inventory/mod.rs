@@ -49,7 +49,7 @@ pub struct Node {
 }
 
 /// Every known node, in spec order.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Inventory {
     pub nodes: Vec<Node>,
 }

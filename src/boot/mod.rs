@@ -1,0 +1,330 @@
+//! Every machine's boot timeline: the DHCP, TFTP and HTTP servers report
+//! what they see here ([`Registry::record`]); the status page, the JSON
+//! API, `bootfleet nodes` and the metrics read it. This is where the three
+//! servers meet, and the answer to "why didn't node X boot?".
+//!
+//! Timelines are kept in `boot.redb` in the state directory, written
+//! behind (dirty timelines once a second and at shutdown), so a restart
+//! keeps them without an fsync per packet.
+
+pub mod classify;
+pub mod timeline;
+
+use std::collections::{HashMap, HashSet};
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use redb::{Database, ReadableTable, TableDefinition};
+use serde::Serialize;
+
+pub use timeline::{Event, Stage, State, Timeline};
+
+use crate::spec::Mac;
+
+/// mac (6 bytes) -> timeline (JSON).
+const TIMELINES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("timelines");
+
+/// Why the timeline store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BootError {
+    #[error("boot timeline database {path}: {message}")]
+    Open { path: String, message: String },
+    #[error("boot timeline database: {0}")]
+    Store(String),
+}
+
+fn store_err<E: std::fmt::Display>(e: E) -> BootError {
+    BootError::Store(e.to_string())
+}
+
+/// Unix milliseconds now.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A machine the spec knows.
+#[derive(Debug, Clone)]
+pub struct Known {
+    pub name: String,
+    pub mac: Mac,
+    pub ip: Ipv4Addr,
+    pub roles: Vec<&'static str>,
+}
+
+/// One row of the status page and the API.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeStatus {
+    /// The spec's name, or empty for an unknown machine.
+    pub name: String,
+    pub mac: String,
+    pub ip: Option<Ipv4Addr>,
+    pub roles: Vec<&'static str>,
+    pub known: bool,
+    pub state: State,
+    pub stage: Option<Stage>,
+    pub arch: Option<String>,
+    /// Milliseconds spent in each stage reached.
+    pub stages: Vec<StageTime>,
+    pub last_event: String,
+    /// Unix ms of the last event (0: none).
+    pub last_event_at: u64,
+    pub failure: Option<String>,
+    pub boots: u32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StageTime {
+    pub stage: Stage,
+    pub at: u64,
+    pub ms: u64,
+}
+
+#[derive(Default)]
+struct Inner {
+    timelines: HashMap<Mac, Timeline>,
+    by_ip: HashMap<Ipv4Addr, Mac>,
+    dirty: HashSet<Mac>,
+}
+
+/// Every machine's timeline, shared by the servers.
+pub struct Registry {
+    inner: Mutex<Inner>,
+    known: Vec<Known>,
+    by_name: HashMap<String, usize>,
+    by_mac: HashMap<Mac, usize>,
+    stall_after_ms: u64,
+    db: Option<Database>,
+}
+
+impl Registry {
+    /// A registry for the spec's machines, loading earlier timelines from
+    /// `state_dir/boot.redb` (none kept when `state_dir` is `None`).
+    pub fn open(
+        known: Vec<Known>,
+        stall_after_ms: u64,
+        state_dir: Option<&Path>,
+    ) -> Result<Registry, BootError> {
+        let mut inner = Inner::default();
+        let db = match state_dir {
+            Some(dir) => {
+                let path = dir.join("boot.redb");
+                let open_err = |e: &dyn std::fmt::Display| BootError::Open {
+                    path: path.display().to_string(),
+                    message: e.to_string(),
+                };
+                std::fs::create_dir_all(dir).map_err(|e| open_err(&e))?;
+                let db = Database::create(&path).map_err(|e| open_err(&e))?;
+                let txn = db.begin_write().map_err(store_err)?;
+                txn.open_table(TIMELINES).map_err(store_err)?;
+                txn.commit().map_err(store_err)?;
+                let txn = db.begin_read().map_err(store_err)?;
+                let table = txn.open_table(TIMELINES).map_err(store_err)?;
+                for row in table.iter().map_err(store_err)? {
+                    let (k, v) = row.map_err(store_err)?;
+                    let (Ok(mac), Ok(t)) = (
+                        <[u8; 6]>::try_from(k.value()),
+                        serde_json::from_slice::<Timeline>(v.value()),
+                    ) else {
+                        continue;
+                    };
+                    if let Some(ip) = t.ip {
+                        inner.by_ip.insert(ip, Mac(mac));
+                    }
+                    inner.timelines.insert(Mac(mac), t);
+                }
+                drop(table);
+                drop(txn);
+                Some(db)
+            }
+            None => None,
+        };
+        for k in &known {
+            inner.by_ip.entry(k.ip).or_insert(k.mac);
+        }
+        Ok(Registry {
+            inner: Mutex::new(inner),
+            by_name: known
+                .iter()
+                .enumerate()
+                .map(|(i, k)| (k.name.clone(), i))
+                .collect(),
+            by_mac: known.iter().enumerate().map(|(i, k)| (k.mac, i)).collect(),
+            known,
+            stall_after_ms,
+            db,
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Folds in one event.
+    pub fn record(&self, e: Event) {
+        let mut inner = self.lock();
+        if let Some(ip) = e.ip {
+            inner.by_ip.insert(ip, e.mac);
+        }
+        inner.timelines.entry(e.mac).or_default().apply(&e);
+        inner.dirty.insert(e.mac);
+    }
+
+    /// The machine that last held `ip` (from DHCP, or the spec).
+    pub fn mac_of_ip(&self, ip: Ipv4Addr) -> Option<Mac> {
+        self.lock().by_ip.get(&ip).copied()
+    }
+
+    /// The spec's machine called `name`.
+    pub fn known_by_name(&self, name: &str) -> Option<&Known> {
+        self.by_name.get(name).map(|i| &self.known[*i])
+    }
+
+    /// How long without news before a booting machine counts as stalled.
+    pub fn stall_after_ms(&self) -> u64 {
+        self.stall_after_ms
+    }
+
+    /// The spec's machine with `mac`.
+    pub fn known_by_mac(&self, mac: Mac) -> Option<&Known> {
+        self.by_mac.get(&mac).map(|i| &self.known[*i])
+    }
+
+    /// Writes the timelines changed since the last flush.
+    pub fn flush(&self) -> Result<(), BootError> {
+        let Some(db) = &self.db else {
+            return Ok(());
+        };
+        let rows: Vec<(Mac, Vec<u8>)> = {
+            let mut inner = self.lock();
+            let dirty: Vec<Mac> = inner.dirty.drain().collect();
+            dirty
+                .into_iter()
+                .filter_map(|m| {
+                    let t = inner.timelines.get(&m)?;
+                    Some((m, serde_json::to_vec(t).ok()?))
+                })
+                .collect()
+        };
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let txn = db.begin_write().map_err(store_err)?;
+        {
+            let mut table = txn.open_table(TIMELINES).map_err(store_err)?;
+            for (mac, json) in &rows {
+                table
+                    .insert(mac.0.as_slice(), json.as_slice())
+                    .map_err(store_err)?;
+            }
+        }
+        txn.commit().map_err(store_err)
+    }
+
+    /// Every machine, known ones first in spec order, then unknown ones by
+    /// MAC, as of `now`.
+    pub fn snapshot(&self, now: u64) -> Vec<NodeStatus> {
+        let inner = self.lock();
+        let empty = Timeline::default();
+        let row = |mac: Mac, known: Option<&Known>, t: &Timeline| NodeStatus {
+            name: known.map(|k| k.name.clone()).unwrap_or_default(),
+            mac: mac.to_string(),
+            ip: t.ip.or(known.map(|k| k.ip)),
+            roles: known.map(|k| k.roles.clone()).unwrap_or_default(),
+            known: known.is_some(),
+            state: t.state(now, self.stall_after_ms),
+            stage: t.stage(),
+            arch: t.arch.clone(),
+            stages: t
+                .durations(now)
+                .into_iter()
+                .map(|(stage, ms)| StageTime {
+                    stage,
+                    at: t.reached[&stage],
+                    ms,
+                })
+                .collect(),
+            last_event: t.last.clone(),
+            last_event_at: t.last_at,
+            failure: t.failure.clone(),
+            boots: t.boots,
+        };
+        let mut out: Vec<NodeStatus> = self
+            .known
+            .iter()
+            .map(|k| {
+                row(
+                    k.mac,
+                    Some(k),
+                    inner.timelines.get(&k.mac).unwrap_or(&empty),
+                )
+            })
+            .collect();
+        let mut unknown: Vec<(&Mac, &Timeline)> = inner
+            .timelines
+            .iter()
+            .filter(|(m, _)| !self.by_mac.contains_key(m))
+            .collect();
+        unknown.sort_by_key(|(m, _)| **m);
+        out.extend(unknown.into_iter().map(|(m, t)| row(*m, None, t)));
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn known() -> Vec<Known> {
+        vec![Known {
+            name: "n1".into(),
+            mac: Mac([2, 0, 0, 0, 0, 1]),
+            ip: Ipv4Addr::new(10, 0, 0, 10),
+            roles: vec!["etcd"],
+        }]
+    }
+
+    fn ev(mac: Mac, at: u64, stage: Stage) -> Event {
+        Event {
+            mac,
+            at,
+            stage,
+            detail: stage.name().into(),
+            failed: false,
+            ip: None,
+            arch: None,
+        }
+    }
+
+    #[test]
+    fn known_and_unknown_machines_are_listed_and_timelines_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let stranger = Mac([2, 0, 0, 0, 0, 9]);
+        {
+            let r = Registry::open(known(), 60_000, Some(dir.path())).unwrap();
+            let mut e = ev(stranger, 1, Stage::Dhcp);
+            e.ip = Some(Ipv4Addr::new(10, 0, 0, 100));
+            r.record(e);
+            r.record(ev(Mac([2, 0, 0, 0, 0, 1]), 5, Stage::Dhcp));
+            r.record(ev(Mac([2, 0, 0, 0, 0, 1]), 9, Stage::Booted));
+            assert_eq!(r.mac_of_ip(Ipv4Addr::new(10, 0, 0, 100)), Some(stranger));
+            r.flush().unwrap();
+        }
+        let r = Registry::open(known(), 60_000, Some(dir.path())).unwrap();
+        let rows = r.snapshot(100);
+        assert_eq!(rows.len(), 2);
+        assert_eq!(
+            (rows[0].name.as_str(), rows[0].state),
+            ("n1", State::Booted)
+        );
+        assert_eq!((rows[1].known, rows[1].state), (false, State::Booting));
+        assert_eq!(rows[1].ip, Some(Ipv4Addr::new(10, 0, 0, 100)));
+        assert_eq!(
+            r.mac_of_ip(Ipv4Addr::new(10, 0, 0, 10)),
+            Some(Mac([2, 0, 0, 0, 0, 1]))
+        );
+    }
+}

@@ -1,0 +1,85 @@
+//! `/assets/...`: kernel, initrd and loaders from the images directory,
+//! with Range, Content-Length, Last-Modified and ETag (tower-http's
+//! ServeDir, plus an ETag from size and mtime). Never a directory listing,
+//! never a file outside the directory: `..` is refused by ServeDir, and a
+//! symlink that leads out is refused here.
+
+use std::time::UNIX_EPOCH;
+
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use tower::ServiceExt as _;
+use tower_http::services::ServeDir;
+
+use super::AppState;
+
+/// A validator that changes whenever the file does.
+fn etag(meta: &std::fs::Metadata) -> String {
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    format!("\"{:x}-{:x}\"", meta.len(), mtime)
+}
+
+pub async fn serve(State(s): State<AppState>, Path(rel): Path<String>, req: Request) -> Response {
+    let site = s.site();
+    let root = match site.images.canonicalize() {
+        Ok(r) => r,
+        Err(_) => return StatusCode::NOT_FOUND.into_response(),
+    };
+    if rel.split('/').any(|c| c == "..") {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    let target = match root.join(&rel).canonicalize() {
+        Ok(t) if t.starts_with(&root) => t,
+        Ok(_) => {
+            tracing::warn!(path = %rel, "asset refused: it leads outside the images directory");
+            return StatusCode::NOT_FOUND.into_response();
+        }
+        Err(_) => return StatusCode::NOT_FOUND.into_response(),
+    };
+    let Ok(meta) = std::fs::metadata(&target) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    if !meta.is_file() {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    let tag = etag(&meta);
+    let matches = req
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == tag || t.trim() == "*"));
+    if matches {
+        let mut r = StatusCode::NOT_MODIFIED.into_response();
+        if let Ok(v) = HeaderValue::from_str(&tag) {
+            r.headers_mut().insert(header::ETAG, v);
+        }
+        return r;
+    }
+    // ServeDir sees the path below /assets.
+    let (mut parts, body) = req.into_parts();
+    let query = parts
+        .uri
+        .query()
+        .map(|q| format!("?{q}"))
+        .unwrap_or_default();
+    parts.uri = match format!("/{rel}{query}").parse() {
+        Ok(u) => u,
+        Err(_) => return StatusCode::BAD_REQUEST.into_response(),
+    };
+    let dir = ServeDir::new(&root).append_index_html_on_directories(false);
+    let mut res = match dir.oneshot(Request::from_parts(parts, body)).await {
+        Ok(r) => r.into_response(),
+        Err(e) => match e {},
+    };
+    if res.status().is_success() {
+        if let Ok(v) = HeaderValue::from_str(&tag) {
+            res.headers_mut().insert(header::ETAG, v);
+        }
+    }
+    res
+}

@@ -1,0 +1,140 @@
+//! What booting machines fetch: the iPXE scripts, their cloud-config
+//! (token required), and the phone-home call.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::AppState;
+use crate::spec::Mac;
+
+fn text(body: String, kind: &'static str) -> Response {
+    ([(header::CONTENT_TYPE, kind)], body).into_response()
+}
+
+fn ipxe(body: String) -> Response {
+    text(body, "text/plain; charset=utf-8")
+}
+
+/// A script for a machine bootfleet does not know: says so on its console
+/// and retries later, so the machine shows up on the status page and boots
+/// once it is added to the spec.
+fn unknown_machine(mac: &str) -> Response {
+    let script = format!(
+        "#!ipxe\necho bootfleet: this machine ({mac}) is not in the cluster spec; add it and it boots on the next try\nsleep 30\nreboot\n"
+    );
+    (
+        StatusCode::NOT_FOUND,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        script,
+    )
+        .into_response()
+}
+
+/// `/boot.ipxe`: hands over to the machine's own script.
+pub async fn boot_ipxe(State(s): State<AppState>) -> Response {
+    match s.site().files.get("boot.ipxe") {
+        Some(f) => ipxe(f.clone()),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+/// `/ipxe/boot?mac=52-54-00-..`: the script of the machine with that MAC.
+pub async fn ipxe_by_mac(
+    State(s): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let raw = q.get("mac").map(String::as_str).unwrap_or_default();
+    let Ok(mac) = raw.replace('-', ":").parse::<Mac>() else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "mac= is missing or not a MAC address\n",
+        )
+            .into_response();
+    };
+    let site = s.site();
+    let Some(node) = site.inventory.nodes.iter().find(|n| n.mac == mac) else {
+        return unknown_machine(&mac.to_string());
+    };
+    match site.files.get(&format!("ipxe/{}.ipxe", node.name)) {
+        Some(f) => ipxe(f.clone()),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+/// `/ipxe/<node>.ipxe`.
+pub async fn ipxe_by_name(State(s): State<AppState>, Path(file): Path<String>) -> Response {
+    match s.site().files.get(&format!("ipxe/{file}")) {
+        Some(f) if file.ends_with(".ipxe") => ipxe(f.clone()),
+        _ => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+/// Compares without stopping at the first difference.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+/// Checks `?token=` against the node's own; `Err` is the refusal.
+fn authorize(
+    s: &AppState,
+    name: &str,
+    q: &HashMap<String, String>,
+    from: SocketAddr,
+) -> Result<(), (StatusCode, String)> {
+    let site = s.site();
+    let Some(node) = site.inventory.get(name) else {
+        return Err((
+            StatusCode::NOT_FOUND,
+            format!("no node `{name}` in the spec\n"),
+        ));
+    };
+    let token = q.get("token").map(String::as_str).unwrap_or_default();
+    if !same(token, &node.token) {
+        return Err((
+            StatusCode::FORBIDDEN,
+            "token missing or not this node's\n".into(),
+        ));
+    }
+    if site.check_source && from.ip() != std::net::IpAddr::V4(node.ip) {
+        let why = format!("request must come from {}'s own address\n", node.name);
+        return Err((StatusCode::FORBIDDEN, why));
+    }
+    Ok(())
+}
+
+/// `/cloud-config/<node>?token=...`.
+pub async fn cloud_config(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    ConnectInfo(from): ConnectInfo<SocketAddr>,
+) -> Response {
+    if let Err(refusal) = authorize(&s, &name, &q, from) {
+        return refusal.into_response();
+    }
+    match s.site().files.get(&format!("cloud-config/{name}.yml")) {
+        Some(f) => text(f.clone(), "text/yaml; charset=utf-8"),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+/// `POST /phone-home/<node>?token=...`: the node has booted.
+pub async fn phone_home(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    ConnectInfo(from): ConnectInfo<SocketAddr>,
+) -> Response {
+    if let Err(refusal) = authorize(&s, &name, &q, from) {
+        return refusal.into_response();
+    }
+    StatusCode::NO_CONTENT.into_response()
+}

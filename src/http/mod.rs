@@ -1,0 +1,103 @@
+//! bootfleet's HTTP side (axum): what booting machines fetch (`/boot.ipxe`,
+//! their own iPXE script, `/assets/...`, `/cloud-config/<node>`), the
+//! phone-home call, and what people and scripts read (the status page,
+//! `/api/v1/nodes`, `/metrics`, `/healthz`).
+//!
+//! Every request a booting machine makes is reported to the boot timeline
+//! ([`crate::boot::Registry`]) by [`timeline::record`], a middleware that
+//! sees the path, the client's address and the status.
+
+mod assets;
+mod machines;
+mod metrics;
+mod page;
+mod timeline;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+
+use axum::Router;
+use axum::routing::{get, post};
+
+use crate::boot::Registry;
+use crate::boot::classify::Names;
+use crate::inventory::Inventory;
+
+/// What the HTTP side serves for one version of the spec; replaced whole
+/// when the spec is reloaded.
+#[derive(Debug, Default)]
+pub struct Site {
+    /// The cluster's name, for the page title.
+    pub cluster: String,
+    /// Rendered files by path: `boot.ipxe`, `ipxe/<node>.ipxe`,
+    /// `cloud-config/<node>.yml`.
+    pub files: HashMap<String, String>,
+    pub inventory: Inventory,
+    pub names: Names,
+    /// Where `/assets/` is served from (kernel, initrd, loaders).
+    pub images: PathBuf,
+    /// Require `/cloud-config/<node>` to come from the node's own address.
+    pub check_source: bool,
+}
+
+/// Counters the `/metrics` page shows from the other servers.
+pub trait Gauges: Send + Sync {
+    /// Prometheus text lines (with their `# TYPE` headers).
+    fn write_metrics(&self, out: &mut String);
+}
+
+/// Everything the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub site: Arc<RwLock<Arc<Site>>>,
+    pub registry: Arc<Registry>,
+    pub gauges: Vec<Arc<dyn Gauges>>,
+    pub http: Arc<metrics::HttpCounters>,
+}
+
+impl AppState {
+    /// State over `site`, reporting to `registry`.
+    pub fn new(site: Site, registry: Arc<Registry>, gauges: Vec<Arc<dyn Gauges>>) -> AppState {
+        AppState {
+            site: Arc::new(RwLock::new(Arc::new(site))),
+            registry,
+            gauges,
+            http: Arc::default(),
+        }
+    }
+
+    /// The current site.
+    pub fn site(&self) -> Arc<Site> {
+        self.site.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Replaces the site (spec reloaded).
+    pub fn replace_site(&self, site: Site) {
+        *self.site.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(site);
+    }
+}
+
+/// Every route.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(page::status))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics::render))
+        .route("/api/v1/nodes", get(page::nodes_json))
+        .route("/api/v1/nodes/{name}", get(page::node_json))
+        .route("/boot.ipxe", get(machines::boot_ipxe))
+        .route("/ipxe/boot", get(machines::ipxe_by_mac))
+        .route("/ipxe/{file}", get(machines::ipxe_by_name))
+        .route("/cloud-config/{name}", get(machines::cloud_config))
+        .route(
+            "/phone-home/{name}",
+            post(machines::phone_home).get(machines::phone_home),
+        )
+        .route("/assets/{*path}", get(assets::serve))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            timeline::record,
+        ))
+        .with_state(state)
+}
