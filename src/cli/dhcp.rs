@@ -83,7 +83,7 @@ pub fn run(args: Args, state_dir: &Path) -> Result<(), CliError> {
 }
 
 /// Binds `port` on `iface`, or says what to fix.
-fn listen(iface: &str, port: u16) -> Result<std::net::UdpSocket, CliError> {
+pub(super) fn listen(iface: &str, port: u16) -> Result<std::net::UdpSocket, CliError> {
     bind(iface, port).map_err(|e| {
         let help = match e.raw_os_error() {
             Some(libc::EACCES) | Some(libc::EPERM) => "ports below 1024 and binding to an interface need root (or CAP_NET_BIND_SERVICE and CAP_NET_RAW)".to_owned(),

@@ -6,6 +6,7 @@ mod completions;
 mod dhcp;
 mod prepare;
 mod render;
+mod serve;
 mod tftp;
 
 use std::path::PathBuf;
@@ -43,6 +44,7 @@ enum Command {
     Render(render::Args),
     Tftp(tftp::Args),
     Dhcp(dhcp::Args),
+    Serve(serve::Args),
     Completions(completions::Args),
 }
 
@@ -162,6 +164,7 @@ pub fn main() -> ExitCode {
         Command::Render(args) => render::run(args, &state_dir),
         Command::Tftp(args) => tftp::run(args, &state_dir),
         Command::Dhcp(args) => dhcp::run(args, &state_dir),
+        Command::Serve(args) => serve::run(args, &state_dir),
         Command::Completions(args) => completions::run(args),
     };
     match result {

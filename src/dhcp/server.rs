@@ -14,8 +14,8 @@
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::os::fd::AsRawFd;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use dhcproto::Encodable;
@@ -28,6 +28,7 @@ use super::policy::{
 };
 use super::pool::{Lease, Table};
 use super::store::{LeaseStore, Op, StoreError};
+use crate::spec::Mac;
 
 /// BOOTP's minimum message size; some PXE ROMs ignore shorter replies.
 const MIN_REPLY: usize = 300;
@@ -113,12 +114,34 @@ struct Outgoing {
     after_commit: bool,
 }
 
+/// What the server tells its observer about each request it answered.
+#[derive(Debug)]
+pub struct Report<'a> {
+    pub mac: Mac,
+    /// `ack`, `nak`, `offer`, `proxy_offer`, `proxy_ack`, `inform`.
+    pub outcome: &'static str,
+    /// The address given (none in proxy mode).
+    pub ip: Option<Ipv4Addr>,
+    /// The firmware, when the client is booting.
+    pub arch: Option<String>,
+    /// The boot file given.
+    pub file: Option<&'a str>,
+}
+
+/// Called for every [`Report`] (the boot timeline listens here).
+pub type Observer = Box<dyn Fn(&Report) + Send>;
+
 /// A server over a lease table loaded from `store`.
 pub struct Server<S> {
     cfg: Config,
     table: Table,
     store: S,
-    pub stats: Stats,
+    pub stats: Arc<Stats>,
+    /// Told about every answered request.
+    pub observer: Option<Observer>,
+    /// A new configuration to switch to before the next batch (spec
+    /// reloaded).
+    pub pending: Arc<Mutex<Option<Config>>>,
     /// Reply ports: 68 for clients, 67 for relays (tests may change them).
     pub client_port: u16,
     pub relay_port: u16,
@@ -165,7 +188,9 @@ impl<S: LeaseStore> Server<S> {
             cfg,
             table,
             store,
-            stats: Stats::default(),
+            stats: Arc::default(),
+            observer: None,
+            pending: Arc::default(),
             client_port: 68,
             relay_port: 67,
         })
@@ -181,6 +206,15 @@ impl<S: LeaseStore> Server<S> {
         let mut got: Vec<(usize, SocketAddr)> = Vec::with_capacity(BATCH);
         while !stop.load(Ordering::Relaxed) {
             wait_readable(sockets, 1000)?;
+            let next = self
+                .pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take();
+            if let Some(cfg) = next {
+                info!("DHCP configuration reloaded");
+                self.cfg = cfg;
+            }
             for (socket, port) in sockets {
                 got.clear();
                 while got.len() < BATCH {
@@ -283,6 +317,7 @@ impl<S: LeaseStore> Server<S> {
         let after_commit = matches!(d.change, Some(Change::Bind(_)));
         self.apply(&req, &d, ops);
         self.log(&req, &d);
+        self.report(&req, &d);
         let (reply, dest) = d.reply?;
         let mut bytes = match reply.to_vec() {
             Ok(b) => b,
@@ -330,6 +365,22 @@ impl<S: LeaseStore> Server<S> {
             }
             None => {}
         }
+    }
+
+    fn report(&self, req: &Message, d: &Decision) {
+        let (Some(observer), Some(mac), Some((reply, _))) =
+            (&self.observer, client_mac(req), &d.reply)
+        else {
+            return;
+        };
+        let ip = Some(reply.yiaddr()).filter(|ip| !ip.is_unspecified());
+        observer(&Report {
+            mac,
+            outcome: d.outcome,
+            ip,
+            arch: d.boot.as_ref().map(|b| b.firmware.name()),
+            file: d.boot.as_ref().map(|b| b.file.as_str()),
+        });
     }
 
     fn log(&self, req: &Message, d: &Decision) {

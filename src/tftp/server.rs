@@ -77,10 +77,27 @@ impl Stats {
     }
 }
 
+/// What the server tells its observer about each transfer that ends.
+#[derive(Debug)]
+pub struct Report<'a> {
+    pub peer: SocketAddr,
+    pub file: &'a str,
+    pub bytes: u64,
+    /// Completed; false when refused or timed out. A client that ends
+    /// the transfer itself (the PXE size probe) is not reported.
+    pub ok: bool,
+    /// Why it failed, for people.
+    pub detail: String,
+}
+
+/// Called for every [`Report`] (the boot timeline listens here).
+pub type Observer = Arc<dyn Fn(&Report) + Send + Sync>;
+
 /// The running server's shared state.
 pub struct Server {
     files: Arc<Files>,
     config: Config,
+    observer: Option<Observer>,
     stats: Arc<Stats>,
     slots: Arc<Semaphore>,
     /// Client endpoint -> (transfer id, task), to replace a re-request.
@@ -91,14 +108,32 @@ pub struct Server {
 impl Server {
     /// A server for `files`.
     pub fn new(files: Arc<Files>, config: Config) -> Arc<Server> {
+        Server::observed(files, config, None)
+    }
+
+    /// A server for `files` that reports each transfer to `observer`.
+    pub fn observed(files: Arc<Files>, config: Config, observer: Option<Observer>) -> Arc<Server> {
         Arc::new(Server {
             files,
             config,
+            observer,
             stats: Arc::new(Stats::default()),
             slots: Arc::new(Semaphore::new(config.max_transfers)),
             active: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
         })
+    }
+
+    fn report(&self, peer: SocketAddr, file: &str, bytes: u64, ok: bool, detail: String) {
+        if let Some(o) = &self.observer {
+            o(&Report {
+                peer,
+                file,
+                bytes,
+                ok,
+                detail,
+            });
+        }
     }
 
     /// The counters.
@@ -224,6 +259,13 @@ impl Server {
             Err(refusal) => {
                 self.stats.refuse(refusal.kind());
                 warn!(%peer, file = %filename, reason = refusal.kind(), "request refused: {refusal}");
+                self.report(
+                    peer,
+                    &filename,
+                    0,
+                    false,
+                    format!("tftp {filename}: {refusal}"),
+                );
                 let (code, msg) = error_for(&refusal);
                 let _ = socket.send_to(&error_bytes(code, &msg), peer).await;
                 return;
@@ -290,6 +332,13 @@ impl Server {
             Some(Outcome::Completed { bytes }) => {
                 self.stats.completed.fetch_add(1, Ordering::Relaxed);
                 info!(%peer, file = %filename, bytes, ms = elapsed.as_millis() as u64, "transfer completed");
+                self.report(
+                    peer,
+                    &filename,
+                    *bytes,
+                    true,
+                    format!("tftp {filename} {bytes} bytes"),
+                );
             }
             Some(Outcome::ClientError { code, message }) => {
                 self.stats.client_errors.fetch_add(1, Ordering::Relaxed);
@@ -301,6 +350,10 @@ impl Server {
             }) => {
                 self.stats.timed_out.fetch_add(1, Ordering::Relaxed);
                 warn!(%peer, file = %filename, acked_blocks, total_blocks, "transfer timed out");
+                let why = format!(
+                    "tftp {filename}: timed out after {acked_blocks} of {total_blocks} blocks"
+                );
+                self.report(peer, &filename, 0, false, why);
             }
             None => {}
         }
