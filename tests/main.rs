@@ -12,5 +12,6 @@ mod dhcp_proxy;
 mod etcd_cluster;
 mod examples;
 mod golden;
+mod serve;
 mod systemd_units;
 mod tftp;

@@ -1,0 +1,323 @@
+//! `bootfleet serve` over loopback with DHCP off, against curl as the
+//! HTTP and TFTP client: tokens, assets (Range, ETag, refusals), the API,
+//! the page, metrics, SIGHUP reload, and timelines across a restart.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use crate::support::*;
+
+const SPEC: &str = r#"[cluster]
+name = "servetest"
+
+[network]
+interface = "lo"
+subnet = "127.0.0.0/8"
+server = "127.0.0.9"
+
+[boot]
+kernel = "os/vmlinuz"
+initrd = "os/initrd.img"
+
+[[nodes]]
+name = "a1"
+mac = "52:54:00:5e:00:01"
+ip = "127.0.0.1"
+roles = ["etcd", "worker"]
+
+[[nodes]]
+name = "a2"
+mac = "52:54:00:5e:00:02"
+ip = "127.0.0.2"
+roles = ["worker"]
+"#;
+
+struct Served {
+    _server: Running,
+    http: String,
+    tftp: String,
+    pid: u32,
+}
+
+fn serve(dir: &Path) -> Served {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_bootfleet"));
+    cmd.arg("--state-dir")
+        .arg(dir.join("state"))
+        .args([
+            "serve",
+            "--no-dhcp",
+            "--http-listen",
+            "127.0.0.1:0",
+            "--tftp-listen",
+            "127.0.0.1:0",
+            "--stall-after",
+            "60",
+            "--images",
+        ])
+        .arg(dir.join("images"))
+        .arg(dir.join("spec.toml"))
+        .env_remove("BOOTFLEET_LOG")
+        .stderr(std::fs::File::create(dir.join("serve.log")).unwrap());
+    let (server, line) = spawn_until_line(&mut cmd);
+    assert!(
+        line.starts_with("listening:"),
+        "{line:?}: {}",
+        std::fs::read_to_string(dir.join("serve.log")).unwrap_or_default()
+    );
+    let http = line
+        .split("http ")
+        .nth(1)
+        .unwrap()
+        .trim()
+        .trim_end_matches('/')
+        .to_owned();
+    let tftp = line
+        .split("tftp ")
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .next()
+        .unwrap()
+        .to_owned();
+    let pid = server.0.id();
+    Served {
+        _server: server,
+        http,
+        tftp,
+        pid,
+    }
+}
+
+fn curl(args: &[&str]) -> Output {
+    Command::new("curl")
+        .args(["-s", "--max-time", "10"])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Status code of a GET (or of the given curl arguments).
+fn code(args: &[&str]) -> String {
+    let mut a = vec!["-o", "/dev/null", "-w", "%{http_code}"];
+    a.extend_from_slice(args);
+    stdout(&curl(&a))
+}
+
+fn setup() -> tempfile::TempDir {
+    let dir = fixed_state();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("state")).unwrap();
+    std::fs::rename(d.join("site.key"), d.join("state/site.key")).unwrap();
+    std::fs::create_dir_all(d.join("images/os")).unwrap();
+    std::fs::write(d.join("images/os/vmlinuz"), vec![7u8; 300_000]).unwrap();
+    std::fs::write(d.join("images/os/initrd.img"), b"initrd").unwrap();
+    std::fs::write(d.join("secret"), b"not for you").unwrap();
+    std::os::unix::fs::symlink(d.join("secret"), d.join("images/escape")).unwrap();
+    std::fs::write(d.join("spec.toml"), SPEC).unwrap();
+    dir
+}
+
+fn token_of(http: &str, node: &str) -> String {
+    let script = stdout(&curl(&[&format!("{http}/ipxe/{node}.ipxe")]));
+    script
+        .split("token=")
+        .nth(1)
+        .map(|t| t.chars().take_while(char::is_ascii_hexdigit).collect())
+        .unwrap_or_else(|| panic!("no token in {script}"))
+}
+
+#[test]
+fn cloud_configs_need_the_nodes_own_token() {
+    if !have("curl") {
+        return;
+    }
+    let dir = setup();
+    let s = serve(dir.path());
+    let (t1, t2) = (token_of(&s.http, "a1"), token_of(&s.http, "a2"));
+    assert_ne!(t1, t2);
+    let url = |node: &str, t: &str| format!("{}/cloud-config/{node}?token={t}", s.http);
+    assert_eq!(
+        code(&[&format!("{}/cloud-config/a1", s.http)]),
+        "403",
+        "no token"
+    );
+    assert_eq!(code(&[&url("a1", &t2)]), "403", "another node's token");
+    assert_eq!(code(&[&url("a1", "00")]), "403", "a wrong token");
+    assert_eq!(code(&[&url("nobody", &t1)]), "404");
+    let body = stdout(&curl(&[&url("a1", &t1)]));
+    assert!(body.starts_with("#cloud-config"), "{body}");
+    assert!(body.contains("a1"), "{body}");
+    assert!(!body.contains(&t2), "a1's config holds only a1's token");
+    assert_eq!(code(&[&url("a2", &t2)]), "200");
+}
+
+#[test]
+fn assets_support_range_and_etag_and_never_leave_the_images_directory() {
+    if !have("curl") {
+        return;
+    }
+    let dir = setup();
+    let s = serve(dir.path());
+    let kernel = format!("{}/assets/os/vmlinuz", s.http);
+    let head = stdout(&curl(&["-i", "-r", "100-199", &kernel]));
+    assert!(head.starts_with("HTTP/1.1 206"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("content-length: 100"),
+        "{head}"
+    );
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-range: bytes 100-199/300000"),
+        "{head}"
+    );
+    let etag = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .starts_with("etag:")
+                .then(|| l[5..].trim().to_owned())
+        })
+        .expect("an ETag");
+    assert_eq!(
+        code(&["-H", &format!("If-None-Match: {etag}"), &kernel]),
+        "304"
+    );
+    let whole = curl(&[&kernel]);
+    assert_eq!(whole.stdout.len(), 300_000);
+    for bad in [
+        "/assets/escape",
+        "/assets/../secret",
+        "/assets/os/",
+        "/assets/os",
+        "/assets/%2e%2e/secret",
+    ] {
+        assert_eq!(
+            code(&["--path-as-is", &format!("{}{bad}", s.http)]),
+            "404",
+            "{bad}"
+        );
+    }
+}
+
+#[test]
+fn the_api_page_and_metrics_follow_a_machine_to_booted_and_keep_it_across_a_restart() {
+    if !have("curl") {
+        return;
+    }
+    let dir = setup();
+    {
+        let s = serve(dir.path());
+        let t1 = token_of(&s.http, "a1");
+        // a1 (127.0.0.1 in the spec) fetches its script, kernel and config
+        // and calls home; the TFTP fetch of its pxelinux config counts too.
+        assert_eq!(
+            code(&[&format!("{}/ipxe/boot?mac=52-54-00-5e-00-01", s.http)]),
+            "200"
+        );
+        let tftp = curl(&[&format!(
+            "tftp://{}/pxelinux.cfg/01-52-54-00-5e-00-01",
+            s.tftp
+        )]);
+        assert!(stdout(&tftp).contains("a1"), "{}", stdout(&tftp));
+        assert_eq!(code(&[&format!("{}/assets/os/vmlinuz", s.http)]), "200");
+        assert_eq!(
+            code(&[&format!("{}/cloud-config/a1?token={t1}", s.http)]),
+            "200"
+        );
+        assert_eq!(
+            code(&[
+                "-X",
+                "POST",
+                &format!("{}/phone-home/a1?token={t1}", s.http)
+            ]),
+            "204"
+        );
+        let api = stdout(&curl(&[&format!("{}/api/v1/nodes/a1", s.http)]));
+        let v: serde_json::Value = serde_json::from_str(&api).unwrap();
+        assert_eq!(v["state"], "booted", "{api}");
+        let stages: Vec<&str> = v["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["stage"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            stages,
+            ["loader", "script", "kernel", "cloud_config", "booted"],
+            "{api}"
+        );
+        let all: serde_json::Value =
+            serde_json::from_str(&stdout(&curl(&[&format!("{}/api/v1/nodes", s.http)]))).unwrap();
+        assert_eq!(all.as_array().unwrap().len(), 2);
+        assert_eq!(all[1]["state"], "waiting");
+        let metrics = stdout(&curl(&[&format!("{}/metrics", s.http)]));
+        assert!(
+            metrics.contains("bootfleet_nodes{state=\"booted\"} 1"),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("bootfleet_tftp_transfers_total{result=\"completed\"} 1"),
+            "{metrics}"
+        );
+        let page = stdout(&curl(&[&format!("{}/", s.http)]));
+        assert!(
+            page.contains("data-mac=\"52:54:00:5e:00:01\" data-state=\"booted\""),
+            "{page}"
+        );
+        let _ = Command::new("kill").arg(s.pid.to_string()).status();
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    let s = serve(dir.path());
+    let api = stdout(&curl(&[&format!(
+        "{}/api/v1/nodes/52-54-00-5e-00-01",
+        s.http
+    )]));
+    assert!(
+        api.contains("\"state\":\"booted\""),
+        "after a restart: {api}"
+    );
+}
+
+#[test]
+fn sighup_reloads_a_good_spec_and_keeps_the_old_one_when_the_new_is_bad() {
+    if !have("curl") {
+        return;
+    }
+    let dir = setup();
+    let d = dir.path();
+    let s = serve(d);
+    let hup = || {
+        Command::new("kill")
+            .args(["-HUP", &s.pid.to_string()])
+            .status()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(700));
+    };
+    std::fs::write(
+        d.join("spec.toml"),
+        SPEC.replace("[boot]", "[boot]\nbogus = 1"),
+    )
+    .unwrap();
+    hup();
+    assert_eq!(
+        code(&[&format!("{}/ipxe/a1.ipxe", s.http)]),
+        "200",
+        "the old spec still serves"
+    );
+    let log = std::fs::read_to_string(d.join("serve.log")).unwrap();
+    assert!(
+        log.contains("spec not reloaded") && log.contains("bogus"),
+        "{log}"
+    );
+    let grown = format!(
+        "{SPEC}\n[[nodes]]\nname = \"a3\"\nmac = \"52:54:00:5e:00:03\"\nip = \"127.0.0.3\"\nroles = [\"worker\"]\n"
+    );
+    std::fs::write(d.join("spec.toml"), grown).unwrap();
+    assert_eq!(code(&[&format!("{}/ipxe/a3.ipxe", s.http)]), "404");
+    hup();
+    assert_eq!(
+        code(&[&format!("{}/ipxe/a3.ipxe", s.http)]),
+        "200",
+        "the new node is served"
+    );
+}
