@@ -5,6 +5,7 @@
 mod support;
 
 mod bad_input;
+mod boot_e2e;
 mod browser_run;
 mod cli;
 mod dhcp;

@@ -6,7 +6,9 @@
 //! boot loader or iPXE script, the kernel, the initrd, its cloud-config,
 //! then the phone-home call that says it booted. Stages may be skipped (an
 //! iPXE ROM needs no loader). A DHCP exchange after the machine got further
-//! than DHCP is a new boot: the timeline starts over and counts it.
+//! than DHCP is a new boot when it comes from boot firmware (it declares
+//! an architecture): the timeline starts over and counts it. The booted
+//! OS asking for its address again is news, not a new boot.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -116,7 +118,9 @@ impl Timeline {
     /// Folds one event in.
     pub fn apply(&mut self, e: &Event) {
         let beyond_dhcp = self.reached.keys().any(|s| *s > Stage::Dhcp);
-        if e.stage == Stage::Dhcp && !e.failed && (beyond_dhcp || self.reached.is_empty()) {
+        let firmware = e.arch.is_some();
+        let new_boot = (beyond_dhcp && firmware) || self.reached.is_empty();
+        if e.stage == Stage::Dhcp && !e.failed && new_boot {
             self.reached.clear();
             self.failure = None;
             self.boots += 1;
@@ -225,20 +229,33 @@ mod tests {
         assert_eq!(t.boots, 1);
     }
 
+    fn firmware_dhcp(at: u64) -> Event {
+        Event {
+            arch: Some("bios".into()),
+            ..ev(at, Stage::Dhcp)
+        }
+    }
+
     #[test]
-    fn dhcp_again_after_the_loader_is_a_new_boot_but_a_renewal_before_is_not() {
+    fn firmware_dhcp_after_the_loader_is_a_new_boot_but_not_before_nor_the_oss_own() {
         let mut t = Timeline::default();
-        t.apply(&ev(0, Stage::Dhcp));
-        t.apply(&ev(10, Stage::Dhcp));
+        t.apply(&firmware_dhcp(0));
+        t.apply(&firmware_dhcp(10));
         assert_eq!(
             (t.boots, t.reached[&Stage::Dhcp]),
             (1, 0),
             "iPXE's second DHCP"
         );
         t.apply(&ev(20, Stage::Kernel));
+        t.apply(&ev(25, Stage::Dhcp));
+        assert_eq!(
+            (t.boots, t.stage()),
+            (1, Some(Stage::Kernel)),
+            "the OS asks again"
+        );
         t.apply(&ev(30, Stage::Booted));
-        t.apply(&ev(5000, Stage::Dhcp));
-        assert_eq!(t.boots, 2);
+        t.apply(&firmware_dhcp(5000));
+        assert_eq!(t.boots, 2, "rebooted");
         assert_eq!(t.stage(), Some(Stage::Dhcp));
     }
 
