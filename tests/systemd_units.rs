@@ -82,3 +82,29 @@ fn rendered_units_pass_systemd_analyze_verify_with_a_stub_docker_unit() {
     }
     assert!(checked >= 12, "only {checked} units checked");
 }
+
+#[test]
+fn bootfleets_own_unit_passes_systemd_analyze_verify() {
+    if Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIP: systemd-analyze is not installed (apt-get install systemd)");
+        return;
+    }
+    let unit = std::fs::read_to_string(root().join("dist/bootfleet.service")).unwrap();
+    assert!(unit.contains("ExecStart=/usr/local/bin/bootfleet "));
+    // The installed path does not exist here: point it at the built binary.
+    let local = unit.replace("/usr/local/bin/bootfleet", env!("CARGO_BIN_EXE_bootfleet"));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bootfleet.service");
+    std::fs::write(&path, local).unwrap();
+    let out = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(out.status.success() && text.trim().is_empty(), "{text}");
+}
