@@ -11,11 +11,13 @@ use std::time::{Duration, Instant};
 
 use crate::support::*;
 
-const MAC: &str = "52:54:00:e2:00:01";
+fn mac(i: usize) -> String {
+    format!("52:54:00:e2:00:{:02x}", i + 1)
+}
 
+/// Three nodes; e3 exists so that a node that never boots shows as waiting.
 fn spec() -> String {
-    format!(
-        r#"[cluster]
+    let mut s = r#"[cluster]
 name = "e2e"
 
 [network]
@@ -28,20 +30,22 @@ dynamic_range = ["10.98.0.100", "10.98.0.150"]
 kernel = "testos/vmlinuz"
 initrd = "testos/initrd.img"
 console = ["ttyS0"]
-
-[[nodes]]
-name = "e1"
-mac = "{MAC}"
-ip = "10.98.0.11"
-roles = ["etcd", "worker"]
-
-[[nodes]]
-name = "e2"
-mac = "52:54:00:e2:00:02"
-ip = "10.98.0.12"
-roles = ["worker"]
 "#
-    )
+    .to_owned();
+    for i in 0..4 {
+        let role = if i == 0 {
+            "\"etcd\", \"worker\""
+        } else {
+            "\"worker\""
+        };
+        s.push_str(&format!(
+            "\n[[nodes]]\nname = \"e{}\"\nmac = \"{}\"\nip = \"10.98.0.{}\"\nroles = [{role}]\n",
+            i + 1,
+            mac(i),
+            11 + i
+        ));
+    }
+    s
 }
 
 /// Builds the test OS once per target directory.
@@ -59,13 +63,14 @@ fn test_os() -> Option<PathBuf> {
     Some(out)
 }
 
-fn ready() -> bool {
+fn ready(uefi: bool) -> bool {
     let ok = is_root()
         && have("qemu-system-x86_64")
         && have("curl")
-        && Path::new("/usr/lib/ipxe/qemu/pxe-virtio.rom").exists();
+        && Path::new("/usr/lib/ipxe/qemu/pxe-virtio.rom").exists()
+        && (!uefi || Path::new("/usr/share/ovmf/OVMF.fd").exists());
     if !ok {
-        eprintln!("SKIP: needs root, qemu-system-x86, ipxe-qemu and curl");
+        eprintln!("SKIP: needs root, qemu-system-x86, ipxe-qemu, ovmf (UEFI) and curl");
     }
     ok
 }
@@ -81,25 +86,22 @@ fn wait_for(path: &Path, needle: &str, limit: Duration) -> bool {
     false
 }
 
-#[test]
-fn an_ipxe_rom_boots_the_test_os_which_prints_its_own_cloud_config_and_calls_home_needs_root_and_qemu()
- {
-    if !ready() {
-        return;
-    }
+/// Boots `vms` machines at once (nodes e1.., UEFI or BIOS, virtio NICs
+/// with QEMU's iPXE ROMs) from `bootfleet serve`, and checks that each
+/// printed its own cloud-config, called home, and shows as booted with
+/// every stage in the API and on the page.
+fn boot(vms: usize, uefi: bool) {
     let Some(os) = test_os() else { return };
     let id = std::process::id() % 100_000;
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let mut ns = Netns::new(&format!("bfe2e-{id}"));
+    let mut ns = Netns::new(&format!("bfe2e-{}{vms}-{id}", if uefi { "u" } else { "b" }));
     let n = ns.name.clone();
     for args in [
         vec!["ip", "-n", &n, "link", "set", "lo", "up"],
         vec!["ip", "-n", &n, "link", "add", "br0", "type", "bridge"],
         vec!["ip", "-n", &n, "addr", "add", "10.98.0.2/24", "dev", "br0"],
         vec!["ip", "-n", &n, "link", "set", "br0", "up"],
-        vec!["ip", "-n", &n, "tuntap", "add", "et0", "mode", "tap"],
-        vec!["ip", "-n", &n, "link", "set", "et0", "master", "br0", "up"],
     ] {
         run(&args);
     }
@@ -127,10 +129,14 @@ fn an_ipxe_rom_boots_the_test_os_which_prints_its_own_cloud_config_and_calls_hom
         std::fs::read_to_string(&log).unwrap_or_default()
     );
 
-    let serial = d.join("serial.log");
     let started = Instant::now();
-    ns.children.push(
-        ns.exec(&[
+    let mut serials = Vec::new();
+    for i in 0..vms {
+        let tap = format!("et{i}");
+        run(&["ip", "-n", &n, "tuntap", "add", &tap, "mode", "tap"]);
+        run(&["ip", "-n", &n, "link", "set", &tap, "master", "br0", "up"]);
+        let serial = d.join(format!("serial{i}.log"));
+        let mut q = ns.exec(&[
             "qemu-system-x86_64",
             "-accel",
             "tcg",
@@ -142,49 +148,25 @@ fn an_ipxe_rom_boots_the_test_os_which_prints_its_own_cloud_config_and_calls_hom
             "-no-reboot",
             "-boot",
             "n",
+        ]);
+        if uefi {
+            q.args(["-bios", "/usr/share/ovmf/OVMF.fd"]);
+        }
+        q.args([
             "-netdev",
-            "tap,id=n0,ifname=et0,script=no,downscript=no",
+            &format!("tap,id=n0,ifname={tap},script=no,downscript=no"),
         ])
         .args([
             "-device",
-            &format!("virtio-net-pci,netdev=n0,mac={MAC}"),
+            &format!("virtio-net-pci,netdev=n0,mac={}", mac(i)),
             "-serial",
         ])
         .arg(format!("file:{}", serial.display()))
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap(),
-    );
-    let done = wait_for(&serial, "testos: done", Duration::from_secs(240));
-    let console = std::fs::read_to_string(&serial).unwrap_or_default();
-    let served = std::fs::read_to_string(&log).unwrap_or_default();
-    assert!(
-        done,
-        "the guest never finished\nserial:\n{console}\nserve:\n{served}"
-    );
-    eprintln!(
-        "booted to the cloud-config in {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
-    let config = console
-        .split("=====BEGIN CLOUD-CONFIG=====")
-        .nth(1)
-        .and_then(|s| s.split("=====END CLOUD-CONFIG=====").next())
-        .unwrap_or_default();
-    assert!(config.contains("#cloud-config"), "{console}");
-    assert!(
-        config.contains("e1 (52:54:00:e2:00:01)"),
-        "its own config: {config}"
-    );
-    assert!(
-        !config.contains("e2 (52:54:00:e2:00:02)"),
-        "not another node's"
-    );
-    assert!(console.contains("testos: phoned home"), "{console}");
-
-    // The timeline, through the API and the page, as served to people.
-    std::thread::sleep(Duration::from_millis(300));
+        .stderr(Stdio::null());
+        ns.children.push(q.spawn().unwrap());
+        serials.push(serial);
+    }
     let get = |path: &str| {
         let o = ns
             .exec(&[
@@ -198,46 +180,84 @@ fn an_ipxe_rom_boots_the_test_os_which_prints_its_own_cloud_config_and_calls_hom
             .unwrap();
         String::from_utf8_lossy(&o.stdout).into_owned()
     };
-    let api = get("/api/v1/nodes/e1");
-    let v: serde_json::Value = serde_json::from_str(&api).unwrap_or_else(|e| panic!("{e}: {api}"));
-    assert_eq!(v["state"], "booted", "{api}");
-    assert_eq!(v["ip"], "10.98.0.11", "{api}");
-    assert_eq!(v["arch"], "bios", "{api}");
-    let stages: Vec<&str> = v["stages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["stage"].as_str().unwrap())
-        .collect();
-    assert_eq!(
-        stages,
-        [
-            "dhcp",
-            "script",
-            "kernel",
-            "initrd",
-            "cloud_config",
-            "booted"
-        ],
-        "{api}"
+    let mut token = String::new();
+    for (i, serial) in serials.iter().enumerate() {
+        let done = wait_for(serial, "testos: done", Duration::from_secs(300));
+        let console = std::fs::read_to_string(serial).unwrap_or_default();
+        let served = std::fs::read_to_string(&log).unwrap_or_default();
+        assert!(
+            done,
+            "guest {i} never finished\nserial:\n{console}\nserve:\n{served}"
+        );
+        let config = console
+            .split("=====BEGIN CLOUD-CONFIG=====")
+            .nth(1)
+            .and_then(|s| s.split("=====END CLOUD-CONFIG=====").next())
+            .unwrap_or_default();
+        assert!(config.contains("#cloud-config"), "{console}");
+        let me = format!("e{} ({})", i + 1, mac(i));
+        assert!(
+            config.contains(&me),
+            "guest {i} got its own config: {config}"
+        );
+        for j in (0..4).filter(|j| *j != i) {
+            assert!(
+                !config.contains(&format!("e{} ({})", j + 1, mac(j))),
+                "guest {i} got e{}'s config",
+                j + 1
+            );
+        }
+        assert!(console.contains("testos: phoned home"), "{console}");
+        if i == 0 {
+            token = config
+                .split("token=")
+                .nth(1)
+                .map(|t| t.chars().take_while(char::is_ascii_hexdigit).collect())
+                .unwrap();
+        }
+    }
+    eprintln!(
+        "{vms} {} VM(s) printed their cloud-configs within {:.1} s",
+        if uefi { "UEFI" } else { "BIOS" },
+        started.elapsed().as_secs_f64()
     );
+
+    // The timeline, through the API and the page, as served to people.
+    std::thread::sleep(Duration::from_millis(300));
     let page = get("/");
-    assert!(
-        page.contains(&format!("data-mac=\"{MAC}\" data-state=\"booted\"")),
-        "{page}"
-    );
-    let other = get("/api/v1/nodes/e2");
-    assert!(other.contains("\"state\":\"waiting\""), "{other}");
-    // Someone asking for e2's config with e1's token is refused.
-    let token = config
-        .split("token=")
-        .nth(1)
-        .map(|t| {
-            t.chars()
-                .take_while(char::is_ascii_hexdigit)
-                .collect::<String>()
-        })
-        .unwrap();
+    for i in 0..vms {
+        let api = get(&format!("/api/v1/nodes/e{}", i + 1));
+        let v: serde_json::Value =
+            serde_json::from_str(&api).unwrap_or_else(|e| panic!("{e}: {api}"));
+        assert_eq!(v["state"], "booted", "{api}");
+        assert_eq!(v["ip"], format!("10.98.0.{}", 11 + i), "{api}");
+        assert_eq!(v["arch"], if uefi { "uefi-x64" } else { "bios" }, "{api}");
+        let stages: Vec<&str> = v["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["stage"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            stages,
+            [
+                "dhcp",
+                "script",
+                "kernel",
+                "initrd",
+                "cloud_config",
+                "booted"
+            ],
+            "{api}"
+        );
+        assert!(
+            page.contains(&format!("data-mac=\"{}\" data-state=\"booted\"", mac(i))),
+            "{page}"
+        );
+    }
+    let idle = get("/api/v1/nodes/e4");
+    assert!(idle.contains("\"state\":\"waiting\""), "{idle}");
+    // e1's token does not open another node's config.
     let o = ns
         .exec(&[
             "curl",
@@ -251,4 +271,26 @@ fn an_ipxe_rom_boots_the_test_os_which_prints_its_own_cloud_config_and_calls_hom
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&o.stdout), "403");
+}
+
+#[test]
+fn bios_ipxe_rom_boots_the_test_os_which_prints_its_own_cloud_config_and_calls_home_needs_root_and_qemu()
+ {
+    if ready(false) {
+        boot(1, false);
+    }
+}
+
+#[test]
+fn uefi_ovmf_with_ipxe_boots_the_test_os_needs_root_and_qemu() {
+    if ready(true) {
+        boot(1, true);
+    }
+}
+
+#[test]
+fn three_vms_boot_at_once_each_with_its_own_config_needs_root_and_qemu() {
+    if ready(false) {
+        boot(3, false);
+    }
 }
