@@ -13,6 +13,10 @@ fn every_command_has_help_with_examples() {
         vec!["check", "--help"],
         vec!["render", "--help"],
         vec!["completions", "--help"],
+        vec!["serve", "--help"],
+        vec!["nodes", "--help"],
+        vec!["dhcp", "--help"],
+        vec!["tftp", "--help"],
     ] {
         let out = bootfleet(state.path(), &cmd);
         assert!(out.status.success(), "{cmd:?}");

@@ -259,6 +259,29 @@ fn the_api_page_and_metrics_follow_a_machine_to_booted_and_keep_it_across_a_rest
             metrics.contains("bootfleet_tftp_transfers_total{result=\"completed\"} 1"),
             "{metrics}"
         );
+        let table = bootfleet(
+            &dir.path().join("state"),
+            &[
+                "nodes",
+                dir.path().join("spec.toml").to_str().unwrap(),
+                "--server",
+                s.http.trim_start_matches("http://"),
+            ],
+        );
+        let text = stdout(&table);
+        assert!(table.status.success(), "{text}{}", stderr(&table));
+        let a1 = text
+            .lines()
+            .find(|l| l.starts_with("a1 "))
+            .unwrap_or_else(|| panic!("{text}"));
+        assert!(
+            a1.contains("52:54:00:5e:00:01")
+                && a1.contains("booted")
+                && a1.contains("cloud_config"),
+            "{text}"
+        );
+        let a2 = text.lines().find(|l| l.starts_with("a2 ")).unwrap();
+        assert!(a2.contains("waiting"), "{text}");
         let page = stdout(&curl(&[&format!("{}/", s.http)]));
         assert!(
             page.contains("data-mac=\"52:54:00:5e:00:01\" data-state=\"booted\""),

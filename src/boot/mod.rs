@@ -17,7 +17,7 @@ use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use redb::{Database, ReadableTable, TableDefinition};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use timeline::{Event, Stage, State, Timeline};
 
@@ -56,13 +56,13 @@ pub struct Known {
 }
 
 /// One row of the status page and the API.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NodeStatus {
     /// The spec's name, or empty for an unknown machine.
     pub name: String,
     pub mac: String,
     pub ip: Option<Ipv4Addr>,
-    pub roles: Vec<&'static str>,
+    pub roles: Vec<String>,
     pub known: bool,
     pub state: State,
     pub stage: Option<Stage>,
@@ -76,7 +76,7 @@ pub struct NodeStatus {
     pub boots: u32,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StageTime {
     pub stage: Stage,
     pub at: u64,
@@ -233,7 +233,9 @@ impl Registry {
             name: known.map(|k| k.name.clone()).unwrap_or_default(),
             mac: mac.to_string(),
             ip: t.ip.or(known.map(|k| k.ip)),
-            roles: known.map(|k| k.roles.clone()).unwrap_or_default(),
+            roles: known
+                .map(|k| k.roles.iter().map(|r| r.to_string()).collect())
+                .unwrap_or_default(),
             known: known.is_some(),
             state: t.state(now, self.stall_after_ms),
             stage: t.stage(),

@@ -4,6 +4,7 @@
 mod check;
 mod completions;
 mod dhcp;
+mod nodes;
 mod prepare;
 mod render;
 mod serve;
@@ -45,6 +46,7 @@ enum Command {
     Tftp(tftp::Args),
     Dhcp(dhcp::Args),
     Serve(serve::Args),
+    Nodes(nodes::Args),
     Completions(completions::Args),
 }
 
@@ -165,6 +167,7 @@ pub fn main() -> ExitCode {
         Command::Tftp(args) => tftp::run(args, &state_dir),
         Command::Dhcp(args) => dhcp::run(args, &state_dir),
         Command::Serve(args) => serve::run(args, &state_dir),
+        Command::Nodes(args) => nodes::run(args),
         Command::Completions(args) => completions::run(args),
     };
     match result {
