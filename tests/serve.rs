@@ -344,3 +344,89 @@ fn sighup_reloads_a_good_spec_and_keeps_the_old_one_when_the_new_is_bad() {
         "the new node is served"
     );
 }
+
+#[test]
+fn the_status_page_in_headless_chromium_shows_booted_and_stalled_machines() {
+    if !have("curl") || !have("chromium") {
+        return;
+    }
+    let dir = setup();
+    let d = dir.path();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_bootfleet"));
+    cmd.arg("--state-dir")
+        .arg(d.join("state"))
+        .args([
+            "serve",
+            "--no-dhcp",
+            "--http-listen",
+            "127.0.0.1:0",
+            "--tftp-listen",
+            "127.0.0.1:0",
+            "--stall-after",
+            "1",
+            "--images",
+        ])
+        .arg(d.join("images"))
+        .arg(d.join("spec.toml"))
+        .stderr(std::fs::File::create(d.join("serve.log")).unwrap());
+    let (_server, line) = spawn_until_line(&mut cmd);
+    let http = line
+        .split("http ")
+        .nth(1)
+        .unwrap()
+        .trim()
+        .trim_end_matches('/')
+        .to_owned();
+    // a1 boots all the way; a2 (by MAC) fetches its script and goes quiet.
+    let t1 = token_of(&http, "a1");
+    assert_eq!(
+        code(&["-X", "POST", &format!("{http}/phone-home/a1?token={t1}")]),
+        "204"
+    );
+    assert_eq!(
+        code(&[&format!("{http}/ipxe/boot?mac=52-54-00-5e-00-02")]),
+        "200"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(2200));
+    let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("status-page.png");
+    let _ = std::fs::remove_file(&shot);
+    let profile = tempfile::tempdir().unwrap();
+    let browser = |extra: &str| {
+        Command::new("chromium")
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--window-size=1400,500",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg(extra)
+            .arg(format!("{http}/"))
+            .output()
+            .unwrap()
+    };
+    let dom = browser("--dump-dom");
+    let html = stdout(&dom);
+    assert!(
+        html.contains("data-mac=\"52:54:00:5e:00:01\" data-state=\"booted\""),
+        "{html}{}",
+        stderr(&dom)
+    );
+    assert!(
+        html.contains("data-mac=\"52:54:00:5e:00:02\" data-state=\"stalled\""),
+        "{html}"
+    );
+    assert!(html.contains("stalled at script"), "{html}");
+    let png = browser(&format!("--screenshot={}", shot.display()));
+    let bytes = std::fs::read(&shot).unwrap_or_else(|e| panic!("{e}: {}", stderr(&png)));
+    assert!(
+        bytes.starts_with(b"\x89PNG") && bytes.len() > 5_000,
+        "a real screenshot"
+    );
+    eprintln!("screenshot kept at {}", shot.display());
+}
