@@ -75,17 +75,6 @@ fn ready(uefi: bool) -> bool {
     ok
 }
 
-fn wait_for(path: &Path, needle: &str, limit: Duration) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if std::fs::read_to_string(path).is_ok_and(|s| s.contains(needle)) {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    false
-}
-
 /// Boots `vms` machines at once (nodes e1.., UEFI or BIOS, virtio NICs
 /// with QEMU's iPXE ROMs) from `bootfleet serve`, and checks that each
 /// printed its own cloud-config, called home, and shows as booted with

@@ -7,7 +7,7 @@
 
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::support::*;
 
@@ -38,18 +38,6 @@ http_port = 8080
 kernel = "k/vmlinuz"
 initrd = "k/initrd.gz"
 "#
-}
-
-/// Waits until `path` holds `needle`, up to `limit`.
-fn wait_for(path: &Path, needle: &str, limit: Duration) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if std::fs::read_to_string(path).is_ok_and(|s| s.contains(needle)) {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    false
 }
 
 #[test]

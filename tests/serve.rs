@@ -40,6 +40,10 @@ struct Served {
 }
 
 fn serve(dir: &Path) -> Served {
+    serve_stalling_after(dir, "60")
+}
+
+fn serve_stalling_after(dir: &Path, stall_secs: &str) -> Served {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_bootfleet"));
     cmd.arg("--state-dir")
         .arg(dir.join("state"))
@@ -51,7 +55,7 @@ fn serve(dir: &Path) -> Served {
             "--tftp-listen",
             "127.0.0.1:0",
             "--stall-after",
-            "60",
+            stall_secs,
             "--images",
         ])
         .arg(dir.join("images"))
@@ -352,31 +356,8 @@ fn the_status_page_in_headless_chromium_shows_booted_and_stalled_machines() {
     }
     let dir = setup();
     let d = dir.path();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_bootfleet"));
-    cmd.arg("--state-dir")
-        .arg(d.join("state"))
-        .args([
-            "serve",
-            "--no-dhcp",
-            "--http-listen",
-            "127.0.0.1:0",
-            "--tftp-listen",
-            "127.0.0.1:0",
-            "--stall-after",
-            "1",
-            "--images",
-        ])
-        .arg(d.join("images"))
-        .arg(d.join("spec.toml"))
-        .stderr(std::fs::File::create(d.join("serve.log")).unwrap());
-    let (_server, line) = spawn_until_line(&mut cmd);
-    let http = line
-        .split("http ")
-        .nth(1)
-        .unwrap()
-        .trim()
-        .trim_end_matches('/')
-        .to_owned();
+    let s = serve_stalling_after(d, "1");
+    let http = s.http.clone();
     // a1 boots all the way; a2 (by MAC) fetches its script and goes quiet.
     let t1 = token_of(&http, "a1");
     assert_eq!(

@@ -221,3 +221,15 @@ impl Drop for Netns {
             .output();
     }
 }
+
+/// Waits until the file at `path` holds `needle`, up to `limit`.
+pub fn wait_for(path: &Path, needle: &str, limit: std::time::Duration) -> bool {
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        if std::fs::read_to_string(path).is_ok_and(|s| s.contains(needle)) {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    false
+}

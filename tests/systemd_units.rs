@@ -8,17 +8,23 @@ use std::process::Command;
 
 use crate::support::*;
 
+fn have_systemd_analyze() -> bool {
+    let ok = Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_ok();
+    if !ok {
+        eprintln!("SKIP: systemd-analyze is not installed (apt-get install systemd)");
+    }
+    ok
+}
+
 /// Paths that exist on the booted node but not here.
 const NODE_ONLY: &[&str] = &["/usr/bin/docker", "/opt/bootfleet/bin/"];
 
 #[test]
 fn rendered_units_pass_systemd_analyze_verify_with_a_stub_docker_unit() {
-    if Command::new("systemd-analyze")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("SKIP: systemd-analyze is not installed (apt-get install systemd)");
+    if !have_systemd_analyze() {
         return;
     }
     let mut checked = 0;
@@ -85,12 +91,7 @@ fn rendered_units_pass_systemd_analyze_verify_with_a_stub_docker_unit() {
 
 #[test]
 fn bootfleets_own_unit_passes_systemd_analyze_verify() {
-    if Command::new("systemd-analyze")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("SKIP: systemd-analyze is not installed (apt-get install systemd)");
+    if !have_systemd_analyze() {
         return;
     }
     let unit = std::fs::read_to_string(root().join("dist/bootfleet.service")).unwrap();

@@ -242,13 +242,15 @@ fn request(req: &Message, cfg: &Config, table: &Table, mac: Mac, now: u64) -> De
     }
 }
 
-/// An OFFER or ACK for `yiaddr` with the network and boot options.
-fn base_reply(
+/// A reply of type `kind` to `req` from `server`, giving `yiaddr`: the
+/// header echoed from the request (xid, ciaddr, giaddr, chaddr, flags),
+/// options 53 and 54, and option 82 echoed for relays.
+pub(super) fn reply_to(
     req: &Message,
-    cfg: &Config,
     kind: MessageType,
+    server: Ipv4Addr,
     yiaddr: Ipv4Addr,
-) -> (Message, Option<Choice>) {
+) -> Message {
     let mut m = Message::new_with_id(
         req.xid(),
         req.ciaddr(),
@@ -262,7 +264,22 @@ fn base_reply(
     m.set_flags(req.flags());
     let o = m.opts_mut();
     o.insert(DhcpOption::MessageType(kind));
-    o.insert(DhcpOption::ServerIdentifier(cfg.server));
+    o.insert(DhcpOption::ServerIdentifier(server));
+    if let Some(relay) = req.opts().get(OptionCode::RelayAgentInformation) {
+        o.insert(relay.clone());
+    }
+    m
+}
+
+/// An OFFER or ACK for `yiaddr` with the network and boot options.
+fn base_reply(
+    req: &Message,
+    cfg: &Config,
+    kind: MessageType,
+    yiaddr: Ipv4Addr,
+) -> (Message, Option<Choice>) {
+    let mut m = reply_to(req, kind, cfg.server, yiaddr);
+    let o = m.opts_mut();
     o.insert(DhcpOption::AddressLeaseTime(cfg.lease_secs));
     o.insert(DhcpOption::Renewal(cfg.lease_secs / 2));
     o.insert(DhcpOption::Rebinding(cfg.lease_secs / 8 * 7));
@@ -272,9 +289,6 @@ fn base_reply(
     }
     if !cfg.dns.is_empty() {
         o.insert(DhcpOption::DomainNameServer(cfg.dns.clone()));
-    }
-    if let Some(relay) = req.opts().get(OptionCode::RelayAgentInformation) {
-        o.insert(relay.clone());
     }
     let client = Client::from_request(req);
     let choice = choose(&client, &cfg.boot);

@@ -16,11 +16,11 @@
 
 use std::net::Ipv4Addr;
 
-use dhcproto::v4::{DhcpOption, Message, MessageType, Opcode, OptionCode};
+use dhcproto::v4::{Message, MessageType, Opcode};
 
 use super::boot::{Client, choose};
 use super::policy::{
-    Config, Decision, Dest, add_boot_options, client_mac, destination, message_type,
+    Config, Decision, Dest, add_boot_options, client_mac, destination, message_type, reply_to,
 };
 
 /// The answer to `req` received on port 67 in proxy mode.
@@ -66,23 +66,7 @@ fn reply(
     let Some(choice) = choose(&client, &cfg.boot) else {
         return Decision::silent("proxy_not_pxe");
     };
-    let mut m = Message::new_with_id(
-        req.xid(),
-        req.ciaddr(),
-        Ipv4Addr::UNSPECIFIED,
-        Ipv4Addr::UNSPECIFIED,
-        req.giaddr(),
-        req.chaddr(),
-    );
-    m.set_opcode(Opcode::BootReply);
-    m.set_htype(req.htype());
-    m.set_flags(req.flags());
-    let o = m.opts_mut();
-    o.insert(DhcpOption::MessageType(kind));
-    o.insert(DhcpOption::ServerIdentifier(cfg.server));
-    if let Some(relay) = req.opts().get(OptionCode::RelayAgentInformation) {
-        o.insert(relay.clone());
-    }
+    let mut m = reply_to(req, kind, cfg.server, Ipv4Addr::UNSPECIFIED);
     // A proxy offer must carry option 60 whatever the client is: iPXE and
     // PXE ROMs recognise a proxyDHCP offer by it.
     let proxied = Client {
