@@ -454,3 +454,77 @@ fn dhclient_and_dhcpcd_get_their_reservation_and_a_pool_address_needs_root() {
         );
     }
 }
+
+#[test]
+fn a_client_on_another_interface_of_the_server_gets_no_answer_needs_root() {
+    if !ready() {
+        return;
+    }
+    let seg = Segment::new("i");
+    let dir = tempfile::tempdir().unwrap();
+    let _server = start(&seg, dir.path());
+    // A second segment into the server's namespace, not named in the spec:
+    // the same address plan, so only the interface binding keeps it out.
+    let other = Netns::new(&format!("bfd-oth-{}", std::process::id() % 100_000));
+    let (a, b) = (
+        format!("bso{}", std::process::id() % 100_000),
+        format!("bco{}", std::process::id() % 100_000),
+    );
+    run(&[
+        "ip",
+        "-n",
+        &seg.srv.name,
+        "link",
+        "add",
+        &a,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        &b,
+        "netns",
+        &other.name,
+    ]);
+    run(&[
+        "ip",
+        "-n",
+        &seg.srv.name,
+        "addr",
+        "add",
+        "10.77.0.3/24",
+        "dev",
+        &a,
+    ]);
+    run(&["ip", "-n", &seg.srv.name, "link", "set", &a, "up"]);
+    run(&["ip", "-n", &other.name, "link", "set", &b, "up"]);
+    let o = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &other.name,
+            "busybox",
+            "udhcpc",
+            "-i",
+            &b,
+            "-f",
+            "-q",
+            "-n",
+            "-t",
+            "3",
+            "-T",
+            "1",
+            "-s",
+            "/bin/true",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        !o.status.success(),
+        "answered on {a}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // The spec's interface still answers.
+    seg.set_client_mac("52:54:00:77:00:10");
+    let env = udhcpc(&seg, dir.path(), &[]);
+    assert_eq!(env.get("ip").map(String::as_str), Some("10.77.0.10"));
+}
