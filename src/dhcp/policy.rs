@@ -127,6 +127,11 @@ pub fn decide(req: &Message, cfg: &Config, table: &Table, now: u64) -> Decision 
     if cfg.mode == DhcpMode::Proxy {
         return super::proxy::on_port_67(req, cfg, kind);
     }
+    // A relay names the client's subnet with giaddr (RFC 2131 4.3.1): one
+    // bootfleet does not serve gets no address from the spec's pool.
+    if !req.giaddr().is_unspecified() && !cfg.subnet.contains(&req.giaddr()) {
+        return Decision::silent("relay_from_unserved_subnet");
+    }
     match kind {
         MessageType::Discover => discover(req, cfg, table, mac, now),
         MessageType::Request => request(req, cfg, table, mac, now),
