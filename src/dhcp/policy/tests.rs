@@ -307,7 +307,10 @@ fn a_relay_from_a_subnet_not_served_gets_no_address() {
     let mut req = msg(MessageType::Discover, MAC, vec![]);
     req.set_giaddr(Ipv4Addr::new(192, 168, 5, 1));
     let d = decide(&req, &c, &Table::default(), 0);
-    assert_eq!((d.outcome, d.reply.is_none()), ("relay_from_unserved_subnet", true));
+    assert_eq!(
+        (d.outcome, d.reply.is_none()),
+        ("relay_from_unserved_subnet", true)
+    );
     req.set_giaddr(Ipv4Addr::new(10, 0, 0, 1));
     assert_eq!(decide(&req, &c, &Table::default(), 0).outcome, "offer");
 }
