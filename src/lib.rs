@@ -8,6 +8,7 @@ pub mod cli;
 pub mod cloudconfig;
 pub mod dhcp;
 pub mod http;
+pub mod images;
 pub mod inventory;
 pub mod render;
 pub mod spec;

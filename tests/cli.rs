@@ -214,3 +214,35 @@ fn a_node_removed_from_the_spec_loses_its_files_on_the_next_render() {
         "files bootfleet did not write are kept"
     );
 }
+
+#[test]
+fn images_stage_copies_the_systems_boot_loaders() {
+    let system = [
+        ("undionly.kpxe", "/usr/lib/ipxe/undionly.kpxe"),
+        ("ipxe.efi", "/usr/lib/ipxe/ipxe.efi"),
+        ("pxelinux.0", "/usr/lib/PXELINUX/pxelinux.0"),
+        ("ldlinux.c32", "/usr/lib/syslinux/modules/bios/ldlinux.c32"),
+    ];
+    if system
+        .iter()
+        .any(|(_, p)| !std::path::Path::new(p).exists())
+    {
+        eprintln!("SKIP: needs the ipxe, pxelinux and syslinux-common packages");
+        return;
+    }
+    let state = tempfile::tempdir().unwrap();
+    let images = state.path().join("images");
+    let out = bootfleet(
+        state.path(),
+        &["images", "stage", "--images", images.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    for (name, path) in system {
+        assert_eq!(
+            std::fs::read(images.join(name)).unwrap(),
+            std::fs::read(path).unwrap(),
+            "{name}"
+        );
+        assert!(stdout(&out).contains(name));
+    }
+}

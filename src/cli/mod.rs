@@ -4,6 +4,7 @@
 mod check;
 mod completions;
 mod dhcp;
+mod images;
 mod nodes;
 mod prepare;
 mod render;
@@ -47,6 +48,7 @@ enum Command {
     Dhcp(dhcp::Args),
     Serve(serve::Args),
     Nodes(nodes::Args),
+    Images(images::Args),
     Completions(completions::Args),
 }
 
@@ -168,6 +170,7 @@ pub fn main() -> ExitCode {
         Command::Dhcp(args) => dhcp::run(args, &state_dir),
         Command::Serve(args) => serve::run(args, &state_dir),
         Command::Nodes(args) => nodes::run(args),
+        Command::Images(args) => images::run(args),
         Command::Completions(args) => completions::run(args),
     };
     match result {

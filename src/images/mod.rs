@@ -1,0 +1,107 @@
+//! Boot loaders staged from the system's packages into the images
+//! directory, where TFTP and `/assets/` serve them.
+
+use std::path::{Path, PathBuf};
+
+/// Why staging failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ImagesError {
+    #[error(
+        "no boot loader found on this system\n  help: install them first (Debian: apt-get install ipxe pxelinux syslinux-common)"
+    )]
+    NothingFound,
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// A loader: the name served, where Debian's packages put it, and which
+/// package that is.
+pub const LOADERS: &[(&str, &str, &str)] = &[
+    ("undionly.kpxe", "/usr/lib/ipxe/undionly.kpxe", "ipxe"),
+    ("ipxe.efi", "/usr/lib/ipxe/ipxe.efi", "ipxe"),
+    ("snponly.efi", "/usr/lib/ipxe/snponly.efi", "ipxe"),
+    ("pxelinux.0", "/usr/lib/PXELINUX/pxelinux.0", "pxelinux"),
+    ("lpxelinux.0", "/usr/lib/PXELINUX/lpxelinux.0", "pxelinux"),
+    (
+        "ldlinux.c32",
+        "/usr/lib/syslinux/modules/bios/ldlinux.c32",
+        "syslinux-common",
+    ),
+];
+
+/// What happened to one loader.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Staged {
+    Copied {
+        name: &'static str,
+        bytes: u64,
+    },
+    Missing {
+        name: &'static str,
+        package: &'static str,
+    },
+}
+
+/// Copies every loader found under `system_root` (`/` normally) into
+/// `images`, replacing older copies atomically. Missing ones are reported,
+/// not fatal, unless none is found.
+pub fn stage(system_root: &Path, images: &Path) -> Result<Vec<Staged>, ImagesError> {
+    let write_err = |path: &Path, source| ImagesError::Write {
+        path: path.to_owned(),
+        source,
+    };
+    std::fs::create_dir_all(images).map_err(|e| write_err(images, e))?;
+    let mut out = Vec::new();
+    for (name, from, package) in LOADERS {
+        let src = system_root.join(from.trim_start_matches('/'));
+        let Ok(data) = std::fs::read(&src) else {
+            out.push(Staged::Missing { name, package });
+            continue;
+        };
+        let dest = images.join(name);
+        let tmp = images.join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, &data).map_err(|e| write_err(&tmp, e))?;
+        std::fs::rename(&tmp, &dest).map_err(|e| write_err(&dest, e))?;
+        out.push(Staged::Copied {
+            name,
+            bytes: data.len() as u64,
+        });
+    }
+    if out.iter().all(|s| matches!(s, Staged::Missing { .. })) {
+        return Err(ImagesError::NothingFound);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn found_loaders_are_copied_and_missing_ones_reported() {
+        let sys = tempfile::tempdir().unwrap();
+        let ipxe = sys.path().join("usr/lib/ipxe");
+        std::fs::create_dir_all(&ipxe).unwrap();
+        std::fs::write(ipxe.join("undionly.kpxe"), b"kpxe").unwrap();
+        std::fs::write(ipxe.join("ipxe.efi"), b"efi!").unwrap();
+        let images = sys.path().join("images");
+        let r = stage(sys.path(), &images).unwrap();
+        assert!(r.contains(&Staged::Copied {
+            name: "undionly.kpxe",
+            bytes: 4
+        }));
+        assert!(r.contains(&Staged::Missing {
+            name: "pxelinux.0",
+            package: "pxelinux"
+        }));
+        assert_eq!(std::fs::read(images.join("ipxe.efi")).unwrap(), b"efi!");
+        let empty = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            stage(empty.path(), &images),
+            Err(ImagesError::NothingFound)
+        ));
+    }
+}
