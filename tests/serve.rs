@@ -347,6 +347,11 @@ fn sighup_reloads_a_good_spec_and_keeps_the_old_one_when_the_new_is_bad() {
         "200",
         "the new node is served"
     );
+    let a3 = stdout(&curl(&[&format!("{}/api/v1/nodes/a3", s.http)]));
+    assert!(
+        a3.contains("\"known\":true") && a3.contains("\"state\":\"waiting\""),
+        "the status page knows the new node: {a3}"
+    );
 }
 
 #[test]

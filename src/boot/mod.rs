@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 pub use timeline::{Event, Stage, State, Timeline};
 
+use crate::inventory::Inventory;
 use crate::spec::Mac;
 
 /// mac (6 bytes) -> timeline (JSON).
@@ -83,19 +84,43 @@ pub struct StageTime {
     pub ms: u64,
 }
 
+/// The spec's machines, in spec order.
+pub fn known(inventory: &Inventory) -> Vec<Known> {
+    inventory
+        .nodes
+        .iter()
+        .map(|n| Known {
+            name: n.name.clone(),
+            mac: n.mac,
+            ip: n.ip,
+            roles: n.roles.names(),
+        })
+        .collect()
+}
+
 #[derive(Default)]
 struct Inner {
     timelines: HashMap<Mac, Timeline>,
     by_ip: HashMap<Ipv4Addr, Mac>,
     dirty: HashSet<Mac>,
+    /// The spec's machines (replaced when the spec is reloaded).
+    known: Vec<Known>,
+    mac_by_name: HashMap<String, Mac>,
+}
+
+impl Inner {
+    fn set_known(&mut self, known: Vec<Known>) {
+        for k in &known {
+            self.by_ip.entry(k.ip).or_insert(k.mac);
+        }
+        self.mac_by_name = known.iter().map(|k| (k.name.clone(), k.mac)).collect();
+        self.known = known;
+    }
 }
 
 /// Every machine's timeline, shared by the servers.
 pub struct Registry {
     inner: Mutex<Inner>,
-    known: Vec<Known>,
-    by_name: HashMap<String, usize>,
-    by_mac: HashMap<Mac, usize>,
     stall_after_ms: u64,
     db: Option<Database>,
 }
@@ -142,21 +167,17 @@ impl Registry {
             }
             None => None,
         };
-        for k in &known {
-            inner.by_ip.entry(k.ip).or_insert(k.mac);
-        }
+        inner.set_known(known);
         Ok(Registry {
             inner: Mutex::new(inner),
-            by_name: known
-                .iter()
-                .enumerate()
-                .map(|(i, k)| (k.name.clone(), i))
-                .collect(),
-            by_mac: known.iter().enumerate().map(|(i, k)| (k.mac, i)).collect(),
-            known,
             stall_after_ms,
             db,
         })
+    }
+
+    /// Replaces the spec's machines (the spec was reloaded).
+    pub fn set_known(&self, known: Vec<Known>) {
+        self.lock().set_known(known);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -178,19 +199,14 @@ impl Registry {
         self.lock().by_ip.get(&ip).copied()
     }
 
-    /// The spec's machine called `name`.
-    pub fn known_by_name(&self, name: &str) -> Option<&Known> {
-        self.by_name.get(name).map(|i| &self.known[*i])
+    /// The MAC of the spec's machine called `name`.
+    pub fn mac_of_name(&self, name: &str) -> Option<Mac> {
+        self.lock().mac_by_name.get(name).copied()
     }
 
     /// How long without news before a booting machine counts as stalled.
     pub fn stall_after_ms(&self) -> u64 {
         self.stall_after_ms
-    }
-
-    /// The spec's machine with `mac`.
-    pub fn known_by_mac(&self, mac: Mac) -> Option<&Known> {
-        self.by_mac.get(&mac).map(|i| &self.known[*i])
     }
 
     /// Writes the timelines changed since the last flush.
@@ -254,7 +270,7 @@ impl Registry {
             failure: t.failure.clone(),
             boots: t.boots,
         };
-        let mut out: Vec<NodeStatus> = self
+        let mut out: Vec<NodeStatus> = inner
             .known
             .iter()
             .map(|k| {
@@ -265,10 +281,11 @@ impl Registry {
                 )
             })
             .collect();
+        let known_macs: HashSet<Mac> = inner.known.iter().map(|k| k.mac).collect();
         let mut unknown: Vec<(&Mac, &Timeline)> = inner
             .timelines
             .iter()
-            .filter(|(m, _)| !self.by_mac.contains_key(m))
+            .filter(|(m, _)| !known_macs.contains(m))
             .collect();
         unknown.sort_by_key(|(m, _)| **m);
         out.extend(unknown.into_iter().map(|(m, t)| row(*m, None, t)));
@@ -324,6 +341,13 @@ mod tests {
         );
         assert_eq!((rows[1].known, rows[1].state), (false, State::Booting));
         assert_eq!(rows[1].ip, Some(Ipv4Addr::new(10, 0, 0, 100)));
+        r.set_known(vec![Known {
+            name: "n9".into(),
+            ..known().remove(0)
+        }]);
+        assert_eq!(r.mac_of_name("n9"), Some(Mac([2, 0, 0, 0, 0, 1])));
+        assert_eq!(r.mac_of_name("n1"), None, "renamed by a reloaded spec");
+        assert_eq!(r.snapshot(100)[0].name, "n9");
         assert_eq!(
             r.mac_of_ip(Ipv4Addr::new(10, 0, 0, 10)),
             Some(Mac([2, 0, 0, 0, 0, 1]))

@@ -13,7 +13,7 @@ use anyhow::Context as _;
 use super::CliError;
 use super::prepare::{Prepared, boot_files};
 use crate::boot::classify::Names;
-use crate::boot::{Event, Known, Registry, Stage, now_ms};
+use crate::boot::{Event, Registry, Stage, known, now_ms};
 use crate::dhcp::server::{Port, Server as DhcpServer};
 use crate::dhcp::store::RedbStore;
 use crate::http::{AppState, Gauges, Site};
@@ -61,7 +61,6 @@ struct Loaded {
     site: Site,
     tftp_files: Vec<(String, Vec<u8>)>,
     dhcp: crate::dhcp::policy::Config,
-    known: Vec<Known>,
     spec: crate::spec::Spec,
 }
 
@@ -83,17 +82,6 @@ fn load(args: &Args, state_dir: &Path) -> Result<Loaded, CliError> {
         .into_iter()
         .map(|f| (f.path, f.content.into_bytes()))
         .collect();
-    let known = prepared
-        .inventory
-        .nodes
-        .iter()
-        .map(|n| Known {
-            name: n.name.clone(),
-            mac: n.mac,
-            ip: n.ip,
-            roles: n.roles.names(),
-        })
-        .collect();
     Ok(Loaded {
         site: Site {
             cluster: spec.cluster.name.clone(),
@@ -108,7 +96,6 @@ fn load(args: &Args, state_dir: &Path) -> Result<Loaded, CliError> {
         },
         tftp_files,
         dhcp: crate::dhcp::config::from_spec(&spec),
-        known,
         spec,
     })
 }
@@ -185,7 +172,7 @@ pub fn run(args: Args, state_dir: &Path) -> Result<(), CliError> {
     }
     let registry = Arc::new(
         Registry::open(
-            loaded.known.clone(),
+            known(&loaded.site.inventory),
             args.stall_after.saturating_mul(1000),
             Some(state_dir),
         )
@@ -306,6 +293,7 @@ pub fn run(args: Args, state_dir: &Path) -> Result<(), CliError> {
             .context("installing the SIGHUP handler")?;
         let reload_state = state.clone();
         let reload_files = files.clone();
+        let reload_registry = registry.clone();
         let reload_args = ReloadArgs { spec: args.spec.clone(), images: args.images.clone(), check_source: args.check_source, stall_after: args.stall_after };
         let state_dir = state_dir.to_owned();
         tokio::spawn(async move {
@@ -313,6 +301,7 @@ pub fn run(args: Args, state_dir: &Path) -> Result<(), CliError> {
                 match reload(&reload_args, &state_dir) {
                     Ok(l) => {
                         reload_files.set_generated(l.tftp_files);
+                        reload_registry.set_known(known(&l.site.inventory));
                         reload_state.replace_site(l.site);
                         if let Some(p) = &dhcp_pending {
                             *p.lock().unwrap_or_else(|e| e.into_inner()) = Some(l.dhcp);

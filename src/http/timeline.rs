@@ -55,8 +55,8 @@ fn machine(s: &AppState, path: &str, query: &str, from: Option<IpAddr>) -> Optio
     }
     for prefix in ["/cloud-config/", "/phone-home/"] {
         if let Some(name) = path.strip_prefix(prefix) {
-            if let Some(k) = s.registry.known_by_name(name) {
-                return Some(k.mac);
+            if let Some(mac) = s.registry.mac_of_name(name) {
+                return Some(mac);
             }
         }
     }
