@@ -6,7 +6,7 @@
 //! OS; skips with a message elsewhere. CI runs it.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::support::*;
@@ -125,35 +125,8 @@ fn boot(vms: usize, uefi: bool) {
         run(&["ip", "-n", &n, "tuntap", "add", &tap, "mode", "tap"]);
         run(&["ip", "-n", &n, "link", "set", &tap, "master", "br0", "up"]);
         let serial = d.join(format!("serial{i}.log"));
-        let mut q = ns.exec(&[
-            "qemu-system-x86_64",
-            "-accel",
-            "tcg",
-            "-m",
-            "384",
-            "-nographic",
-            "-monitor",
-            "none",
-            "-no-reboot",
-            "-boot",
-            "n",
-        ]);
-        if uefi {
-            q.args(["-bios", "/usr/share/ovmf/OVMF.fd"]);
-        }
-        q.args([
-            "-netdev",
-            &format!("tap,id=n0,ifname={tap},script=no,downscript=no"),
-        ])
-        .args([
-            "-device",
-            &format!("virtio-net-pci,netdev=n0,mac={}", mac(i)),
-            "-serial",
-        ])
-        .arg(format!("file:{}", serial.display()))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-        ns.children.push(q.spawn().unwrap());
+        let vm = qemu_pxe(&ns, &tap, &mac(i), 384, uefi, &serial).spawn();
+        ns.children.push(vm.unwrap());
         serials.push(serial);
     }
     let get = |path: &str| {
@@ -198,11 +171,7 @@ fn boot(vms: usize, uefi: bool) {
         }
         assert!(console.contains("testos: phoned home"), "{console}");
         if i == 0 {
-            token = config
-                .split("token=")
-                .nth(1)
-                .map(|t| t.chars().take_while(char::is_ascii_hexdigit).collect())
-                .unwrap();
+            token = token_in(config);
         }
     }
     eprintln!(

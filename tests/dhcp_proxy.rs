@@ -157,31 +157,8 @@ fn the_ipxe_rom_takes_its_address_from_dnsmasq_and_its_boot_script_from_the_prox
     assert!(line.contains("proxyDHCP"), "{line:?}");
 
     let serial = d.join("serial.log");
-    srv.children.push(
-        srv.exec(&[
-            "qemu-system-x86_64",
-            "-accel",
-            "tcg",
-            "-m",
-            "256",
-            "-nographic",
-            "-monitor",
-            "none",
-            "-no-reboot",
-            "-boot",
-            "n",
-            "-netdev",
-            "tap,id=n0,ifname=pt0,script=no,downscript=no",
-            "-device",
-            "virtio-net-pci,netdev=n0,mac=52:54:00:fd:00:01",
-            "-serial",
-        ])
-        .arg(format!("file:{}", serial.display()))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap(),
-    );
+    let vm = qemu_pxe(&srv, "pt0", "52:54:00:fd:00:01", 256, false, &serial).spawn();
+    srv.children.push(vm.unwrap());
 
     let booted = wait_for(
         &http_log,

@@ -46,16 +46,7 @@ fn rendered_etcd_units_form_a_real_cluster_that_fleet_can_use_needs_root() {
     std::fs::write(&spec_path, text).unwrap();
     let state = fixed_state();
     let out = tempfile::tempdir().unwrap();
-    let r = bootfleet(
-        state.path(),
-        &[
-            "render",
-            spec_path.to_str().unwrap(),
-            "--out",
-            out.path().to_str().unwrap(),
-        ],
-    );
-    assert!(r.status.success(), "{}", stderr(&r));
+    render_spec(state.path(), &spec_path, out.path());
 
     // One namespace per member (each is its own host, with its own
     // loopback), joined by a bridge in a switch namespace.

@@ -27,16 +27,7 @@ fn same_spec_and_key_give_the_same_bytes() {
     let a = tempfile::tempdir().unwrap();
     let b = tempfile::tempdir().unwrap();
     for dir in [&a, &b] {
-        let run = bootfleet(
-            state.path(),
-            &[
-                "render",
-                ex.to_str().unwrap(),
-                "--out",
-                dir.path().to_str().unwrap(),
-            ],
-        );
-        assert!(run.status.success(), "{}", stderr(&run));
+        render_spec(state.path(), &ex, dir.path());
     }
     let files = files_under(a.path());
     assert_eq!(files, files_under(b.path()));

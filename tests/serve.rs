@@ -122,12 +122,7 @@ fn setup() -> tempfile::TempDir {
 }
 
 fn token_of(http: &str, node: &str) -> String {
-    let script = stdout(&curl(&[&format!("{http}/ipxe/{node}.ipxe")]));
-    script
-        .split("token=")
-        .nth(1)
-        .map(|t| t.chars().take_while(char::is_ascii_hexdigit).collect())
-        .unwrap_or_else(|| panic!("no token in {script}"))
+    token_in(&stdout(&curl(&[&format!("{http}/ipxe/{node}.ipxe")])))
 }
 
 #[test]

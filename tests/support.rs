@@ -71,21 +71,29 @@ pub fn files_under(dir: &Path) -> Vec<String> {
     out
 }
 
+/// Renders `spec` into `out` with the key in `state`; panics on failure.
+pub fn render_spec(state: &Path, spec: &Path, out: &Path) {
+    let run = bootfleet(
+        state,
+        &[
+            "render",
+            spec.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert!(run.status.success(), "{}", stderr(&run));
+}
+
 /// Renders `example` with the fixed key into a temp dir.
 pub fn render_example(example: &str) -> (tempfile::TempDir, tempfile::TempDir) {
     let state = fixed_state();
     let out = tempfile::tempdir().unwrap();
-    let ex = root().join("examples").join(example);
-    let run = bootfleet(
+    render_spec(
         state.path(),
-        &[
-            "render",
-            ex.to_str().unwrap(),
-            "--out",
-            out.path().to_str().unwrap(),
-        ],
+        &root().join("examples").join(example),
+        out.path(),
     );
-    assert!(run.status.success(), "{}", stderr(&run));
     (state, out)
 }
 
@@ -232,4 +240,49 @@ pub fn wait_for(path: &Path, needle: &str, limit: std::time::Duration) -> bool {
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
     false
+}
+
+/// The first node token in `text` (the hex digits after `token=`).
+pub fn token_in(text: &str) -> String {
+    text.split("token=")
+        .nth(1)
+        .map(|t| t.chars().take_while(char::is_ascii_hexdigit).collect())
+        .unwrap_or_else(|| panic!("no token in {text}"))
+}
+
+/// QEMU (TCG, no display) booting from the network on `tap` in `ns`
+/// with a virtio NIC (QEMU's iPXE ROM), BIOS or UEFI (OVMF), its serial
+/// console written to `serial`.
+pub fn qemu_pxe(
+    ns: &Netns,
+    tap: &str,
+    mac: &str,
+    memory_mib: u32,
+    uefi: bool,
+    serial: &Path,
+) -> Command {
+    let mut q = ns.exec(&[
+        "qemu-system-x86_64",
+        "-accel",
+        "tcg",
+        "-nographic",
+        "-monitor",
+        "none",
+        "-no-reboot",
+        "-boot",
+        "n",
+    ]);
+    q.args(["-m", &memory_mib.to_string()]);
+    if uefi {
+        q.args(["-bios", "/usr/share/ovmf/OVMF.fd"]);
+    }
+    q.args([
+        "-netdev",
+        &format!("tap,id=n0,ifname={tap},script=no,downscript=no"),
+    ])
+    .args(["-device", &format!("virtio-net-pci,netdev=n0,mac={mac}")])
+    .args(["-serial", &format!("file:{}", serial.display())])
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null());
+    q
 }

@@ -105,6 +105,19 @@ fn assert_same(got: &Path, want: &[u8], what: &str) {
     assert_eq!(sha(&got), sha(want), "{what}: checksum");
 }
 
+/// atftp's and busybox tftp's shared "get `name` into `out`" arguments.
+fn get_into(cmd: &mut Command, name: &str, out: &Path, port: u16) {
+    cmd.args([
+        "-g",
+        "-r",
+        name,
+        "-l",
+        out.to_str().unwrap(),
+        "127.0.0.1",
+        &port.to_string(),
+    ]);
+}
+
 fn run_ok(cmd: &mut Command, what: &str) {
     let out = cmd.output().unwrap();
     assert!(
@@ -133,15 +146,7 @@ fn atftp_fetches_every_fixture_with_blksize_windowsize_and_tsize() {
             for o in &opts {
                 cmd.args(["--option", o]);
             }
-            cmd.args([
-                "-g",
-                "-r",
-                name,
-                "-l",
-                out.to_str().unwrap(),
-                "127.0.0.1",
-                &s.port.to_string(),
-            ]);
+            get_into(&mut cmd, name, &out, s.port);
             run_ok(&mut cmd, &format!("atftp {name} {opts:?}"));
             assert_same(&out, &s.file(name), &format!("atftp {name} {opts:?}"));
         }
@@ -257,15 +262,7 @@ fn busybox_tftp_fetches_every_fixture() {
             if let Some(b) = blksize {
                 cmd.args(["-b", b]);
             }
-            cmd.args([
-                "-g",
-                "-r",
-                name,
-                "-l",
-                out.to_str().unwrap(),
-                "127.0.0.1",
-                &s.port.to_string(),
-            ]);
+            get_into(&mut cmd, name, &out, s.port);
             run_ok(&mut cmd, &format!("busybox tftp {name}"));
             assert_same(
                 &out,

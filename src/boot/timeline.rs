@@ -114,6 +114,19 @@ pub enum State {
     Failed,
 }
 
+impl State {
+    /// The name shown on the page, in the API and in metrics labels.
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Waiting => "waiting",
+            State::Booting => "booting",
+            State::Booted => "booted",
+            State::Stalled => "stalled",
+            State::Failed => "failed",
+        }
+    }
+}
+
 impl Timeline {
     /// Folds one event in.
     pub fn apply(&mut self, e: &Event) {
@@ -272,6 +285,19 @@ mod tests {
         assert_eq!(t.stage(), Some(Stage::Dhcp), "a failed step is not reached");
         t.apply(&ev(30, Stage::Loader));
         assert_eq!(t.state(40, 1000), State::Booting);
+    }
+
+    #[test]
+    fn state_names_are_the_apis() {
+        for st in [
+            State::Waiting,
+            State::Booting,
+            State::Booted,
+            State::Stalled,
+            State::Failed,
+        ] {
+            assert_eq!(serde_json::to_value(st).unwrap(), st.name());
+        }
     }
 
     #[test]

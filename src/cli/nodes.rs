@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 
 use super::CliError;
-use crate::boot::NodeStatus;
+use crate::boot::{NodeStatus, State};
 
 /// Print every machine's boot state as the running `bootfleet serve` for
 /// SPEC sees it: name, MAC, IP, role, state, stage, time in each stage,
@@ -68,15 +68,10 @@ pub fn run(args: Args) -> Result<(), CliError> {
     let table: Vec<[String; 7]> = rows
         .iter()
         .map(|n| {
-            let state = serde_json::to_value(n.state)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default();
             let stage = n.stage.map(|s| s.name()).unwrap_or("-");
-            let state = if state == "stalled" {
-                format!("stalled at {stage}")
-            } else {
-                state
+            let state = match n.state {
+                State::Stalled => format!("stalled at {stage}"),
+                other => other.name().to_owned(),
             };
             let times: Vec<String> = n
                 .stages

@@ -64,8 +64,28 @@ struct Loaded {
     spec: crate::spec::Spec,
 }
 
-fn load(args: &Args, state_dir: &Path) -> Result<Loaded, CliError> {
-    let prepared = Prepared::load(&args.spec, state_dir)?;
+/// Where the servers' content comes from: read at start and again on
+/// each SIGHUP.
+struct Source {
+    spec: PathBuf,
+    images: PathBuf,
+    check_source: bool,
+    state_dir: PathBuf,
+}
+
+impl Source {
+    fn load(&self) -> Result<Loaded, CliError> {
+        load(&self.spec, &self.images, self.check_source, &self.state_dir)
+    }
+}
+
+fn load(
+    spec_path: &Path,
+    images: &Path,
+    check_source: bool,
+    state_dir: &Path,
+) -> Result<Loaded, CliError> {
+    let prepared = Prepared::load(spec_path, state_dir)?;
     let files = prepared.all_files()?;
     prepared.keep_key(state_dir)?;
     let spec = prepared.spec.clone();
@@ -91,8 +111,9 @@ fn load(args: &Args, state_dir: &Path) -> Result<Loaded, CliError> {
                 kernel: spec.boot.kernel.clone(),
                 initrd: spec.boot.initrd.clone(),
             },
-            images: args.images.clone(),
-            check_source: args.check_source,
+            // Resolved once: `/assets/` checks every file against it.
+            images: images.canonicalize().unwrap_or_else(|_| images.to_owned()),
+            check_source,
         },
         tftp_files,
         dhcp: crate::dhcp::config::from_spec(&spec),
@@ -156,7 +177,13 @@ impl Gauges for TftpGauges {
 }
 
 pub fn run(args: Args, state_dir: &Path) -> Result<(), CliError> {
-    let loaded = load(&args, state_dir)?;
+    let source = Source {
+        spec: args.spec.clone(),
+        images: args.images.clone(),
+        check_source: args.check_source,
+        state_dir: state_dir.to_owned(),
+    };
+    let loaded = source.load()?;
     if !args.images.is_dir() {
         return Err(CliError::BadInput(format!(
             "the images directory {} does not exist\n  help: create it and put the kernel ({}), initrd ({}) and boot loaders there, or point --images at it",
@@ -294,11 +321,9 @@ pub fn run(args: Args, state_dir: &Path) -> Result<(), CliError> {
         let reload_state = state.clone();
         let reload_files = files.clone();
         let reload_registry = registry.clone();
-        let reload_args = ReloadArgs { spec: args.spec.clone(), images: args.images.clone(), check_source: args.check_source, stall_after: args.stall_after };
-        let state_dir = state_dir.to_owned();
         tokio::spawn(async move {
             while hup.recv().await.is_some() {
-                match reload(&reload_args, &state_dir) {
+                match source.load() {
                     Ok(l) => {
                         reload_files.set_generated(l.tftp_files);
                         reload_registry.set_known(known(&l.site.inventory));
@@ -306,7 +331,7 @@ pub fn run(args: Args, state_dir: &Path) -> Result<(), CliError> {
                         if let Some(p) = &dhcp_pending {
                             *p.lock().unwrap_or_else(|e| e.into_inner()) = Some(l.dhcp);
                         }
-                        tracing::info!(spec = %reload_args.spec.display(), "spec reloaded");
+                        tracing::info!(spec = %source.spec.display(), "spec reloaded");
                     }
                     Err(e) => tracing::error!("spec not reloaded, the old one stays in force:\n{e}"),
                 }
@@ -330,26 +355,4 @@ pub fn run(args: Args, state_dir: &Path) -> Result<(), CliError> {
     registry.flush().context("saving the boot timelines")?;
     tracing::info!("stopped; leases and timelines are on disk");
     result
-}
-
-/// What a reload needs from the command line.
-struct ReloadArgs {
-    spec: PathBuf,
-    images: PathBuf,
-    check_source: bool,
-    stall_after: u64,
-}
-
-fn reload(a: &ReloadArgs, state_dir: &Path) -> Result<Loaded, CliError> {
-    let args = Args {
-        spec: a.spec.clone(),
-        images: a.images.clone(),
-        stall_after: a.stall_after,
-        http_listen: None,
-        tftp_listen: None,
-        no_dhcp: true,
-        dhcp_port: 67,
-        check_source: a.check_source,
-    };
-    load(&args, state_dir)
 }

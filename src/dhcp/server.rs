@@ -70,15 +70,6 @@ impl Stats {
         let m = self.outcomes.lock().unwrap_or_else(|p| p.into_inner());
         m.iter().map(|(k, v)| (*k, *v)).collect()
     }
-
-    /// How many requests had this outcome (`ack`, `offer`, `proxy_offer`, ...).
-    pub fn outcome(&self, outcome: &str) -> u64 {
-        self.outcomes()
-            .iter()
-            .filter(|((_, o), _)| *o == outcome)
-            .map(|(_, n)| n)
-            .sum()
-    }
 }
 
 /// The metric label for a message type.
@@ -153,18 +144,11 @@ fn now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// Waits until one of `sockets` is readable or `timeout_ms` passes.
-fn wait_readable(sockets: &[(UdpSocket, Port)], timeout_ms: i32) -> std::io::Result<()> {
-    let mut fds: Vec<libc::pollfd> = sockets
-        .iter()
-        .map(|(s, _)| libc::pollfd {
-            fd: s.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        })
-        .collect();
-    // SAFETY: `fds` is a valid, exclusively borrowed array of
-    // `fds.len()` pollfd structs for the duration of the call.
+/// Waits until one of the sockets in `fds` is readable or `timeout_ms`
+/// passes.
+fn wait_readable(fds: &mut [libc::pollfd], timeout_ms: i32) -> std::io::Result<()> {
+    // SAFETY: `fds` is a valid, exclusively borrowed array of `fds.len()`
+    // pollfd structs for the duration of the call.
     let r = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
     if r < 0 {
         let e = std::io::Error::last_os_error();
@@ -202,10 +186,18 @@ impl<S: LeaseStore> Server<S> {
         for (s, _) in sockets {
             s.set_nonblocking(true)?;
         }
+        let mut fds: Vec<libc::pollfd> = sockets
+            .iter()
+            .map(|(s, _)| libc::pollfd {
+                fd: s.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
         let mut bufs = vec![[0u8; BUF]; BATCH];
         let mut got: Vec<(usize, SocketAddr)> = Vec::with_capacity(BATCH);
         while !stop.load(Ordering::Relaxed) {
-            wait_readable(sockets, 1000)?;
+            wait_readable(&mut fds, 1000)?;
             let next = self
                 .pending
                 .lock()

@@ -26,15 +26,12 @@ fn etag(meta: &std::fs::Metadata) -> String {
 
 pub async fn serve(State(s): State<AppState>, Path(rel): Path<String>, req: Request) -> Response {
     let site = s.site();
-    let root = match site.images.canonicalize() {
-        Ok(r) => r,
-        Err(_) => return StatusCode::NOT_FOUND.into_response(),
-    };
+    let root = &site.images;
     if rel.split('/').any(|c| c == "..") {
         return StatusCode::NOT_FOUND.into_response();
     }
     let target = match root.join(&rel).canonicalize() {
-        Ok(t) if t.starts_with(&root) => t,
+        Ok(t) if t.starts_with(root) => t,
         Ok(_) => {
             tracing::warn!(path = %rel, "asset refused: it leads outside the images directory");
             return StatusCode::NOT_FOUND.into_response();
@@ -71,7 +68,7 @@ pub async fn serve(State(s): State<AppState>, Path(rel): Path<String>, req: Requ
         Ok(u) => u,
         Err(_) => return StatusCode::BAD_REQUEST.into_response(),
     };
-    let dir = ServeDir::new(&root).append_index_html_on_directories(false);
+    let dir = ServeDir::new(root).append_index_html_on_directories(false);
     let mut res = match dir.oneshot(Request::from_parts(parts, body)).await {
         Ok(r) => r.into_response(),
         Err(e) => match e {},

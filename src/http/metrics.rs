@@ -64,13 +64,9 @@ pub async fn render(State(s): State<AppState>) -> impl IntoResponse {
             "bootfleet_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
         );
     }
-    let mut states: BTreeMap<String, u64> = BTreeMap::new();
+    let mut states: BTreeMap<&str, u64> = BTreeMap::new();
     for row in s.registry.snapshot(now_ms()) {
-        let name = serde_json::to_value(row.state)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default();
-        *states.entry(name).or_default() += 1;
+        *states.entry(row.state.name()).or_default() += 1;
     }
     out.push_str("# HELP bootfleet_nodes Machines by boot state.\n# TYPE bootfleet_nodes gauge\n");
     for (state, n) in states {

@@ -35,7 +35,8 @@ pub struct Site {
     pub files: HashMap<String, String>,
     pub inventory: Inventory,
     pub names: Names,
-    /// Where `/assets/` is served from (kernel, initrd, loaders).
+    /// Where `/assets/` is served from (kernel, initrd, loaders), resolved
+    /// to a canonical path when the spec is loaded.
     pub images: PathBuf,
     /// Require `/cloud-config/<node>` to come from the node's own address.
     pub check_source: bool,
