@@ -206,21 +206,10 @@ fn request(req: &Message, cfg: &Config, table: &Table, mac: Mac, now: u64) -> De
     };
     let a = cfg.pool.assign(table, mac, Some(wanted), now);
     if a.ip() != Some(wanted) {
-        let mut nak = Message::new_with_id(
-            req.xid(),
-            Ipv4Addr::UNSPECIFIED,
-            Ipv4Addr::UNSPECIFIED,
-            Ipv4Addr::UNSPECIFIED,
-            req.giaddr(),
-            req.chaddr(),
-        );
-        nak.set_opcode(Opcode::BootReply);
-        nak.set_htype(req.htype());
-        nak.set_flags(req.flags());
-        nak.opts_mut()
-            .insert(DhcpOption::MessageType(MessageType::Nak));
-        nak.opts_mut()
-            .insert(DhcpOption::ServerIdentifier(cfg.server));
+        // RFC 2131 4.3.2: a NAK carries no ciaddr; reply_to echoes
+        // option 82 for a relay, as RFC 3046 asks of every reply.
+        let mut nak = reply_to(req, MessageType::Nak, cfg.server, Ipv4Addr::UNSPECIFIED);
+        nak.set_ciaddr(Ipv4Addr::UNSPECIFIED);
         nak.opts_mut().insert(DhcpOption::Message(format!(
             "{wanted} is not yours: ask again"
         )));

@@ -185,6 +185,30 @@ fn a_request_for_someone_elses_address_is_naked_by_broadcast() {
         (kind(&nak), dest, d.outcome),
         (MessageType::Nak, Dest::Broadcast, "nak")
     );
+    assert!(nak.yiaddr().is_unspecified() && nak.ciaddr().is_unspecified());
+}
+
+#[test]
+fn a_relayed_nak_goes_to_the_relay_with_option_82() {
+    let c = cfg();
+    let relay = DhcpOption::RelayAgentInformation(Default::default());
+    let mut req = msg(
+        MessageType::Request,
+        MAC,
+        vec![
+            DhcpOption::RequestedIpAddress(Ipv4Addr::new(10, 0, 0, 10)),
+            relay,
+        ],
+    );
+    req.set_giaddr(Ipv4Addr::new(10, 0, 0, 1));
+    req.set_ciaddr(Ipv4Addr::new(10, 0, 0, 55));
+    let (nak, dest) = decide(&req, &c, &Table::default(), 0).reply.unwrap();
+    assert_eq!(
+        (kind(&nak), dest),
+        (MessageType::Nak, Dest::Relay(Ipv4Addr::new(10, 0, 0, 1)))
+    );
+    assert!(nak.ciaddr().is_unspecified());
+    assert!(nak.opts().get(OptionCode::RelayAgentInformation).is_some());
 }
 
 #[test]
