@@ -528,3 +528,205 @@ fn a_client_on_another_interface_of_the_server_gets_no_answer_needs_root() {
     let env = udhcpc(&seg, dir.path(), &[]);
     assert_eq!(env.get("ip").map(String::as_str), Some("10.77.0.10"));
 }
+
+#[test]
+fn udhcpc_behind_a_real_dhcrelay_gets_a_pool_address_needs_root() {
+    if !ready() || !have("dhcrelay") {
+        return;
+    }
+    // client --rd-- relay (10.77.0.1 on the client's side) --ru-- server:
+    // the server's interface sees only relayed unicast, from another link.
+    let id = std::process::id() % 100_000;
+    let srv = Netns::new(&format!("bfr-srv-{id}"));
+    let mut relay = Netns::new(&format!("bfr-rel-{id}"));
+    let cli = Netns::new(&format!("bfr-cli-{id}"));
+    let (bs, ru, rd, bc) = (
+        format!("rbs{id}"),
+        format!("rru{id}"),
+        format!("rrd{id}"),
+        format!("rbc{id}"),
+    );
+    for args in [
+        vec![
+            "ip",
+            "-n",
+            &srv.name,
+            "link",
+            "add",
+            &bs,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &ru,
+            "netns",
+            &relay.name,
+        ],
+        vec![
+            "ip",
+            "-n",
+            &relay.name,
+            "link",
+            "add",
+            &rd,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &bc,
+            "netns",
+            &cli.name,
+        ],
+        vec![
+            "ip",
+            "-n",
+            &srv.name,
+            "addr",
+            "add",
+            "10.66.0.2/30",
+            "dev",
+            &bs,
+        ],
+        vec![
+            "ip",
+            "-n",
+            &srv.name,
+            "addr",
+            "add",
+            "10.77.0.2/32",
+            "dev",
+            &bs,
+        ],
+        vec!["ip", "-n", &srv.name, "link", "set", &bs, "up"],
+        vec![
+            "ip",
+            "-n",
+            &srv.name,
+            "route",
+            "add",
+            "10.77.0.0/24",
+            "via",
+            "10.66.0.1",
+            "dev",
+            &bs,
+        ],
+        vec![
+            "ip",
+            "-n",
+            &relay.name,
+            "addr",
+            "add",
+            "10.66.0.1/30",
+            "dev",
+            &ru,
+        ],
+        vec![
+            "ip",
+            "-n",
+            &relay.name,
+            "addr",
+            "add",
+            "10.77.0.1/24",
+            "dev",
+            &rd,
+        ],
+        vec!["ip", "-n", &relay.name, "link", "set", &ru, "up"],
+        vec!["ip", "-n", &relay.name, "link", "set", &rd, "up"],
+        vec![
+            "ip",
+            "-n",
+            &relay.name,
+            "route",
+            "add",
+            "10.77.0.2/32",
+            "via",
+            "10.66.0.2",
+            "dev",
+            &ru,
+        ],
+        vec!["ip", "-n", &cli.name, "link", "set", &bc, "up"],
+    ] {
+        run(&args);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("spec.toml"), spec(&bs)).unwrap();
+    let mut cmd = srv.exec(&[
+        env!("CARGO_BIN_EXE_bootfleet"),
+        "--state-dir",
+        dir.path().join("state").to_str().unwrap(),
+        "dhcp",
+        dir.path().join("spec.toml").to_str().unwrap(),
+    ]);
+    cmd.stderr(std::fs::File::create(dir.path().join("dhcp.log")).unwrap());
+    let (_server, line) = spawn_until_line(&mut cmd);
+    assert!(line.starts_with("listening"), "{line:?}");
+    // ISC's relay, adding option 82 (-a) as a switch would.
+    relay.children.push(
+        relay
+            .exec(&[
+                "dhcrelay",
+                "-4",
+                "-d",
+                "-a",
+                "-iu",
+                &ru,
+                "-id",
+                &rd,
+                "10.77.0.2",
+            ])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("relay.log")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let bound = dir.path().join("bound.env");
+    let script = dir.path().join("script.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n[ \"$1\" = bound ] && env > {}\nexit 0\n",
+            bound.display()
+        ),
+    )
+    .unwrap();
+    run(&["chmod", "+x", script.to_str().unwrap()]);
+    let o = cli
+        .exec(&[
+            "busybox",
+            "udhcpc",
+            "-i",
+            &bc,
+            "-f",
+            "-q",
+            "-n",
+            "-t",
+            "5",
+            "-T",
+            "1",
+            "-s",
+            script.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let logs = format!(
+        "udhcpc: {}{}\nrelay: {}\nserver: {}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+        std::fs::read_to_string(dir.path().join("relay.log")).unwrap_or_default(),
+        std::fs::read_to_string(dir.path().join("dhcp.log")).unwrap_or_default()
+    );
+    assert!(o.status.success(), "{logs}");
+    let env = read_env(&bound);
+    let ip: std::net::Ipv4Addr = env
+        .get("ip")
+        .and_then(|i| i.parse().ok())
+        .unwrap_or_else(|| panic!("{env:?}\n{logs}"));
+    assert!(
+        (std::net::Ipv4Addr::new(10, 77, 0, 100)..=std::net::Ipv4Addr::new(10, 77, 0, 150))
+            .contains(&ip),
+        "{ip}"
+    );
+    assert_eq!(env.get("router").map(String::as_str), Some("10.77.0.1"));
+    assert_eq!(env.get("serverid").map(String::as_str), Some("10.77.0.2"));
+}
