@@ -15,8 +15,9 @@ fn mac(i: usize) -> String {
     format!("52:54:00:e2:00:{:02x}", i + 1)
 }
 
-/// Three nodes; e3 exists so that a node that never boots shows as waiting.
-fn spec() -> String {
+/// Four nodes; e4 exists so that a node that never boots shows as waiting.
+/// `pxelinux` makes it the BIOS loader.
+fn spec(pxelinux: bool) -> String {
     let mut s = r#"[cluster]
 name = "e2e"
 
@@ -32,6 +33,9 @@ initrd = "testos/initrd.img"
 console = ["ttyS0"]
 "#
     .to_owned();
+    if pxelinux {
+        s.push_str("bios_loader = \"pxelinux\"\n");
+    }
     for i in 0..4 {
         let role = if i == 0 {
             "\"etcd\", \"worker\""
@@ -63,28 +67,46 @@ fn test_os() -> Option<PathBuf> {
     Some(out)
 }
 
-fn ready(uefi: bool) -> bool {
+/// Where Debian's pxelinux and syslinux-common packages put the loader.
+const PXELINUX: [&str; 2] = [
+    "/usr/lib/PXELINUX/pxelinux.0",
+    "/usr/lib/syslinux/modules/bios/ldlinux.c32",
+];
+
+fn ready(vm: Vm) -> bool {
     let ok = is_root()
         && have("qemu-system-x86_64")
         && have("curl")
         && Path::new("/usr/lib/ipxe/qemu/pxe-virtio.rom").exists()
-        && (!uefi || Path::new("/usr/share/ovmf/OVMF.fd").exists());
+        && (vm != Vm::Uefi || Path::new("/usr/share/ovmf/OVMF.fd").exists())
+        && (vm != Vm::BiosE1000 || PXELINUX.iter().all(|p| Path::new(p).exists()));
     if !ok {
-        eprintln!("SKIP: needs root, qemu-system-x86, ipxe-qemu, ovmf (UEFI) and curl");
+        eprintln!(
+            "SKIP: needs root, qemu-system-x86, ipxe-qemu, ovmf (UEFI), pxelinux and syslinux-common (pxelinux) and curl"
+        );
     }
     ok
 }
 
-/// Boots `vms` machines at once (nodes e1.., UEFI or BIOS, virtio NICs
-/// with QEMU's iPXE ROMs) from `bootfleet serve`, and checks that each
-/// printed its own cloud-config, called home, and shows as booted with
-/// every stage in the API and on the page.
-fn boot(vms: usize, uefi: bool) {
+/// Boots `vms` machines at once (nodes e1.., firmware and NIC as `vm`
+/// says) from `bootfleet serve`, and checks that each printed its own
+/// cloud-config, called home, and shows as booted with every stage in the
+/// API and on the page. On `Vm::BiosE1000` the spec's BIOS loader is
+/// pxelinux: the ROM fetches pxelinux.0, its config, the kernel and the
+/// initrd over TFTP.
+fn boot(vms: usize, vm: Vm) {
+    let uefi = vm == Vm::Uefi;
+    let pxelinux = vm == Vm::BiosE1000;
     let Some(os) = test_os() else { return };
     let id = std::process::id() % 100_000;
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let mut ns = Netns::new(&format!("bfe2e-{}{vms}-{id}", if uefi { "u" } else { "b" }));
+    let tag = match vm {
+        Vm::BiosVirtio => "b",
+        Vm::BiosE1000 => "p",
+        Vm::Uefi => "u",
+    };
+    let mut ns = Netns::new(&format!("bfe2e-{tag}{vms}-{id}"));
     let n = ns.name.clone();
     for args in [
         vec!["ip", "-n", &n, "link", "set", "lo", "up"],
@@ -99,7 +121,13 @@ fn boot(vms: usize, uefi: bool) {
     for f in ["vmlinuz", "initrd.img"] {
         std::fs::copy(os.join(f), images.join(f)).unwrap();
     }
-    std::fs::write(d.join("spec.toml"), spec()).unwrap();
+    if pxelinux {
+        for p in PXELINUX {
+            let p = Path::new(p);
+            std::fs::copy(p, d.join("images").join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    std::fs::write(d.join("spec.toml"), spec(pxelinux)).unwrap();
     let log = d.join("serve.log");
     let mut cmd = ns.exec(&[
         env!("CARGO_BIN_EXE_bootfleet"),
@@ -125,7 +153,7 @@ fn boot(vms: usize, uefi: bool) {
         run(&["ip", "-n", &n, "tuntap", "add", &tap, "mode", "tap"]);
         run(&["ip", "-n", &n, "link", "set", &tap, "master", "br0", "up"]);
         let serial = d.join(format!("serial{i}.log"));
-        let vm = qemu_pxe(&ns, &tap, &mac(i), 384, uefi, &serial).spawn();
+        let vm = qemu_pxe(&ns, &tap, &mac(i), 384, vm, &serial).spawn();
         ns.children.push(vm.unwrap());
         serials.push(serial);
     }
@@ -176,7 +204,11 @@ fn boot(vms: usize, uefi: bool) {
     }
     eprintln!(
         "{vms} {} VM(s) printed their cloud-configs within {:.1} s",
-        if uefi { "UEFI" } else { "BIOS" },
+        match vm {
+            Vm::BiosVirtio => "BIOS iPXE",
+            Vm::BiosE1000 => "BIOS pxelinux",
+            Vm::Uefi => "UEFI",
+        },
         started.elapsed().as_secs_f64()
     );
 
@@ -196,16 +228,12 @@ fn boot(vms: usize, uefi: bool) {
             .iter()
             .map(|s| s["stage"].as_str().unwrap())
             .collect();
+        // pxelinux fetches itself and its config over TFTP (the loader
+        // stage) instead of an iPXE script.
+        let second = if pxelinux { "loader" } else { "script" };
         assert_eq!(
             stages,
-            [
-                "dhcp",
-                "script",
-                "kernel",
-                "initrd",
-                "cloud_config",
-                "booted"
-            ],
+            ["dhcp", second, "kernel", "initrd", "cloud_config", "booted"],
             "{api}"
         );
         assert!(
@@ -234,21 +262,29 @@ fn boot(vms: usize, uefi: bool) {
 #[test]
 fn bios_ipxe_rom_boots_the_test_os_which_prints_its_own_cloud_config_and_calls_home_needs_root_and_qemu()
  {
-    if ready(false) {
-        boot(1, false);
+    if ready(Vm::BiosVirtio) {
+        boot(1, Vm::BiosVirtio);
     }
 }
 
 #[test]
 fn uefi_ovmf_with_ipxe_boots_the_test_os_needs_root_and_qemu() {
-    if ready(true) {
-        boot(1, true);
+    if ready(Vm::Uefi) {
+        boot(1, Vm::Uefi);
     }
 }
 
 #[test]
 fn three_vms_boot_at_once_each_with_its_own_config_needs_root_and_qemu() {
-    if ready(false) {
-        boot(3, false);
+    if ready(Vm::BiosVirtio) {
+        boot(3, Vm::BiosVirtio);
+    }
+}
+
+#[test]
+fn bios_e1000_with_pxelinux_fetches_everything_over_tftp_and_boots_the_test_os_needs_root_and_qemu()
+{
+    if ready(Vm::BiosE1000) {
+        boot(1, Vm::BiosE1000);
     }
 }

@@ -157,7 +157,15 @@ fn the_ipxe_rom_takes_its_address_from_dnsmasq_and_its_boot_script_from_the_prox
     assert!(line.contains("proxyDHCP"), "{line:?}");
 
     let serial = d.join("serial.log");
-    let vm = qemu_pxe(&srv, "pt0", "52:54:00:fd:00:01", 256, false, &serial).spawn();
+    let vm = qemu_pxe(
+        &srv,
+        "pt0",
+        "52:54:00:fd:00:01",
+        256,
+        Vm::BiosVirtio,
+        &serial,
+    )
+    .spawn();
     srv.children.push(vm.unwrap());
 
     let booted = wait_for(

@@ -250,15 +250,25 @@ pub fn token_in(text: &str) -> String {
         .unwrap_or_else(|| panic!("no token in {text}"))
 }
 
+/// The firmware and NIC of a test VM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Vm {
+    /// SeaBIOS, virtio NIC with QEMU's iPXE ROM.
+    BiosVirtio,
+    /// SeaBIOS, e1000 NIC with QEMU's iPXE ROM (what pxelinux runs on).
+    BiosE1000,
+    /// OVMF, virtio NIC with iPXE's EFI driver.
+    Uefi,
+}
+
 /// QEMU (TCG, no display) booting from the network on `tap` in `ns`
-/// with a virtio NIC (QEMU's iPXE ROM), BIOS or UEFI (OVMF), its serial
-/// console written to `serial`.
+/// as `vm` says, its serial console written to `serial`.
 pub fn qemu_pxe(
     ns: &Netns,
     tap: &str,
     mac: &str,
     memory_mib: u32,
-    uefi: bool,
+    vm: Vm,
     serial: &Path,
 ) -> Command {
     let mut q = ns.exec(&[
@@ -273,14 +283,19 @@ pub fn qemu_pxe(
         "n",
     ]);
     q.args(["-m", &memory_mib.to_string()]);
-    if uefi {
+    if vm == Vm::Uefi {
         q.args(["-bios", "/usr/share/ovmf/OVMF.fd"]);
     }
+    let nic = if vm == Vm::BiosE1000 {
+        "e1000"
+    } else {
+        "virtio-net-pci"
+    };
     q.args([
         "-netdev",
         &format!("tap,id=n0,ifname={tap},script=no,downscript=no"),
     ])
-    .args(["-device", &format!("virtio-net-pci,netdev=n0,mac={mac}")])
+    .args(["-device", &format!("{nic},netdev=n0,mac={mac}")])
     .args(["-serial", &format!("file:{}", serial.display())])
     .stdout(std::process::Stdio::null())
     .stderr(std::process::Stdio::null());

@@ -2,7 +2,10 @@
 //! itself. Pure: a decoded request in, a choice out.
 //!
 //! - iPXE (user class `iPXE`, or option 175 present) gets the HTTP boot
-//!   script, never a loader again: no chainload loop.
+//!   script, never a loader again: no chainload loop. The exception is a
+//!   BIOS iPXE (a NIC's iPXE ROM) when the spec says `pxelinux`: it gets
+//!   `pxelinux.0`, which boots from the ROM's cached DHCP reply and never
+//!   asks again, so it cannot loop either.
 //! - Otherwise option 93 (RFC 4578, IANA registry) picks the loader: BIOS
 //!   gets `undionly.kpxe` or `pxelinux.0` as the spec says; x64 UEFI
 //!   `ipxe.efi`; IA32 UEFI `ipxe-i386.efi`; arm64 UEFI `ipxe-arm64.efi`; the
@@ -194,7 +197,8 @@ pub fn choose(client: &Client, cfg: &BootConfig) -> Option<Choice> {
         BiosLoader::Pxelinux => tftp("pxelinux.0"),
     };
     let mut unknown_arch = None;
-    let file = if client.ipxe {
+    let pxelinux_on_bios = firmware == Firmware::Bios && cfg.bios_loader == BiosLoader::Pxelinux;
+    let file = if client.ipxe && !pxelinux_on_bios {
         BootFile::Http(format!("{}/boot.ipxe", cfg.http_base))
     } else {
         match firmware {
@@ -310,14 +314,32 @@ mod tests {
         )));
         let mut rfc3004 = pxe(16);
         rfc3004.push(DhcpOption::UserClass(b"\x04iPXE".to_vec()));
-        for opts in [by_user_class, by_175, rfc3004] {
-            let c = file_for(opts, BiosLoader::Pxelinux).unwrap();
+        for opts in [by_user_class.clone(), by_175.clone(), rfc3004.clone()] {
+            let c = file_for(opts, BiosLoader::Ipxe).unwrap();
             assert_eq!(
                 c.file,
                 BootFile::Http("http://10.0.0.2:8080/boot.ipxe".into())
             );
             assert!(!c.http_client);
         }
+        // With the pxelinux loader only the BIOS iPXE ROM is sent to
+        // pxelinux.0; iPXE on UEFI still gets the script.
+        for opts in [by_175, rfc3004] {
+            let c = file_for(opts, BiosLoader::Pxelinux).unwrap();
+            assert_eq!(
+                c.file,
+                BootFile::Http("http://10.0.0.2:8080/boot.ipxe".into())
+            );
+        }
+    }
+
+    #[test]
+    fn a_bios_ipxe_rom_gets_pxelinux_when_the_spec_says_so() {
+        let mut rom = pxe(0);
+        rom.push(DhcpOption::UserClass(b"iPXE".to_vec()));
+        let c = file_for(rom, BiosLoader::Pxelinux).unwrap();
+        assert_eq!(c.file, BootFile::Tftp("pxelinux.0".into()));
+        assert_eq!(c.firmware, Firmware::Bios);
     }
 
     #[test]
