@@ -15,6 +15,35 @@ fn mac(i: usize) -> String {
     format!("52:54:00:e2:00:{:02x}", i + 1)
 }
 
+/// A VM: the node it should become, its MAC and the address it gets.
+struct Guest {
+    name: String,
+    mac: String,
+    ip: String,
+}
+
+/// Guests e1..: with `enrolled`, the last one is a machine the spec does
+/// not list, enrolled as `w-<mac>` with the first pool address.
+fn guests(vms: usize, enrolled: bool) -> Vec<Guest> {
+    (0..vms)
+        .map(|i| {
+            if enrolled && i == vms - 1 {
+                Guest {
+                    name: "w-525400e20099".into(),
+                    mac: "52:54:00:e2:00:99".into(),
+                    ip: "10.98.0.100".into(),
+                }
+            } else {
+                Guest {
+                    name: format!("e{}", i + 1),
+                    mac: mac(i),
+                    ip: format!("10.98.0.{}", 11 + i),
+                }
+            }
+        })
+        .collect()
+}
+
 /// Four nodes; e4 exists so that a node that never boots shows as waiting.
 /// `pxelinux` makes it the BIOS loader.
 fn spec(pxelinux: bool) -> String {
@@ -36,6 +65,7 @@ console = ["ttyS0"]
     if pxelinux {
         s.push_str("bios_loader = \"pxelinux\"\n");
     }
+    s.push_str("\n[enrolment]\nrole = \"worker\"\nname = \"w-{mac}\"\n");
     for i in 0..4 {
         let role = if i == 0 {
             "\"etcd\", \"worker\""
@@ -94,7 +124,8 @@ fn ready(vm: Vm) -> bool {
 /// API and on the page. On `Vm::BiosE1000` the spec's BIOS loader is
 /// pxelinux: the ROM fetches pxelinux.0, its config, the kernel and the
 /// initrd over TFTP.
-fn boot(vms: usize, vm: Vm) {
+fn boot(vms: usize, vm: Vm, enrolled: bool) {
+    let guests = guests(vms, enrolled);
     let uefi = vm == Vm::Uefi;
     let pxelinux = vm == Vm::BiosE1000;
     let Some(os) = test_os() else { return };
@@ -148,12 +179,12 @@ fn boot(vms: usize, vm: Vm) {
 
     let started = Instant::now();
     let mut serials = Vec::new();
-    for i in 0..vms {
+    for (i, guest) in guests.iter().enumerate() {
         let tap = format!("et{i}");
         run(&["ip", "-n", &n, "tuntap", "add", &tap, "mode", "tap"]);
         run(&["ip", "-n", &n, "link", "set", &tap, "master", "br0", "up"]);
         let serial = d.join(format!("serial{i}.log"));
-        let vm = qemu_pxe(&ns, &tap, &mac(i), 384, vm, &serial).spawn();
+        let vm = qemu_pxe(&ns, &tap, &guest.mac, 384, vm, &serial).spawn();
         ns.children.push(vm.unwrap());
         serials.push(serial);
     }
@@ -185,7 +216,7 @@ fn boot(vms: usize, vm: Vm) {
             .and_then(|s| s.split("=====END CLOUD-CONFIG=====").next())
             .unwrap_or_default();
         assert!(config.contains("#cloud-config"), "{console}");
-        let me = format!("e{} ({})", i + 1, mac(i));
+        let me = format!("{} ({})", guests[i].name, guests[i].mac);
         assert!(
             config.contains(&me),
             "guest {i} got its own config: {config}"
@@ -215,12 +246,13 @@ fn boot(vms: usize, vm: Vm) {
     // The timeline, through the API and the page, as served to people.
     std::thread::sleep(Duration::from_millis(300));
     let page = get("/");
-    for i in 0..vms {
-        let api = get(&format!("/api/v1/nodes/e{}", i + 1));
+    for guest in &guests {
+        let api = get(&format!("/api/v1/nodes/{}", guest.name));
         let v: serde_json::Value =
             serde_json::from_str(&api).unwrap_or_else(|e| panic!("{e}: {api}"));
         assert_eq!(v["state"], "booted", "{api}");
-        assert_eq!(v["ip"], format!("10.98.0.{}", 11 + i), "{api}");
+        assert_eq!(v["ip"], guest.ip, "{api}");
+        assert_eq!(v["known"], true, "{api}");
         assert_eq!(v["arch"], if uefi { "uefi-x64" } else { "bios" }, "{api}");
         let stages: Vec<&str> = v["stages"]
             .as_array()
@@ -237,7 +269,7 @@ fn boot(vms: usize, vm: Vm) {
             "{api}"
         );
         assert!(
-            page.contains(&format!("data-mac=\"{}\" data-state=\"booted\"", mac(i))),
+            page.contains(&format!("data-mac=\"{}\" data-state=\"booted\"", guest.mac)),
             "{page}"
         );
     }
@@ -263,28 +295,28 @@ fn boot(vms: usize, vm: Vm) {
 fn bios_ipxe_rom_boots_the_test_os_which_prints_its_own_cloud_config_and_calls_home_needs_root_and_qemu()
  {
     if ready(Vm::BiosVirtio) {
-        boot(1, Vm::BiosVirtio);
+        boot(1, Vm::BiosVirtio, false);
     }
 }
 
 #[test]
 fn uefi_ovmf_with_ipxe_boots_the_test_os_needs_root_and_qemu() {
     if ready(Vm::Uefi) {
-        boot(1, Vm::Uefi);
+        boot(1, Vm::Uefi, false);
     }
 }
 
 #[test]
-fn three_vms_boot_at_once_each_with_its_own_config_needs_root_and_qemu() {
+fn three_vms_boot_at_once_each_with_its_own_config_one_of_them_enrolled_needs_root_and_qemu() {
     if ready(Vm::BiosVirtio) {
-        boot(3, Vm::BiosVirtio);
+        boot(3, Vm::BiosVirtio, true);
     }
 }
 
 #[test]
-fn bios_e1000_with_pxelinux_fetches_everything_over_tftp_and_boots_the_test_os_needs_root_and_qemu()
-{
+fn bios_e1000_with_pxelinux_fetches_everything_over_tftp_and_an_unknown_machine_is_enrolled_needs_root_and_qemu()
+ {
     if ready(Vm::BiosE1000) {
-        boot(1, Vm::BiosE1000);
+        boot(1, Vm::BiosE1000, true);
     }
 }

@@ -218,8 +218,11 @@ fn udhcpc_gets_its_reservation_a_pool_address_and_the_right_boot_file_needs_root
             &["-x", "0x5d:0010", "-V", "HTTPClient:Arch:00016:UNDI:003016"],
             "http://10.77.0.2:8080/assets/ipxe.efi",
         ),
+        // A BIOS iPXE ROM is sent to pxelinux.0 when the spec says so;
+        // iPXE on UEFI gets the script.
+        (&["-x", "0x5d:0000", "-x", "0x4d:69505845"], "pxelinux.0"),
         (
-            &["-x", "0x5d:0000", "-x", "0x4d:69505845"],
+            &["-x", "0x5d:0007", "-x", "0x4d:69505845"],
             "http://10.77.0.2:8080/boot.ipxe",
         ),
         (
@@ -255,6 +258,36 @@ fn udhcpc_gets_its_reservation_a_pool_address_and_the_right_boot_file_needs_root
     );
     let env = udhcpc(&seg, dir.path(), &[]);
     assert_eq!(env.get("ip").map(String::as_str), Some("10.77.0.100"));
+
+    // The spec has no [enrolment]: the same unknown machine booting from
+    // the network (PXE options) gets no answer at all.
+    let o = Command::new("ip")
+        .args(["netns", "exec", &seg.cli.name, "busybox", "udhcpc", "-i"])
+        .args([
+            &seg.cli_if,
+            "-f",
+            "-q",
+            "-n",
+            "-t",
+            "2",
+            "-T",
+            "1",
+            "-s",
+            "/bin/true",
+        ])
+        .args(["-x", "0x5d:0000", "-V", "PXEClient:Arch:00000:UNDI:002001"])
+        .output()
+        .unwrap();
+    assert!(
+        !o.status.success(),
+        "an unknown PXE client got a lease: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let log = std::fs::read_to_string(dir.path().join("dhcp.log")).unwrap();
+    assert!(
+        log.contains("02:00:00:77:00:99") && log.contains("unknown_refused"),
+        "{log}"
+    );
 }
 
 #[test]

@@ -37,6 +37,10 @@ http_port = 8080
 [boot]
 kernel = "k/vmlinuz"
 initrd = "k/initrd.gz"
+
+# Every machine that boots here is enrolled (no [[nodes]]).
+[enrolment]
+role = "worker"
 "#
 }
 

@@ -44,6 +44,10 @@ fn serve(dir: &Path) -> Served {
 }
 
 fn serve_stalling_after(dir: &Path, stall_secs: &str) -> Served {
+    serve_with(dir, &["--stall-after", stall_secs])
+}
+
+fn serve_with(dir: &Path, extra: &[&str]) -> Served {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_bootfleet"));
     cmd.arg("--state-dir")
         .arg(dir.join("state"))
@@ -54,10 +58,9 @@ fn serve_stalling_after(dir: &Path, stall_secs: &str) -> Served {
             "127.0.0.1:0",
             "--tftp-listen",
             "127.0.0.1:0",
-            "--stall-after",
-            stall_secs,
-            "--images",
         ])
+        .args(extra)
+        .arg("--images")
         .arg(dir.join("images"))
         .arg(dir.join("spec.toml"))
         .env_remove("BOOTFLEET_LOG")
@@ -410,4 +413,80 @@ fn the_status_page_in_headless_chromium_shows_booted_and_stalled_machines() {
         "a real screenshot"
     );
     eprintln!("screenshot kept at {}", shot.display());
+}
+
+#[test]
+fn unknown_machines_are_enrolled_with_their_own_name_address_and_token_and_keep_them() {
+    if !have("curl") {
+        return;
+    }
+    let dir = setup();
+    let d = dir.path();
+    let spec = SPEC.replace(
+        "server = \"127.0.0.9\"",
+        "server = \"127.0.0.9\"\ndynamic_range = [\"127.0.0.100\", \"127.0.0.200\"]",
+    ) + "\n[enrolment]\nrole = \"worker\"\nname = \"w-{mac}\"\n";
+    std::fs::write(d.join("spec.toml"), spec).unwrap();
+    let script_for = |http: &str, from: &str| {
+        let url = format!("{http}/ipxe/boot?mac=52-54-00-5e-00-09");
+        stdout(&curl(&["--interface", from, &url]))
+    };
+    let token;
+    {
+        let s = serve_with(d, &["--check-source"]);
+        // The machine asks for its script from 127.0.0.3: it is enrolled
+        // with that address and gets a script of its own.
+        let script = script_for(&s.http, "127.0.0.3");
+        assert!(
+            script.contains("/cloud-config/w-5254005e0009?token="),
+            "{script}"
+        );
+        token = token_in(&script);
+        let url = format!("{}/cloud-config/w-5254005e0009?token={token}", s.http);
+        let config = stdout(&curl(&["--interface", "127.0.0.3", &url]));
+        assert!(config.starts_with("#cloud-config"), "{config}");
+        assert!(
+            config.contains("w-5254005e0009 (52:54:00:5e:00:09)"),
+            "{config}"
+        );
+        // --check-source: its config is not served to another address,
+        // and a spec node's is served only to its own.
+        assert_eq!(code(&["--interface", "127.0.0.1", &url]), "403");
+        let a2 = format!(
+            "{}/cloud-config/a2?token={}",
+            s.http,
+            token_of(&s.http, "a2")
+        );
+        assert_eq!(code(&["--interface", "127.0.0.1", &a2]), "403");
+        assert_eq!(code(&["--interface", "127.0.0.2", &a2]), "200");
+        let api = stdout(&curl(&[&format!("{}/api/v1/nodes/w-5254005e0009", s.http)]));
+        let v: serde_json::Value = serde_json::from_str(&api).unwrap();
+        assert_eq!(v["known"], true, "{api}");
+        assert_eq!(v["ip"], "127.0.0.3", "{api}");
+        assert_eq!(v["roles"], serde_json::json!(["worker"]), "{api}");
+        let kept = std::fs::read_to_string(d.join("state/enrolled.json")).unwrap();
+        assert!(
+            kept.contains("52:54:00:5e:00:09") && kept.contains("127.0.0.3"),
+            "{kept}"
+        );
+        let log = std::fs::read_to_string(d.join("serve.log")).unwrap();
+        assert!(
+            log.contains("enrolled a machine that is not in the spec"),
+            "{log}"
+        );
+    }
+    // After a restart it is the same machine: name, address and token,
+    // wherever it asks from.
+    let s = serve(d);
+    let script = script_for(&s.http, "127.0.0.4");
+    assert_eq!(token_in(&script), token, "{script}");
+    let api = stdout(&curl(&[&format!("{}/api/v1/nodes/w-5254005e0009", s.http)]));
+    assert!(api.contains("\"ip\":\"127.0.0.3\""), "{api}");
+    // Without [enrolment] an unknown machine is told it is not in the spec.
+    drop(s);
+    std::fs::write(d.join("spec.toml"), SPEC).unwrap();
+    let s = serve(d);
+    let url = format!("{}/ipxe/boot?mac=52-54-00-5e-00-77", s.http);
+    assert_eq!(code(&[&url]), "404");
+    assert!(stdout(&curl(&[&url])).contains("not in the cluster spec"));
 }

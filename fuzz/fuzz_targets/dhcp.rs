@@ -39,6 +39,7 @@ fn config(mode: DhcpMode) -> Config {
             bios_loader: BiosLoader::Ipxe,
             http_base: "http://10.0.0.2:8080".into(),
         },
+        enrol_unknown: true,
     }
 }
 

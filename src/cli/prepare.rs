@@ -26,7 +26,8 @@ pub struct Prepared {
     pub inventory: Inventory,
     pub renderer: Renderer,
     key: SiteKey,
-    key_is_new: bool,
+    /// Set until the new key is saved.
+    key_is_new: std::sync::atomic::AtomicBool,
 }
 
 impl Prepared {
@@ -44,8 +45,17 @@ impl Prepared {
             inventory,
             renderer,
             key,
-            key_is_new,
+            key_is_new: key_is_new.into(),
         })
+    }
+
+    /// The spec with `extra` nodes added (enrolled machines) and its
+    /// inventory; the spec as read stays as it is.
+    pub fn with_nodes(&self, extra: Vec<crate::spec::NodeSpec>) -> (Spec, Inventory) {
+        let mut spec = self.spec.clone();
+        spec.nodes.extend(extra);
+        let inventory = Inventory::build(&spec, &self.key);
+        (spec, inventory)
     }
 
     /// Every file of the cluster, rendered and checked.
@@ -53,15 +63,17 @@ impl Prepared {
         Ok(self.renderer.all_files(&self.spec, &self.inventory)?)
     }
 
-    /// Saves a newly made site key, so the tokens just rendered stay valid.
+    /// Saves a newly made site key, so the tokens just rendered stay
+    /// valid; once (later calls do nothing).
     pub fn keep_key(&self, state_dir: &Path) -> Result<Option<PathBuf>, CliError> {
-        if !self.key_is_new {
+        use std::sync::atomic::Ordering;
+        if !self.key_is_new.swap(false, Ordering::SeqCst) {
             return Ok(None);
         }
-        let path = self
-            .key
-            .save(state_dir)
-            .context("saving the new site key")?;
+        let path = self.key.save(state_dir).map_err(|e| {
+            self.key_is_new.store(true, Ordering::SeqCst);
+            anyhow::Error::from(e).context("saving the new site key")
+        })?;
         tracing::info!(path = %path.display(), "created the site key that node tokens derive from");
         Ok(Some(path))
     }

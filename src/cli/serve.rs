@@ -1,7 +1,6 @@
 //! `bootfleet serve SPEC`: DHCP, TFTP and HTTP in one process, every
 //! machine's boot timeline, the status page.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -10,13 +9,17 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
+mod gauges;
+mod live;
+
+use gauges::{DhcpGauges, TftpGauges};
+use live::{Live, Source};
+
 use super::CliError;
-use super::prepare::{Prepared, boot_files};
-use crate::boot::classify::Names;
 use crate::boot::{Event, Registry, Stage, known, now_ms};
 use crate::dhcp::server::{Port, Server as DhcpServer};
 use crate::dhcp::store::RedbStore;
-use crate::http::{AppState, Gauges, Site};
+use crate::http::{AppState, EnrolRequest, Gauges};
 use crate::spec::DhcpMode;
 use crate::tftp::files::Files;
 use crate::tftp::server::{Config as TftpConfig, Server as TftpServer};
@@ -56,126 +59,6 @@ pub struct Args {
     check_source: bool,
 }
 
-/// The spec rendered into what the servers need.
-struct Loaded {
-    site: Site,
-    tftp_files: Vec<(String, Vec<u8>)>,
-    dhcp: crate::dhcp::policy::Config,
-    spec: crate::spec::Spec,
-}
-
-/// Where the servers' content comes from: read at start and again on
-/// each SIGHUP.
-struct Source {
-    spec: PathBuf,
-    images: PathBuf,
-    check_source: bool,
-    state_dir: PathBuf,
-}
-
-impl Source {
-    fn load(&self) -> Result<Loaded, CliError> {
-        load(&self.spec, &self.images, self.check_source, &self.state_dir)
-    }
-}
-
-fn load(
-    spec_path: &Path,
-    images: &Path,
-    check_source: bool,
-    state_dir: &Path,
-) -> Result<Loaded, CliError> {
-    let prepared = Prepared::load(spec_path, state_dir)?;
-    let files = prepared.all_files()?;
-    prepared.keep_key(state_dir)?;
-    let spec = prepared.spec.clone();
-    let http_files: HashMap<String, String> = files
-        .iter()
-        .filter(|f| {
-            f.path == "boot.ipxe"
-                || f.path.starts_with("ipxe/")
-                || f.path.starts_with("cloud-config/")
-        })
-        .map(|f| (f.path.clone(), f.content.clone()))
-        .collect();
-    let tftp_files = boot_files(files)
-        .into_iter()
-        .map(|f| (f.path, f.content.into_bytes()))
-        .collect();
-    Ok(Loaded {
-        site: Site {
-            cluster: spec.cluster.name.clone(),
-            files: http_files,
-            inventory: prepared.inventory.clone(),
-            names: Names {
-                kernel: spec.boot.kernel.clone(),
-                initrd: spec.boot.initrd.clone(),
-            },
-            // Resolved once: `/assets/` checks every file against it.
-            images: images.canonicalize().unwrap_or_else(|_| images.to_owned()),
-            check_source,
-        },
-        tftp_files,
-        dhcp: crate::dhcp::config::from_spec(&spec),
-        spec,
-    })
-}
-
-struct DhcpGauges(Arc<crate::dhcp::server::Stats>);
-
-impl Gauges for DhcpGauges {
-    fn write_metrics(&self, out: &mut String) {
-        use std::fmt::Write as _;
-        out.push_str("# HELP bootfleet_dhcp_requests_total DHCP requests by message type and outcome.\n# TYPE bootfleet_dhcp_requests_total counter\n");
-        for ((kind, outcome), n) in self.0.outcomes() {
-            let _ = writeln!(
-                out,
-                "bootfleet_dhcp_requests_total{{type=\"{kind}\",outcome=\"{outcome}\"}} {n}"
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# TYPE bootfleet_dhcp_malformed_total counter\nbootfleet_dhcp_malformed_total {}\n# TYPE bootfleet_dhcp_lease_commits_total counter\nbootfleet_dhcp_lease_commits_total {}",
-            self.0.malformed.load(Ordering::Relaxed),
-            self.0.commits.load(Ordering::Relaxed)
-        );
-    }
-}
-
-struct TftpGauges(Arc<crate::tftp::server::Stats>);
-
-impl Gauges for TftpGauges {
-    fn write_metrics(&self, out: &mut String) {
-        use std::fmt::Write as _;
-        let s = &self.0;
-        out.push_str("# HELP bootfleet_tftp_transfers_total TFTP transfers by result.\n# TYPE bootfleet_tftp_transfers_total counter\n");
-        for (result, n) in [
-            ("completed", s.completed.load(Ordering::Relaxed)),
-            ("client_error", s.client_errors.load(Ordering::Relaxed)),
-            ("timed_out", s.timed_out.load(Ordering::Relaxed)),
-        ] {
-            let _ = writeln!(
-                out,
-                "bootfleet_tftp_transfers_total{{result=\"{result}\"}} {n}"
-            );
-        }
-        out.push_str("# TYPE bootfleet_tftp_refused_total counter\n");
-        let mut refused: Vec<_> = s.refused().into_iter().collect();
-        refused.sort();
-        for (reason, n) in refused {
-            let _ = writeln!(
-                out,
-                "bootfleet_tftp_refused_total{{reason=\"{reason}\"}} {n}"
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# TYPE bootfleet_tftp_bytes_sent_total counter\nbootfleet_tftp_bytes_sent_total {}",
-            s.bytes_sent.load(Ordering::Relaxed)
-        );
-    }
-}
-
 pub fn run(args: Args, state_dir: &Path) -> Result<(), CliError> {
     let source = Source {
         spec: args.spec.clone(),
@@ -183,7 +66,10 @@ pub fn run(args: Args, state_dir: &Path) -> Result<(), CliError> {
         check_source: args.check_source,
         state_dir: state_dir.to_owned(),
     };
-    let loaded = source.load()?;
+    let enrolled =
+        crate::inventory::enrol::load(state_dir).context("reading the enrolled machines")?;
+    let prepared = source.read()?;
+    let loaded = source.render(&prepared, &enrolled)?;
     if !args.images.is_dir() {
         return Err(CliError::BadInput(format!(
             "the images directory {} does not exist\n  help: create it and put the kernel ({}), initrd ({}) and boot loaders there, or point --images at it",
@@ -208,6 +94,9 @@ pub fn run(args: Args, state_dir: &Path) -> Result<(), CliError> {
     let net = loaded.spec.network.clone();
     let iface = net.interface.clone();
 
+    // Machines to enrol, from DHCP and from script requests.
+    let (enrol_tx, enrol_rx) = tokio::sync::mpsc::channel::<EnrolRequest>(1024);
+
     // DHCP: its own thread, blocking sockets.
     let stop = Arc::new(AtomicBool::new(false));
     let mut dhcp_thread = None;
@@ -222,9 +111,23 @@ pub fn run(args: Args, state_dir: &Path) -> Result<(), CliError> {
             RedbStore::open(&state_dir.join("leases.redb")).context("opening the lease store")?;
         let mut server = DhcpServer::new(loaded.dhcp.clone(), store).context("loading leases")?;
         let reg = registry.clone();
+        let enrol = enrol_tx.clone();
         server.observer = Some(Box::new(move |r| {
-            let failed = r.outcome == "nak";
-            let mut detail = format!("dhcp {}", r.outcome);
+            // A machine that booted and got its address here may be one
+            // to enrol (checked by the enroller; a full queue drops it and
+            // the script request enrols it instead).
+            if let ("ack", Some(ip), Some(_)) = (r.outcome, r.ip, r.file) {
+                let _ = enrol.try_send(EnrolRequest {
+                    mac: r.mac,
+                    ip,
+                    done: None,
+                });
+            }
+            let failed = matches!(r.outcome, "nak" | "unknown_refused");
+            let mut detail = match r.outcome {
+                "unknown_refused" => "dhcp refused: not in the spec and no [enrolment]".to_owned(),
+                other => format!("dhcp {other}"),
+            };
             for part in [
                 r.ip.map(|i| i.to_string()),
                 r.arch.clone(),
@@ -239,7 +142,7 @@ pub fn run(args: Args, state_dir: &Path) -> Result<(), CliError> {
             // An offer is news, an ACK (or a proxy's answer) completes the stage.
             if matches!(
                 r.outcome,
-                "ack" | "nak" | "proxy_offer" | "proxy_ack" | "offer"
+                "ack" | "nak" | "proxy_offer" | "proxy_ack" | "offer" | "unknown_refused"
             ) {
                 reg.record(Event {
                     mac: r.mac,
@@ -296,7 +199,8 @@ pub fn run(args: Args, state_dir: &Path) -> Result<(), CliError> {
             ))
         })?;
         let http_addr = listener.local_addr().context("reading the HTTP address")?;
-        let state = AppState::new(loaded.site, registry.clone(), gauges);
+        let mut state = AppState::new(loaded.site, registry.clone(), gauges);
+        state.enrol = Some(enrol_tx);
         let app = crate::http::router(state.clone());
         let dhcp_text = if args.no_dhcp { "off".to_owned() } else { format!("{iface} port {}", args.dhcp_port) };
         println!("listening: dhcp {dhcp_text}, tftp {tftp_addr}, http http://{http_addr}/");
@@ -315,25 +219,20 @@ pub fn run(args: Args, state_dir: &Path) -> Result<(), CliError> {
             }
         });
 
-        // SIGHUP: reload the spec, keeping the old one if the new is bad.
+        // Enrolment and SIGHUP both replace what the servers serve.
+        let mut live = Live::new(source, prepared, enrolled, state.clone(), files.clone(), registry.clone());
+        live.dhcp_pending = dhcp_pending;
+        let live = Arc::new(live);
+        tokio::spawn(live::enrol_loop(live.clone(), enrol_rx));
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
             .context("installing the SIGHUP handler")?;
-        let reload_state = state.clone();
-        let reload_files = files.clone();
-        let reload_registry = registry.clone();
         tokio::spawn(async move {
             while hup.recv().await.is_some() {
-                match source.load() {
-                    Ok(l) => {
-                        reload_files.set_generated(l.tftp_files);
-                        reload_registry.set_known(known(&l.site.inventory));
-                        reload_state.replace_site(l.site);
-                        if let Some(p) = &dhcp_pending {
-                            *p.lock().unwrap_or_else(|e| e.into_inner()) = Some(l.dhcp);
-                        }
-                        tracing::info!(spec = %source.spec.display(), "spec reloaded");
-                    }
-                    Err(e) => tracing::error!("spec not reloaded, the old one stays in force:\n{e}"),
+                let l = live.clone();
+                match tokio::task::spawn_blocking(move || l.reload()).await {
+                    Ok(Ok(())) => tracing::info!(spec = %live.source.spec.display(), "spec reloaded"),
+                    Ok(Err(e)) => tracing::error!("spec not reloaded, the old one stays in force:\n{e:#}"),
+                    Err(e) => tracing::error!(error = %e, "reload task failed"),
                 }
             }
         });

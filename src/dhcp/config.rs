@@ -37,5 +37,6 @@ pub fn from_spec(spec: &Spec) -> Config {
             bios_loader: spec.boot.bios_loader,
             http_base: net.base_url(),
         },
+        enrol_unknown: spec.enrolment.is_some(),
     }
 }

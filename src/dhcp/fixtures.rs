@@ -66,7 +66,8 @@ const CASES: &[Case] = &[
 
 #[test]
 fn real_clients_discovers_get_the_right_offer() {
-    let c = cfg();
+    let mut c = cfg();
+    c.boot.bios_loader = crate::spec::BiosLoader::Ipxe;
     for case in CASES {
         let req = wire::decode(case.bytes).unwrap_or_else(|e| panic!("{}: {e}", case.name));
         let d = decide(&req, &c, &Table::default(), 1000);

@@ -30,6 +30,20 @@ pub struct Config {
     pub lease_secs: u32,
     pub pool: Pool,
     pub boot: BootConfig,
+    /// The spec has `[enrolment]`: a booting machine that is not in the
+    /// spec is served like any other (and enrolled by `serve`). Without it
+    /// such a machine is refused: no offer, so its firmware moves on to
+    /// the next boot device. Machines that are not booting (an OS renewing
+    /// its lease) are served either way.
+    pub enrol_unknown: bool,
+}
+
+/// True when `req` comes from booting firmware that the spec does not
+/// know and may not enrol: it gets no answer.
+pub fn refused_unknown(req: &Message, cfg: &Config, mac: Mac) -> bool {
+    !cfg.enrol_unknown
+        && !cfg.pool.reservations.contains_key(&mac)
+        && Client::from_request(req).is_booting()
 }
 
 /// Where a reply goes (RFC 2131 section 4.1).
@@ -124,6 +138,11 @@ pub fn decide(req: &Message, cfg: &Config, table: &Table, now: u64) -> Decision 
     let Some(kind) = message_type(req) else {
         return Decision::silent("no_message_type");
     };
+    if matches!(kind, MessageType::Discover | MessageType::Request)
+        && refused_unknown(req, cfg, mac)
+    {
+        return Decision::silent("unknown_refused");
+    }
     if cfg.mode == DhcpMode::Proxy {
         return super::proxy::on_port_67(req, cfg, kind);
     }

@@ -20,7 +20,8 @@ use dhcproto::v4::{Message, MessageType, Opcode};
 
 use super::boot::{Client, choose};
 use super::policy::{
-    Config, Decision, Dest, add_boot_options, client_mac, destination, message_type, reply_to,
+    Config, Decision, Dest, add_boot_options, client_mac, destination, message_type,
+    refused_unknown, reply_to,
 };
 
 /// The answer to `req` received on port 67 in proxy mode.
@@ -39,8 +40,14 @@ pub fn on_port_67(req: &Message, cfg: &Config, kind: MessageType) -> Decision {
 
 /// The answer to `req` received on port 4011 (the PXE boot server port).
 pub fn on_port_4011(req: &Message, cfg: &Config) -> Decision {
-    if req.opcode() != Opcode::BootRequest || client_mac(req).is_none() {
+    if req.opcode() != Opcode::BootRequest {
         return Decision::silent("not_a_request");
+    }
+    let Some(mac) = client_mac(req) else {
+        return Decision::silent("not_a_request");
+    };
+    if refused_unknown(req, cfg, mac) {
+        return Decision::silent("unknown_refused");
     }
     match message_type(req) {
         Some(MessageType::Request | MessageType::Inform) => {

@@ -360,19 +360,27 @@ impl<S: LeaseStore> Server<S> {
     }
 
     fn report(&self, req: &Message, d: &Decision) {
-        let (Some(observer), Some(mac), Some((reply, _))) =
-            (&self.observer, client_mac(req), &d.reply)
-        else {
+        let (Some(observer), Some(mac)) = (&self.observer, client_mac(req)) else {
             return;
         };
-        let ip = Some(reply.yiaddr()).filter(|ip| !ip.is_unspecified());
-        observer(&Report {
-            mac,
-            outcome: d.outcome,
-            ip,
-            arch: d.boot.as_ref().map(|b| b.firmware.name()),
-            file: d.boot.as_ref().map(|b| b.file.as_str()),
-        });
+        match &d.reply {
+            Some((reply, _)) => observer(&Report {
+                mac,
+                outcome: d.outcome,
+                ip: Some(reply.yiaddr()).filter(|ip| !ip.is_unspecified()),
+                arch: d.boot.as_ref().map(|b| b.firmware.name()),
+                file: d.boot.as_ref().map(|b| b.file.as_str()),
+            }),
+            // Refused machines are news too: the status page shows them.
+            None if d.outcome == "unknown_refused" => observer(&Report {
+                mac,
+                outcome: d.outcome,
+                ip: None,
+                arch: Some(super::boot::Client::from_request(req).firmware().name()),
+                file: None,
+            }),
+            None => {}
+        }
     }
 
     fn log(&self, req: &Message, d: &Decision) {
@@ -385,6 +393,9 @@ impl<S: LeaseStore> Server<S> {
             Some((reply, _)) => {
                 let boot = d.boot.as_ref().map(|b| b.file.as_str());
                 info!(%mac, xid = req.xid(), outcome = d.outcome, ip = %reply.yiaddr(), arch = arch.as_deref().unwrap_or("-"), boot = boot.unwrap_or("-"), "DHCP");
+            }
+            None if d.outcome == "unknown_refused" => {
+                info!(%mac, xid = req.xid(), outcome = d.outcome, "a machine that is not in the spec tried to boot and was refused; add it to [[nodes]], or add [enrolment] to boot such machines")
             }
             None => debug!(%mac, xid = req.xid(), outcome = d.outcome, "no reply"),
         }

@@ -2,13 +2,13 @@
 //! (token required), and the phone-home call.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use super::AppState;
+use super::{AppState, EnrolRequest};
 use crate::spec::Mac;
 
 fn text(body: String, kind: &'static str) -> Response {
@@ -43,9 +43,12 @@ pub async fn boot_ipxe(State(s): State<AppState>) -> Response {
 }
 
 /// `/ipxe/boot?mac=52-54-00-..`: the script of the machine with that MAC.
+/// A machine the spec does not list is enrolled first when the spec says
+/// so (the request waits for its files), with the address it asks from.
 pub async fn ipxe_by_mac(
     State(s): State<AppState>,
     Query(q): Query<HashMap<String, String>>,
+    ConnectInfo(from): ConnectInfo<SocketAddr>,
 ) -> Response {
     let raw = q.get("mac").map(String::as_str).unwrap_or_default();
     let Ok(mac) = raw.replace('-', ":").parse::<Mac>() else {
@@ -55,15 +58,39 @@ pub async fn ipxe_by_mac(
         )
             .into_response();
     };
-    let site = s.site();
-    let Some(node) = site.inventory.nodes.iter().find(|n| n.mac == mac) else {
-        return unknown_machine(&mac.to_string());
+    let known = |s: &AppState| {
+        let site = s.site();
+        let name = site
+            .inventory
+            .nodes
+            .iter()
+            .find(|n| n.mac == mac)?
+            .name
+            .clone();
+        site.files.get(&format!("ipxe/{name}.ipxe")).cloned()
     };
-    match site.files.get(&format!("ipxe/{}.ipxe", node.name)) {
-        Some(f) => ipxe(f.clone()),
-        None => StatusCode::NOT_FOUND.into_response(),
+    if let Some(script) = known(&s) {
+        return ipxe(script);
     }
+    if let (Some(tx), IpAddr::V4(ip)) = (&s.enrol, from.ip()) {
+        let (done, wait) = tokio::sync::oneshot::channel();
+        let asked = tx.send(EnrolRequest {
+            mac,
+            ip,
+            done: Some(done),
+        });
+        if asked.await.is_ok() {
+            let _ = tokio::time::timeout(ENROL_WAIT, wait).await;
+        }
+        if let Some(script) = known(&s) {
+            return ipxe(script);
+        }
+    }
+    unknown_machine(&mac.to_string())
 }
+
+/// How long a script request waits for its machine to be enrolled.
+const ENROL_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// `/ipxe/<node>.ipxe`.
 pub async fn ipxe_by_name(State(s): State<AppState>, Path(file): Path<String>) -> Response {
@@ -103,9 +130,16 @@ fn authorize(
             "token missing or not this node's\n".into(),
         ));
     }
-    if site.check_source && from.ip() != std::net::IpAddr::V4(node.ip) {
-        let why = format!("request must come from {}'s own address\n", node.name);
-        return Err((StatusCode::FORBIDDEN, why));
+    if site.check_source {
+        // Its address: the one DHCP leased it last, else the spec's.
+        let own = match from.ip() {
+            IpAddr::V4(ip) => s.registry.mac_of_ip(ip) == Some(node.mac),
+            IpAddr::V6(_) => false,
+        };
+        if !own {
+            let why = format!("request must come from {}'s own address\n", node.name);
+            return Err((StatusCode::FORBIDDEN, why));
+        }
     }
     Ok(())
 }

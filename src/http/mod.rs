@@ -14,6 +14,7 @@ mod page;
 mod timeline;
 
 use std::collections::HashMap;
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
@@ -23,6 +24,7 @@ use axum::routing::{get, post};
 use crate::boot::Registry;
 use crate::boot::classify::Names;
 use crate::inventory::Inventory;
+use crate::spec::Mac;
 
 /// What the HTTP side serves for one version of the spec; replaced whole
 /// when the spec is reloaded.
@@ -48,6 +50,16 @@ pub trait Gauges: Send + Sync {
     fn write_metrics(&self, out: &mut String);
 }
 
+/// Asks `serve` to enrol a machine the spec does not list, seen at `ip`;
+/// `done` is told once the machine's files are served (or enrolment was
+/// not possible).
+#[derive(Debug)]
+pub struct EnrolRequest {
+    pub mac: Mac,
+    pub ip: Ipv4Addr,
+    pub done: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
 /// Everything the handlers share.
 #[derive(Clone)]
 pub struct AppState {
@@ -55,6 +67,8 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     pub gauges: Vec<Arc<dyn Gauges>>,
     pub http: Arc<metrics::HttpCounters>,
+    /// Where unknown machines are sent to be enrolled (none: refused).
+    pub enrol: Option<tokio::sync::mpsc::Sender<EnrolRequest>>,
 }
 
 impl AppState {
@@ -65,6 +79,7 @@ impl AppState {
             registry,
             gauges,
             http: Arc::default(),
+            enrol: None,
         }
     }
 

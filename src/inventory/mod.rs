@@ -4,6 +4,7 @@
 //! Built from a checked [`Spec`] and the site key; deterministic, so the same
 //! spec and key always give the same inventory.
 
+pub mod enrol;
 mod load;
 mod token;
 
@@ -20,9 +21,10 @@ pub use token::{KEY_FILE, SiteKey};
 /// Why the inventory could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum InventoryError {
-    /// The site key file exists but could not be read or written.
-    #[error("site key {path}: {source}")]
-    KeyIo {
+    /// A state file (the site key, the enrolled machines) could not be
+    /// read or written.
+    #[error("{path}: {source}")]
+    StateIo {
         path: std::path::PathBuf,
         #[source]
         source: std::io::Error,
@@ -32,6 +34,14 @@ pub enum InventoryError {
         "site key {0} is damaged: it must hold 64 hex digits; move it away to make a new one (every node token changes)"
     )]
     KeyDamaged(std::path::PathBuf),
+    /// The list of enrolled machines is not valid JSON.
+    #[error(
+        "{path} is damaged ({reason}); fix it, or move it away to enrol those machines afresh (they may get new names and addresses)"
+    )]
+    EnrolledDamaged {
+        path: std::path::PathBuf,
+        reason: String,
+    },
 }
 
 /// One machine with everything derived for it.

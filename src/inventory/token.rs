@@ -45,7 +45,7 @@ impl SiteKey {
         let text = match fs::read_to_string(&path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => return Err(InventoryError::KeyIo { path, source }),
+            Err(source) => return Err(InventoryError::StateIo { path, source }),
         };
         let mut bytes = [0u8; 32];
         hex::decode_to_slice(text.trim(), &mut bytes)
@@ -57,7 +57,7 @@ impl SiteKey {
     /// replacing an existing key.
     pub fn save(&self, state_dir: &Path) -> Result<PathBuf, InventoryError> {
         let path = state_dir.join(KEY_FILE);
-        let io = |source| InventoryError::KeyIo {
+        let io = |source| InventoryError::StateIo {
             path: path.clone(),
             source,
         };

@@ -30,6 +30,7 @@ pub(crate) fn cfg() -> Config {
             bios_loader: BiosLoader::Pxelinux,
             http_base: "http://10.0.0.2:8080".into(),
         },
+        enrol_unknown: true,
     }
 }
 
@@ -337,4 +338,39 @@ fn a_relay_from_a_subnet_not_served_gets_no_address() {
     );
     req.set_giaddr(Ipv4Addr::new(10, 0, 0, 1));
     assert_eq!(decide(&req, &c, &Table::default(), 0).outcome, "offer");
+}
+
+#[test]
+fn without_enrolment_unknown_booting_machines_are_refused_and_others_served() {
+    let c = Config {
+        enrol_unknown: false,
+        ..cfg()
+    };
+    let pxe = || {
+        vec![
+            DhcpOption::ClientSystemArchitecture(Architecture(0)),
+            DhcpOption::ClassIdentifier(b"PXEClient:Arch:00000:UNDI:002001".to_vec()),
+        ]
+    };
+    let t = Table::default();
+    for kind in [MessageType::Discover, MessageType::Request] {
+        let d = decide(&msg(kind, MAC, pxe()), &c, &t, 0);
+        assert_eq!(d.outcome, "unknown_refused");
+        assert!(d.reply.is_none() && d.change.is_none());
+    }
+    // The same firmware on a machine of the spec boots.
+    let known = decide(
+        &msg(MessageType::Discover, [0x52, 0x54, 0, 0xbf, 0, 1], pxe()),
+        &c,
+        &t,
+        0,
+    );
+    assert_eq!(known.outcome, "offer");
+    // An unknown machine that is not booting still gets a pool address.
+    let plain = decide(&msg(MessageType::Discover, MAC, vec![]), &c, &t, 0);
+    assert_eq!(plain.outcome, "offer");
+    assert_eq!(
+        plain.reply.unwrap().0.yiaddr(),
+        Ipv4Addr::new(10, 0, 0, 100)
+    );
 }

@@ -66,7 +66,8 @@ fn a_pxe_discover_gets_an_addressless_offer_with_the_boot_file() {
 
 #[test]
 fn ipxe_behind_a_proxy_gets_the_script_and_option_60() {
-    let c = proxy_cfg();
+    let mut c = proxy_cfg();
+    c.boot.bios_loader = crate::spec::BiosLoader::Ipxe;
     let mut opts = pxe_opts(Architecture(0));
     opts.push(DhcpOption::UserClass(b"iPXE".to_vec()));
     let d = crate::dhcp::policy::decide(
@@ -150,4 +151,23 @@ fn uefi_http_boot_behind_a_proxy_gets_a_url_and_httpclient() {
             .unwrap_or_default()
             .starts_with(b"http://10.0.0.2:8080/")
     );
+}
+
+#[test]
+fn without_enrolment_a_proxy_ignores_unknown_machines_on_both_ports() {
+    let c = Config {
+        enrol_unknown: false,
+        ..proxy_cfg()
+    };
+    let discover = msg(MessageType::Discover, MAC, pxe_opts(Architecture(0)));
+    let d = crate::dhcp::policy::decide(&discover, &c, &Table::default(), 0);
+    assert_eq!(d.outcome, "unknown_refused");
+    let request = msg(MessageType::Request, MAC, pxe_opts(Architecture(0)));
+    assert_eq!(on_port_4011(&request, &c).outcome, "unknown_refused");
+    let known = msg(
+        MessageType::Request,
+        [0x52, 0x54, 0, 0xbf, 0, 1],
+        pxe_opts(Architecture(0)),
+    );
+    assert_eq!(on_port_4011(&known, &c).outcome, "proxy_ack");
 }

@@ -1,0 +1,62 @@
+//! What `serve` adds to `/metrics` from the DHCP and TFTP servers'
+//! counters, in Prometheus text.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use crate::http::Gauges;
+
+pub(super) struct DhcpGauges(pub(super) Arc<crate::dhcp::server::Stats>);
+
+impl Gauges for DhcpGauges {
+    fn write_metrics(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        out.push_str("# HELP bootfleet_dhcp_requests_total DHCP requests by message type and outcome.\n# TYPE bootfleet_dhcp_requests_total counter\n");
+        for ((kind, outcome), n) in self.0.outcomes() {
+            let _ = writeln!(
+                out,
+                "bootfleet_dhcp_requests_total{{type=\"{kind}\",outcome=\"{outcome}\"}} {n}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# TYPE bootfleet_dhcp_malformed_total counter\nbootfleet_dhcp_malformed_total {}\n# TYPE bootfleet_dhcp_lease_commits_total counter\nbootfleet_dhcp_lease_commits_total {}",
+            self.0.malformed.load(Ordering::Relaxed),
+            self.0.commits.load(Ordering::Relaxed)
+        );
+    }
+}
+
+pub(super) struct TftpGauges(pub(super) Arc<crate::tftp::server::Stats>);
+
+impl Gauges for TftpGauges {
+    fn write_metrics(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        let s = &self.0;
+        out.push_str("# HELP bootfleet_tftp_transfers_total TFTP transfers by result.\n# TYPE bootfleet_tftp_transfers_total counter\n");
+        for (result, n) in [
+            ("completed", s.completed.load(Ordering::Relaxed)),
+            ("client_error", s.client_errors.load(Ordering::Relaxed)),
+            ("timed_out", s.timed_out.load(Ordering::Relaxed)),
+        ] {
+            let _ = writeln!(
+                out,
+                "bootfleet_tftp_transfers_total{{result=\"{result}\"}} {n}"
+            );
+        }
+        out.push_str("# TYPE bootfleet_tftp_refused_total counter\n");
+        let mut refused: Vec<_> = s.refused().into_iter().collect();
+        refused.sort();
+        for (reason, n) in refused {
+            let _ = writeln!(
+                out,
+                "bootfleet_tftp_refused_total{{reason=\"{reason}\"}} {n}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# TYPE bootfleet_tftp_bytes_sent_total counter\nbootfleet_tftp_bytes_sent_total {}",
+            s.bytes_sent.load(Ordering::Relaxed)
+        );
+    }
+}

@@ -1,0 +1,206 @@
+//! What the servers serve while `serve` runs: the spec as last read, the
+//! machines enrolled so far, and the files rendered from both. A SIGHUP
+//! reads the spec again; an enrolment adds a machine; either way the new
+//! rendering reaches HTTP, TFTP, DHCP and the boot timelines together.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::mpsc;
+
+use super::super::CliError;
+use super::super::prepare::{Prepared, boot_files};
+use crate::boot::classify::Names;
+use crate::boot::{Registry, known};
+use crate::http::{AppState, EnrolRequest, Site};
+use crate::inventory::enrol::{self, Enrolled};
+use crate::spec::Mac;
+use crate::tftp::files::Files;
+
+/// Where the servers' content comes from.
+pub(super) struct Source {
+    pub spec: PathBuf,
+    pub images: PathBuf,
+    pub check_source: bool,
+    pub state_dir: PathBuf,
+}
+
+/// The spec and enrolled machines rendered into what the servers need.
+pub(super) struct Loaded {
+    pub site: Site,
+    pub tftp_files: Vec<(String, Vec<u8>)>,
+    pub dhcp: crate::dhcp::policy::Config,
+    pub spec: crate::spec::Spec,
+}
+
+impl Source {
+    /// Reads and checks the spec (and takes the site key).
+    pub fn read(&self) -> Result<Prepared, CliError> {
+        Prepared::load(&self.spec, &self.state_dir)
+    }
+
+    /// Renders `prepared` with the `enrolled` machines added.
+    pub fn render(&self, prepared: &Prepared, enrolled: &[Enrolled]) -> Result<Loaded, CliError> {
+        let (spec, inventory) = prepared.with_nodes(enrol::as_nodes(&prepared.spec, enrolled));
+        let files = prepared.renderer.all_files(&spec, &inventory)?;
+        prepared.keep_key(&self.state_dir)?;
+        let http_files: HashMap<String, String> = files
+            .iter()
+            .filter(|f| {
+                f.path == "boot.ipxe"
+                    || f.path.starts_with("ipxe/")
+                    || f.path.starts_with("cloud-config/")
+            })
+            .map(|f| (f.path.clone(), f.content.clone()))
+            .collect();
+        let tftp_files = boot_files(files)
+            .into_iter()
+            .map(|f| (f.path, f.content.into_bytes()))
+            .collect();
+        Ok(Loaded {
+            site: Site {
+                cluster: spec.cluster.name.clone(),
+                files: http_files,
+                inventory,
+                names: Names {
+                    kernel: spec.boot.kernel.clone(),
+                    initrd: spec.boot.initrd.clone(),
+                },
+                // Resolved once: `/assets/` checks every file against it.
+                images: self
+                    .images
+                    .canonicalize()
+                    .unwrap_or_else(|_| self.images.clone()),
+                check_source: self.check_source,
+            },
+            tftp_files,
+            dhcp: crate::dhcp::config::from_spec(&spec),
+            spec,
+        })
+    }
+}
+
+/// The running servers' content, and the means to replace it.
+pub(super) struct Live {
+    pub source: Source,
+    /// The spec as last read from disk (without enrolled machines).
+    base: Mutex<Prepared>,
+    enrolled: Mutex<Vec<Enrolled>>,
+    pub state: AppState,
+    pub files: Arc<Files>,
+    pub registry: Arc<Registry>,
+    pub dhcp_pending: Option<Arc<Mutex<Option<crate::dhcp::policy::Config>>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Live {
+    pub fn new(
+        source: Source,
+        base: Prepared,
+        enrolled: Vec<Enrolled>,
+        state: AppState,
+        files: Arc<Files>,
+        registry: Arc<Registry>,
+    ) -> Live {
+        Live {
+            source,
+            base: Mutex::new(base),
+            enrolled: Mutex::new(enrolled),
+            state,
+            files,
+            registry,
+            dhcp_pending: None,
+        }
+    }
+
+    /// Hands a new rendering to every server.
+    fn apply(&self, l: Loaded) {
+        self.files.set_generated(l.tftp_files);
+        self.registry.set_known(known(&l.site.inventory));
+        self.state.replace_site(l.site);
+        if let Some(p) = &self.dhcp_pending {
+            *lock(p) = Some(l.dhcp);
+        }
+    }
+
+    /// Reads the spec again; a bad one is refused and the old one kept.
+    pub fn reload(&self) -> Result<(), CliError> {
+        let prepared = self.source.read()?;
+        let mut base = lock(&self.base);
+        let enrolled = lock(&self.enrolled);
+        let loaded = self.source.render(&prepared, &enrolled)?;
+        self.apply(loaded);
+        *base = prepared;
+        Ok(())
+    }
+
+    /// Enrols the machines among `seen` that the spec may enrol and does
+    /// not know yet; returns their names. They are on disk before any of
+    /// their files is served.
+    pub fn enrol(&self, seen: &[(Mac, Ipv4Addr)]) -> Result<Vec<String>, CliError> {
+        let base = lock(&self.base);
+        let mut enrolled = lock(&self.enrolled);
+        let before = enrolled.len();
+        let now = crate::boot::now_ms() / 1000;
+        for &(mac, ip) in seen {
+            match enrol::enrol(&base.spec, &enrolled, mac, ip, now) {
+                Some(e) => enrolled.push(e),
+                None => {
+                    let taken = base.spec.enrolment.is_some()
+                        && !base.spec.nodes.iter().any(|n| n.mac == mac)
+                        && !enrolled.iter().any(|e| e.mac == mac);
+                    if taken {
+                        tracing::warn!(%mac, %ip, "not enrolled: its name or address belongs to a node of the spec");
+                    }
+                }
+            }
+        }
+        if enrolled.len() == before {
+            return Ok(Vec::new());
+        }
+        let saved = enrol::save(&self.source.state_dir, &enrolled)
+            .map_err(|e| CliError::Runtime(anyhow::Error::from(e)));
+        let loaded = saved.and_then(|()| self.source.render(&base, &enrolled));
+        let loaded = match loaded {
+            Ok(l) => l,
+            Err(e) => {
+                enrolled.truncate(before);
+                return Err(e);
+            }
+        };
+        self.apply(loaded);
+        let names: Vec<String> = enrolled[before..].iter().map(|e| e.name.clone()).collect();
+        for e in &enrolled[before..] {
+            tracing::info!(name = %e.name, mac = %e.mac, ip = %e.ip, "enrolled a machine that is not in the spec");
+        }
+        Ok(names)
+    }
+}
+
+/// Enrols what arrives on `rx`, a batch at a time (one rendering for all
+/// the machines that asked meanwhile), then tells each asker.
+pub(super) async fn enrol_loop(live: Arc<Live>, mut rx: mpsc::Receiver<EnrolRequest>) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while let Ok(more) = rx.try_recv() {
+            batch.push(more);
+        }
+        let seen: Vec<(Mac, Ipv4Addr)> = batch.iter().map(|r| (r.mac, r.ip)).collect();
+        let l = live.clone();
+        match tokio::task::spawn_blocking(move || l.enrol(&seen)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!("enrolment failed; the machines stay unknown:\n{e:#}"),
+            Err(e) => tracing::error!(error = %e, "enrolment task failed"),
+        }
+        for r in batch {
+            if let Some(done) = r.done {
+                let _ = done.send(());
+            }
+        }
+    }
+}

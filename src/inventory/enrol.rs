@@ -1,0 +1,200 @@
+//! Machines that booted here without being in the spec, enrolled as the
+//! spec's `[enrolment]` says: a name made from the MAC, the enrolment role,
+//! and the address the machine had when it enrolled, kept for good
+//! (`enrolled.json` in the state directory) so the machine keeps its name,
+//! address and token across restarts.
+//!
+//! The decisions are pure ([`enrol`], [`as_nodes`]); [`load`] and [`save`]
+//! are the only I/O.
+
+use std::collections::HashSet;
+use std::fs;
+use std::io::Write as _;
+use std::net::Ipv4Addr;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::InventoryError;
+use crate::spec::{Mac, NodeSpec, Spec};
+
+/// The file in the state directory that keeps enrolled machines.
+pub const ENROLLED_FILE: &str = "enrolled.json";
+
+/// One enrolled machine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Enrolled {
+    pub name: String,
+    pub mac: Mac,
+    pub ip: Ipv4Addr,
+    /// Unix seconds when it enrolled.
+    pub at: u64,
+}
+
+/// The record for a machine with `mac` seen at `ip`, or `None` when the
+/// spec has no `[enrolment]`, already lists the MAC, or the machine is
+/// enrolled already; also `None` when the name or address it would get is
+/// taken by a node of the spec (the spec wins; the caller logs it).
+pub fn enrol(
+    spec: &Spec,
+    enrolled: &[Enrolled],
+    mac: Mac,
+    ip: Ipv4Addr,
+    now: u64,
+) -> Option<Enrolled> {
+    let rule = spec.enrolment.as_ref()?;
+    if spec.nodes.iter().any(|n| n.mac == mac) || enrolled.iter().any(|e| e.mac == mac) {
+        return None;
+    }
+    let name = rule.name_for(mac);
+    let clash = spec.nodes.iter().any(|n| n.name == name || n.ip == ip)
+        || enrolled.iter().any(|e| e.ip == ip);
+    (!clash).then_some(Enrolled {
+        name,
+        mac,
+        ip,
+        at: now,
+    })
+}
+
+/// The nodes enrolled machines stand for, to add to the spec's. Machines
+/// the spec now lists itself (by MAC, name or address) are left out: once
+/// a sysadmin writes a machine into the spec, the spec's entry is the one
+/// that counts. Without `[enrolment]` there are none.
+pub fn as_nodes(spec: &Spec, enrolled: &[Enrolled]) -> Vec<NodeSpec> {
+    let Some(rule) = &spec.enrolment else {
+        return Vec::new();
+    };
+    let macs: HashSet<Mac> = spec.nodes.iter().map(|n| n.mac).collect();
+    let names: HashSet<&str> = spec.nodes.iter().map(|n| n.name.as_str()).collect();
+    let ips: HashSet<Ipv4Addr> = spec.nodes.iter().map(|n| n.ip).collect();
+    enrolled
+        .iter()
+        .filter(|e| {
+            !macs.contains(&e.mac) && !names.contains(e.name.as_str()) && !ips.contains(&e.ip)
+        })
+        .map(|e| NodeSpec {
+            name: e.name.clone(),
+            mac: e.mac,
+            ip: e.ip,
+            roles: rule.roles,
+            labels: [("enrolled".to_owned(), "true".to_owned())].into(),
+        })
+        .collect()
+}
+
+/// The machines enrolled so far (none when the file does not exist).
+pub fn load(state_dir: &Path) -> Result<Vec<Enrolled>, InventoryError> {
+    let path = state_dir.join(ENROLLED_FILE);
+    let text = match fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => return Err(InventoryError::StateIo { path, source }),
+    };
+    serde_json::from_str(&text).map_err(|e| InventoryError::EnrolledDamaged {
+        path,
+        reason: e.to_string(),
+    })
+}
+
+/// Writes the list whole: to a temporary file, synced, then renamed over
+/// the old one, so a crash leaves either the old list or the new.
+pub fn save(state_dir: &Path, enrolled: &[Enrolled]) -> Result<(), InventoryError> {
+    let path = state_dir.join(ENROLLED_FILE);
+    let tmp = state_dir.join(format!("{ENROLLED_FILE}.tmp"));
+    let io = |source| InventoryError::StateIo {
+        path: path.clone(),
+        source,
+    };
+    fs::create_dir_all(state_dir).map_err(io)?;
+    let mut text = serde_json::to_string_pretty(enrolled).expect("plain data serialises");
+    text.push('\n');
+    let mut f = fs::File::create(&tmp).map_err(io)?;
+    f.write_all(text.as_bytes()).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    fs::rename(&tmp, &path).map_err(io)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(enrolment: bool) -> Spec {
+        let mut text = String::from(
+            r#"[cluster]
+name = "t"
+[network]
+interface = "br0"
+subnet = "10.0.0.0/24"
+server = "10.0.0.2"
+dynamic_range = ["10.0.0.100", "10.0.0.200"]
+[boot]
+kernel = "k"
+initrd = "i"
+[[nodes]]
+name = "n1"
+mac = "52:54:00:00:00:01"
+ip = "10.0.0.11"
+roles = ["etcd", "worker"]
+"#,
+        );
+        if enrolment {
+            text.push_str("[enrolment]\nrole = \"worker\"\nname = \"w-{mac}\"\n");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.toml");
+        fs::write(&p, text).unwrap();
+        crate::spec::load(&p).unwrap().spec
+    }
+
+    fn mac(last: u8) -> Mac {
+        Mac([0x52, 0x54, 0, 0, 0, last])
+    }
+
+    #[test]
+    fn unknown_machines_enrol_once_with_a_name_from_their_mac() {
+        let s = spec(true);
+        let ip = Ipv4Addr::new(10, 0, 0, 100);
+        let e = enrol(&s, &[], mac(9), ip, 5).unwrap();
+        assert_eq!(e.name, "w-525400000009");
+        assert_eq!((e.ip, e.at), (ip, 5));
+        assert_eq!(enrol(&s, std::slice::from_ref(&e), mac(9), ip, 6), None);
+        assert_eq!(enrol(&s, &[], mac(1), ip, 5), None, "in the spec");
+        let n = as_nodes(&s, &[e]);
+        assert_eq!(n.len(), 1);
+        assert!(n[0].roles.worker && !n[0].roles.etcd);
+        assert_eq!(n[0].labels["enrolled"], "true");
+    }
+
+    #[test]
+    fn without_enrolment_or_when_the_spec_takes_over_nothing_is_added() {
+        let off = spec(false);
+        let ip = Ipv4Addr::new(10, 0, 0, 100);
+        assert_eq!(enrol(&off, &[], mac(9), ip, 5), None);
+        let s = spec(true);
+        // The address of a spec node is never taken by an enrolled one.
+        assert_eq!(enrol(&s, &[], mac(9), Ipv4Addr::new(10, 0, 0, 11), 5), None);
+        let e = enrol(&s, &[], mac(9), ip, 5).unwrap();
+        assert!(as_nodes(&off, std::slice::from_ref(&e)).is_empty());
+        let stale = Enrolled { mac: mac(1), ..e };
+        assert!(as_nodes(&s, &[stale]).is_empty(), "the spec lists it now");
+    }
+
+    #[test]
+    fn the_list_survives_a_round_trip_and_a_damaged_file_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(load(dir.path()).unwrap().is_empty());
+        let e = Enrolled {
+            name: "w-1".into(),
+            mac: mac(9),
+            ip: Ipv4Addr::new(10, 0, 0, 100),
+            at: 7,
+        };
+        save(dir.path(), std::slice::from_ref(&e)).unwrap();
+        assert_eq!(load(dir.path()).unwrap(), vec![e]);
+        fs::write(dir.path().join(ENROLLED_FILE), "{").unwrap();
+        let err = load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains(ENROLLED_FILE), "{err}");
+    }
+}
