@@ -13,6 +13,7 @@ mod dhcp_proxy;
 mod etcd_cluster;
 mod examples;
 mod golden;
+mod images_fetch;
 mod serve;
 mod systemd_units;
 mod tftp;

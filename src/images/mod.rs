@@ -1,5 +1,9 @@
-//! Boot loaders staged from the system's packages into the images
-//! directory, where TFTP and `/assets/` serve them.
+//! What goes into the images directory, where TFTP and `/assets/` serve
+//! it: boot loaders staged from the system's packages, and Flatcar's PXE
+//! kernel and initrd fetched and verified ([`fetch`], [`verify`]).
+
+pub mod fetch;
+pub mod verify;
 
 use std::path::{Path, PathBuf};
 
@@ -14,6 +18,30 @@ pub enum ImagesError {
     Write {
         path: PathBuf,
         source: std::io::Error,
+    },
+    #[error("{url}: {why}")]
+    Http { url: String, why: String },
+    #[error(
+        "the signing key cannot be used: {0}\n  help: pass the release's public key (armored) with --key"
+    )]
+    BadKey(String),
+    #[error(
+        "the key's fingerprint is {got}, not the pinned {want}\n  help: the key was not the release signing key; pass a key you trust with --key"
+    )]
+    KeyNotPinned { got: String, want: String },
+    #[error(
+        "the signed digests of {file} do not verify: {why}\n  help: nothing was kept; check the mirror and the key"
+    )]
+    BadSignature { file: String, why: String },
+    #[error("the signed digests have no SHA512 sum for {file}; nothing was kept")]
+    NoDigest { file: String },
+    #[error(
+        "{file} does not match its signed SHA512 sum (expected {want}, got {got}); nothing was kept\n  help: the download was damaged or tampered with; try again or another mirror"
+    )]
+    DigestMismatch {
+        file: String,
+        want: String,
+        got: String,
     },
 }
 
