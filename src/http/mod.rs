@@ -8,6 +8,7 @@
 //! sees the path, the client's address and the status.
 
 mod assets;
+mod cache;
 mod machines;
 mod metrics;
 mod page;
@@ -69,7 +70,13 @@ pub struct AppState {
     pub http: Arc<metrics::HttpCounters>,
     /// Where unknown machines are sent to be enrolled (none: refused).
     pub enrol: Option<tokio::sync::mpsc::Sender<EnrolRequest>>,
+    /// Big assets held in memory.
+    pub file_cache: Arc<cache::FileCache>,
 }
+
+/// Memory the asset cache may hold: a Flatcar kernel and initrd are about
+/// 60 MiB and 400 MiB.
+const FILE_CACHE_BYTES: u64 = 1 << 30;
 
 impl AppState {
     /// State over `site`, reporting to `registry`.
@@ -80,6 +87,7 @@ impl AppState {
             gauges,
             http: Arc::default(),
             enrol: None,
+            file_cache: Arc::new(cache::FileCache::new(FILE_CACHE_BYTES)),
         }
     }
 
