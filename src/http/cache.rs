@@ -17,10 +17,14 @@ use tokio::sync::OnceCell;
 /// scripts) go through ServeDir as before.
 pub const MIN_CACHED: u64 = 1 << 20;
 
+/// One file version: its size and its contents once read.
+type Entry = (u64, Arc<OnceCell<Bytes>>);
+
 /// The cache; `budget` bounds the bytes held.
 pub struct FileCache {
     budget: u64,
-    entries: Mutex<HashMap<(PathBuf, String), (u64, Arc<OnceCell<Bytes>>)>>,
+    /// By (path, validator).
+    entries: Mutex<HashMap<(PathBuf, String), Entry>>,
 }
 
 impl FileCache {
