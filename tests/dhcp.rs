@@ -737,3 +737,84 @@ fn udhcpc_behind_a_real_dhcrelay_gets_a_pool_address_needs_root() {
     assert_eq!(env.get("router").map(String::as_str), Some("10.77.0.1"));
     assert_eq!(env.get("serverid").map(String::as_str), Some("10.77.0.2"));
 }
+
+#[test]
+fn serve_shows_a_refused_unknown_machine_on_its_page_and_api_needs_root() {
+    if !ready() || !have("curl") {
+        return;
+    }
+    let seg = Segment::new("r");
+    run(&["ip", "-n", &seg.srv.name, "link", "set", "lo", "up"]);
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("spec.toml"), spec(&seg.srv_if)).unwrap();
+    std::fs::create_dir_all(d.join("images")).unwrap();
+    let bin = env!("CARGO_BIN_EXE_bootfleet");
+    let state = d.join("state");
+    let mut cmd = seg
+        .srv
+        .exec(&[bin, "--state-dir", state.to_str().unwrap(), "serve"]);
+    cmd.args([
+        "--http-listen",
+        "127.0.0.1:8080",
+        "--tftp-listen",
+        "127.0.0.1:0",
+    ])
+    .arg("--images")
+    .arg(d.join("images"))
+    .arg(d.join("spec.toml"))
+    .stderr(std::fs::File::create(d.join("serve.log")).unwrap());
+    let (_server, line) = spawn_until_line(&mut cmd);
+    assert!(
+        line.starts_with("listening:"),
+        "{line:?}: {}",
+        std::fs::read_to_string(d.join("serve.log")).unwrap_or_default()
+    );
+    // PXE firmware from a MAC the spec does not list; no [enrolment].
+    seg.set_client_mac("02:00:00:77:00:55");
+    let o = Command::new("ip")
+        .args(["netns", "exec", &seg.cli.name, "busybox", "udhcpc", "-i"])
+        .args([
+            &seg.cli_if,
+            "-f",
+            "-q",
+            "-n",
+            "-t",
+            "2",
+            "-T",
+            "1",
+            "-s",
+            "/bin/true",
+        ])
+        .args(["-x", "0x5d:0000", "-V", "PXEClient:Arch:00000:UNDI:002001"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "it got a lease");
+    let get = |path: &str| {
+        let url = format!("http://127.0.0.1:8080{path}");
+        stdout(
+            &seg.srv
+                .exec(&["curl", "-s", "--max-time", "10", &url])
+                .output()
+                .unwrap(),
+        )
+    };
+    let api = get("/api/v1/nodes/02:00:00:77:00:55");
+    let v: serde_json::Value = serde_json::from_str(&api).unwrap_or_else(|e| panic!("{e}: {api}"));
+    assert_eq!(v["known"], false, "{api}");
+    assert_eq!(v["state"], "failed", "{api}");
+    assert!(
+        v["failure"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("refused"),
+        "{api}"
+    );
+    let page = get("/");
+    assert!(
+        page.contains("data-mac=\"02:00:00:77:00:55\" data-state=\"failed\""),
+        "{page}"
+    );
+    let metrics = get("/metrics");
+    assert!(metrics.contains("outcome=\"unknown_refused\""), "{metrics}");
+}
