@@ -136,26 +136,7 @@ fn udhcpc_on(ns: &str, iface: &str, dir: &Path, extra: &[&str]) -> HashMap<Strin
     )
     .unwrap();
     run(&["chmod", "+x", script.to_str().unwrap()]);
-    let mut args = vec![
-        "netns",
-        "exec",
-        ns,
-        "busybox",
-        "udhcpc",
-        "-i",
-        iface,
-        "-f",
-        "-q",
-        "-n",
-        "-t",
-        "5",
-        "-T",
-        "1",
-        "-s",
-        script.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    let o = Command::new("ip").args(&args).output().unwrap();
+    let o = udhcpc_once(ns, iface, "5", script.to_str().unwrap(), extra);
     assert!(
         o.status.success(),
         "udhcpc {extra:?}: {}{}",
@@ -164,6 +145,26 @@ fn udhcpc_on(ns: &str, iface: &str, dir: &Path, extra: &[&str]) -> HashMap<Strin
     );
     read_env(&out)
 }
+
+/// busybox udhcpc in the foreground, once (`tries` DISCOVERs a second
+/// apart), running `script`.
+fn udhcpc_once(
+    ns: &str,
+    iface: &str,
+    tries: &str,
+    script: &str,
+    extra: &[&str],
+) -> std::process::Output {
+    Command::new("ip")
+        .args(["netns", "exec", ns, "busybox", "udhcpc", "-i", iface])
+        .args(["-f", "-q", "-n", "-t", tries, "-T", "1", "-s", script])
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+/// BIOS PXE firmware's options, for udhcpc.
+const PXE_BIOS: [&str; 4] = ["-x", "0x5d:0000", "-V", "PXEClient:Arch:00000:UNDI:002001"];
 
 fn ready() -> bool {
     let ok = is_root()
@@ -202,10 +203,7 @@ fn udhcpc_gets_its_reservation_a_pool_address_and_the_right_boot_file_needs_root
 
     // Option 93 and user class decide the boot file.
     let cases: &[(&[&str], &str)] = &[
-        (
-            &["-x", "0x5d:0000", "-V", "PXEClient:Arch:00000:UNDI:002001"],
-            "pxelinux.0",
-        ),
+        (&PXE_BIOS, "pxelinux.0"),
         (
             &["-x", "0x5d:0007", "-V", "PXEClient:Arch:00007:UNDI:003016"],
             "ipxe.efi",
@@ -261,23 +259,7 @@ fn udhcpc_gets_its_reservation_a_pool_address_and_the_right_boot_file_needs_root
 
     // The spec has no [enrolment]: the same unknown machine booting from
     // the network (PXE options) gets no answer at all.
-    let o = Command::new("ip")
-        .args(["netns", "exec", &seg.cli.name, "busybox", "udhcpc", "-i"])
-        .args([
-            &seg.cli_if,
-            "-f",
-            "-q",
-            "-n",
-            "-t",
-            "2",
-            "-T",
-            "1",
-            "-s",
-            "/bin/true",
-        ])
-        .args(["-x", "0x5d:0000", "-V", "PXEClient:Arch:00000:UNDI:002001"])
-        .output()
-        .unwrap();
+    let o = udhcpc_once(&seg.cli.name, &seg.cli_if, "2", "/bin/true", &PXE_BIOS);
     assert!(
         !o.status.success(),
         "an unknown PXE client got a lease: {}",
@@ -772,23 +754,7 @@ fn serve_shows_a_refused_unknown_machine_on_its_page_and_api_needs_root() {
     );
     // PXE firmware from a MAC the spec does not list; no [enrolment].
     seg.set_client_mac("02:00:00:77:00:55");
-    let o = Command::new("ip")
-        .args(["netns", "exec", &seg.cli.name, "busybox", "udhcpc", "-i"])
-        .args([
-            &seg.cli_if,
-            "-f",
-            "-q",
-            "-n",
-            "-t",
-            "2",
-            "-T",
-            "1",
-            "-s",
-            "/bin/true",
-        ])
-        .args(["-x", "0x5d:0000", "-V", "PXEClient:Arch:00000:UNDI:002001"])
-        .output()
-        .unwrap();
+    let o = udhcpc_once(&seg.cli.name, &seg.cli_if, "2", "/bin/true", &PXE_BIOS);
     assert!(!o.status.success(), "it got a lease");
     let get = |path: &str| {
         let url = format!("http://127.0.0.1:8080{path}");

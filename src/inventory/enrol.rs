@@ -31,25 +31,34 @@ pub struct Enrolled {
     pub at: u64,
 }
 
-/// The record for a machine with `mac` seen at `ip`, or `None` when the
-/// spec has no `[enrolment]`, already lists the MAC, or the machine is
-/// enrolled already; also `None` when the name or address it would get is
-/// taken by a node of the spec (the spec wins; the caller logs it).
-pub fn enrol(
-    spec: &Spec,
-    enrolled: &[Enrolled],
-    mac: Mac,
-    ip: Ipv4Addr,
-    now: u64,
-) -> Option<Enrolled> {
-    let rule = spec.enrolment.as_ref()?;
+/// What to do with a machine seen booting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Enrol it with this record.
+    Enrol(Enrolled),
+    /// Nothing to do: the spec has no `[enrolment]`, lists the MAC, or
+    /// the machine is enrolled already.
+    Known,
+    /// The name or address it would get belongs to a node of the spec
+    /// (the spec wins; the caller logs it).
+    Clash,
+}
+
+/// The verdict for a machine with `mac` seen at `ip` at unix time `now`.
+pub fn enrol(spec: &Spec, enrolled: &[Enrolled], mac: Mac, ip: Ipv4Addr, now: u64) -> Verdict {
+    let Some(rule) = spec.enrolment.as_ref() else {
+        return Verdict::Known;
+    };
     if spec.nodes.iter().any(|n| n.mac == mac) || enrolled.iter().any(|e| e.mac == mac) {
-        return None;
+        return Verdict::Known;
     }
     let name = rule.name_for(mac);
     let clash = spec.nodes.iter().any(|n| n.name == name || n.ip == ip)
         || enrolled.iter().any(|e| e.ip == ip);
-    (!clash).then_some(Enrolled {
+    if clash {
+        return Verdict::Clash;
+    }
+    Verdict::Enrol(Enrolled {
         name,
         mac,
         ip,
@@ -156,11 +165,16 @@ roles = ["etcd", "worker"]
     fn unknown_machines_enrol_once_with_a_name_from_their_mac() {
         let s = spec(true);
         let ip = Ipv4Addr::new(10, 0, 0, 100);
-        let e = enrol(&s, &[], mac(9), ip, 5).unwrap();
+        let Verdict::Enrol(e) = enrol(&s, &[], mac(9), ip, 5) else {
+            panic!("not enrolled")
+        };
         assert_eq!(e.name, "w-525400000009");
         assert_eq!((e.ip, e.at), (ip, 5));
-        assert_eq!(enrol(&s, std::slice::from_ref(&e), mac(9), ip, 6), None);
-        assert_eq!(enrol(&s, &[], mac(1), ip, 5), None, "in the spec");
+        assert_eq!(
+            enrol(&s, std::slice::from_ref(&e), mac(9), ip, 6),
+            Verdict::Known
+        );
+        assert_eq!(enrol(&s, &[], mac(1), ip, 5), Verdict::Known, "in the spec");
         let n = as_nodes(&s, &[e]);
         assert_eq!(n.len(), 1);
         assert!(n[0].roles.worker && !n[0].roles.etcd);
@@ -171,11 +185,16 @@ roles = ["etcd", "worker"]
     fn without_enrolment_or_when_the_spec_takes_over_nothing_is_added() {
         let off = spec(false);
         let ip = Ipv4Addr::new(10, 0, 0, 100);
-        assert_eq!(enrol(&off, &[], mac(9), ip, 5), None);
+        assert_eq!(enrol(&off, &[], mac(9), ip, 5), Verdict::Known);
         let s = spec(true);
         // The address of a spec node is never taken by an enrolled one.
-        assert_eq!(enrol(&s, &[], mac(9), Ipv4Addr::new(10, 0, 0, 11), 5), None);
-        let e = enrol(&s, &[], mac(9), ip, 5).unwrap();
+        assert_eq!(
+            enrol(&s, &[], mac(9), Ipv4Addr::new(10, 0, 0, 11), 5),
+            Verdict::Clash
+        );
+        let Verdict::Enrol(e) = enrol(&s, &[], mac(9), ip, 5) else {
+            panic!("not enrolled")
+        };
         assert!(as_nodes(&off, std::slice::from_ref(&e)).is_empty());
         let stale = Enrolled { mac: mac(1), ..e };
         assert!(as_nodes(&s, &[stale]).is_empty(), "the spec lists it now");

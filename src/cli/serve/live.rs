@@ -15,7 +15,7 @@ use super::super::prepare::{Prepared, boot_files};
 use crate::boot::classify::Names;
 use crate::boot::{Registry, known};
 use crate::http::{AppState, EnrolRequest, Site};
-use crate::inventory::enrol::{self, Enrolled};
+use crate::inventory::enrol::{self, Enrolled, Verdict};
 use crate::spec::Mac;
 use crate::tftp::files::Files;
 
@@ -149,14 +149,10 @@ impl Live {
         let now = crate::boot::now_ms() / 1000;
         for &(mac, ip) in seen {
             match enrol::enrol(&base.spec, &enrolled, mac, ip, now) {
-                Some(e) => enrolled.push(e),
-                None => {
-                    let taken = base.spec.enrolment.is_some()
-                        && !base.spec.nodes.iter().any(|n| n.mac == mac)
-                        && !enrolled.iter().any(|e| e.mac == mac);
-                    if taken {
-                        tracing::warn!(%mac, %ip, "not enrolled: its name or address belongs to a node of the spec");
-                    }
+                Verdict::Enrol(e) => enrolled.push(e),
+                Verdict::Known => {}
+                Verdict::Clash => {
+                    tracing::warn!(%mac, %ip, "not enrolled: its name or address belongs to a node of the spec");
                 }
             }
         }
