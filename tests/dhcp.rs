@@ -176,6 +176,49 @@ fn ready() -> bool {
     ok
 }
 
+/// The server's neighbour (ARP) table on the segment.
+fn server_neighbours(seg: &Segment) -> String {
+    let o = std::process::Command::new("ip")
+        .args(["-n", &seg.srv.name, "neigh", "show", "dev", &seg.srv_if])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn a_new_client_is_answered_by_unicast_to_its_hardware_address_unless_it_asks_for_broadcast_needs_root()
+ {
+    if !ready() {
+        return;
+    }
+    let seg = Segment::new("u");
+    let dir = tempfile::tempdir().unwrap();
+    let _server = start(&seg, dir.path());
+
+    // udhcpc leaves the broadcast bit clear: the OFFER and ACK go to
+    // 10.77.0.10 at its MAC, through an ARP entry the server set (the
+    // client has no address to answer ARP with; its script sets none).
+    seg.set_client_mac("52:54:00:77:00:10");
+    let env = udhcpc(&seg, dir.path(), &[]);
+    assert_eq!(env.get("ip").map(String::as_str), Some("10.77.0.10"));
+    let neigh = server_neighbours(&seg);
+    assert!(
+        neigh.contains("10.77.0.10 lladdr 52:54:00:77:00:10"),
+        "no ARP entry for the unicast reply: {neigh:?}"
+    );
+
+    // -B sets the broadcast bit: the answer is broadcast, no entry is made.
+    seg.set_client_mac("02:00:00:77:00:42");
+    let env = udhcpc(&seg, dir.path(), &["-B"]);
+    let ip = env.get("ip").cloned().unwrap_or_default();
+    assert!(ip.starts_with("10.77.0."), "{env:?}");
+    let neigh = server_neighbours(&seg);
+    assert!(
+        !neigh.contains(&format!("{ip} ")),
+        "an entry for a client that asked for broadcast: {neigh:?}"
+    );
+}
+
 #[test]
 fn udhcpc_gets_its_reservation_a_pool_address_and_the_right_boot_file_needs_root() {
     if !ready() {

@@ -153,6 +153,52 @@ fn cloud_configs_need_the_nodes_own_token() {
     assert_eq!(code(&[&url("a2", &t2)]), "200");
 }
 
+/// (thread name, nice value) of every thread of `pid`.
+fn threads(pid: u32) -> Vec<(String, i64)> {
+    let mut out = Vec::new();
+    for t in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let stat = std::fs::read_to_string(t.unwrap().path().join("stat")).unwrap();
+        // pid (comm) state ... : comm may hold spaces, so split after ')'.
+        let (head, rest) = stat.rsplit_once(") ").unwrap();
+        let name = head.split_once(" (").unwrap().1.to_owned();
+        // Fields after comm start at field 3 (state); nice is field 19.
+        let nice = rest.split(' ').nth(19 - 3).unwrap().parse().unwrap();
+        out.push((name, nice));
+    }
+    out
+}
+
+#[test]
+fn tftp_runs_on_its_own_thread_ahead_of_the_http_workers() {
+    let dir = setup();
+    let s = serve(dir.path());
+    // Threads name themselves and set their priority as they start, so
+    // a first look may come too early.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let threads = threads(s.pid);
+        let tftp: Vec<i64> = threads
+            .iter()
+            .filter(|(n, _)| n == "tftp")
+            .map(|t| t.1)
+            .collect();
+        let workers: Vec<i64> = threads
+            .iter()
+            .filter(|(n, _)| n.starts_with("tokio-r"))
+            .map(|t| t.1)
+            .collect();
+        let settled = tftp.len() == 1 && !workers.is_empty();
+        if settled && workers.iter().all(|w| *w == tftp[0] + 5) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "want one tftp thread and HTTP workers 5 nice levels below it: {threads:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn assets_support_range_and_etag_and_never_leave_the_images_directory() {
     if !have("curl") {

@@ -95,6 +95,16 @@ pub(crate) fn bind_udp(
     addr: std::net::SocketAddr,
     what: &str,
 ) -> Result<tokio::net::UdpSocket, CliError> {
+    let std_socket = bind_udp_std(addr, what)?;
+    tokio::net::UdpSocket::from_std(std_socket).map_err(|e| CliError::Runtime(e.into()))
+}
+
+/// [`bind_udp`] for a socket another runtime will take over: non-blocking,
+/// not yet registered with any runtime.
+pub(crate) fn bind_udp_std(
+    addr: std::net::SocketAddr,
+    what: &str,
+) -> Result<std::net::UdpSocket, CliError> {
     let std_socket = std::net::UdpSocket::bind(addr).map_err(|e| {
         let help = match e.kind() {
             std::io::ErrorKind::AddrInUse => format!("another program serves {what} on this port: stop it, or pick another with --listen"),
@@ -107,7 +117,7 @@ pub(crate) fn bind_udp(
     std_socket
         .set_nonblocking(true)
         .map_err(|e| CliError::Runtime(e.into()))?;
-    tokio::net::UdpSocket::from_std(std_socket).map_err(|e| CliError::Runtime(e.into()))
+    Ok(std_socket)
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

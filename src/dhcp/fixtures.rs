@@ -73,7 +73,16 @@ fn real_clients_discovers_get_the_right_offer() {
         let d = decide(&req, &c, &Table::default(), 1000);
         let (offer, dest) = d.reply.unwrap_or_else(|| panic!("{}: no offer", case.name));
         assert_eq!(kind(&offer), MessageType::Offer, "{}", case.name);
-        assert_eq!(dest, Dest::Broadcast, "{}", case.name);
+        // RFC 2131 4.1: broadcast only to a client that sets the flag.
+        let want = if req.flags().broadcast() {
+            Dest::Broadcast
+        } else {
+            Dest::Hardware(
+                offer.yiaddr(),
+                crate::dhcp::policy::client_mac(&req).unwrap(),
+            )
+        };
+        assert_eq!(dest, want, "{}", case.name);
         assert_eq!(offer.xid(), req.xid(), "{}", case.name);
         assert!(c.pool.first <= offer.yiaddr() && offer.yiaddr() <= c.pool.last);
         assert_eq!(

@@ -4,8 +4,10 @@
 //! booting machine is told to load (option 93, vendor and user class,
 //! iPXE), [`pool`] which address a client gets, [`policy`] the full-mode
 //! answer to each message and [`proxy`] the proxyDHCP one. [`store`] keeps
-//! leases durable (group commit) and [`server`] runs the sockets.
+//! leases durable (group commit), [`server`] runs the sockets and [`arp`]
+//! lets it answer a client that has no address yet by unicast.
 
+pub mod arp;
 pub mod boot;
 pub mod config;
 #[cfg(test)]

@@ -33,7 +33,8 @@ pub fn on_port_67(req: &Message, cfg: &Config, kind: MessageType) -> Decision {
         req,
         cfg,
         MessageType::Offer,
-        destination(req, false),
+        // No address is given, so no unicast to one.
+        destination(req, false, Ipv4Addr::UNSPECIFIED),
         "proxy_offer",
     )
 }

@@ -101,6 +101,9 @@ pub fn bind(interface: &str, port: u16) -> std::io::Result<UdpSocket> {
 struct Outgoing {
     bytes: Vec<u8>,
     to: SocketAddr,
+    /// Unicast to a client without an address: its ARP entry to set
+    /// first (broadcast instead where that fails).
+    arp: Option<(Ipv4Addr, Mac)>,
     /// Sent only once the batch is committed (ACKs that bind a lease).
     after_commit: bool,
 }
@@ -323,13 +326,20 @@ impl<S: LeaseStore> Server<S> {
         }
         let to = match dest {
             Dest::Broadcast => SocketAddrV4::new(Ipv4Addr::BROADCAST, self.client_port).into(),
-            Dest::Client(ip) => SocketAddrV4::new(ip, self.client_port).into(),
+            Dest::Client(ip) | Dest::Hardware(ip, _) => {
+                SocketAddrV4::new(ip, self.client_port).into()
+            }
             Dest::Relay(ip) => SocketAddrV4::new(ip, self.relay_port).into(),
             Dest::Sender => from,
+        };
+        let arp = match dest {
+            Dest::Hardware(ip, mac) => Some((ip, mac)),
+            _ => None,
         };
         Some(Outgoing {
             bytes,
             to,
+            arp,
             after_commit,
         })
     }
@@ -403,7 +413,25 @@ impl<S: LeaseStore> Server<S> {
 }
 
 fn send(socket: &UdpSocket, out: &Outgoing) {
-    if let Err(e) = socket.send_to(&out.bytes, out.to) {
-        warn!(to = %out.to, error = %e, "reply not sent");
+    let to = match out.arp {
+        Some((ip, mac)) => match learn(socket, ip, mac) {
+            Ok(()) => out.to,
+            Err(e) => {
+                debug!(%ip, %mac, error = %e, "ARP entry not set; broadcasting the reply instead");
+                SocketAddrV4::new(Ipv4Addr::BROADCAST, out.to.port()).into()
+            }
+        },
+        None => out.to,
+    };
+    if let Err(e) = socket.send_to(&out.bytes, to) {
+        warn!(%to, error = %e, "reply not sent");
     }
+}
+
+/// Sets the ARP entry for `ip` on the interface `socket` is bound to.
+fn learn(socket: &UdpSocket, ip: Ipv4Addr, mac: Mac) -> std::io::Result<()> {
+    let device = socket2::SockRef::from(socket)
+        .device()?
+        .ok_or_else(|| std::io::Error::other("the socket is bound to no interface"))?;
+    super::arp::set(socket, &device, ip, mac)
 }

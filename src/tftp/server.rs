@@ -17,6 +17,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, info, warn};
 
+use super::batch::Batch;
 use super::files::{Files, Refusal};
 use super::options::{Limits, MAX_BLKSIZE, negotiate};
 use super::packet::{ErrorCode, Options, Packet, error_bytes};
@@ -139,6 +140,34 @@ impl Server {
     /// The counters.
     pub fn stats(&self) -> Arc<Stats> {
         self.stats.clone()
+    }
+
+    /// Serves requests arriving on `socket` (non-blocking) on a new thread
+    /// with a single-threaded runtime of its own, until the returned
+    /// handle is stopped or dropped. A lock-step client waits for the
+    /// answer to every ACK, so next to a busy HTTP server the answer must
+    /// not queue behind bulk writes on shared workers: a thread of its own
+    /// leaves the sharing to the kernel's scheduler (bench/storm.sh).
+    pub fn spawn_thread(self: Arc<Self>, socket: std::net::UdpSocket) -> std::io::Result<Running> {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("tftp".into())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                runtime.block_on(async move {
+                    let socket = UdpSocket::from_std(socket)?;
+                    tokio::select! {
+                        r = self.run(socket) => r,
+                        _ = stopped => Ok(()),
+                    }
+                })
+            })?;
+        Ok(Running {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
     }
 
     /// Serves requests arriving on `socket` until the task is dropped.
@@ -283,24 +312,21 @@ impl Server {
         debug!(%peer, file = %filename, size, blksize = negotiated.blksize, windowsize = negotiated.windowsize, "transfer starts");
         let started = Instant::now();
         let mut t = ReadTransfer::new(file, negotiated, oack, self.config.retry, started);
-        // A window's worth of datagram buffers, sent with one syscall.
-        let mut window: Vec<Vec<u8>> = (0..usize::from(negotiated.windowsize).max(1))
-            .map(|_| Vec::with_capacity(usize::from(negotiated.blksize) + 4))
-            .collect();
+        // A window's datagrams, sent together (see `batch`).
+        let mut window = Batch::new();
+        let window_len = usize::from(negotiated.windowsize).max(1);
         let mut inbuf = vec![0u8; 65536];
         loop {
-            let mut ready = 0;
-            while ready < window.len() && t.poll_transmit(&mut window[ready]) {
-                ready += 1;
-            }
-            if ready > 0 {
-                match super::batch::send_all(&socket, &window[..ready], peer).await {
+            window.clear();
+            while window.len() < window_len && window.push(|b| t.poll_transmit(b)) {}
+            if !window.is_empty() {
+                match window.send(&socket, peer).await {
                     Ok(n) => {
                         self.stats.bytes_sent.fetch_add(n, Ordering::Relaxed);
                     }
                     Err(e) => debug!(%peer, error = %e, "send failed; the timeout will resend"),
                 }
-                if ready == window.len() {
+                if window.len() == window_len {
                     // There may be more to send before waiting (the OACK
                     // and a window, or a window larger than the buffers).
                     continue;
@@ -356,6 +382,35 @@ impl Server {
                 self.report(peer, &filename, 0, false, why);
             }
             None => {}
+        }
+    }
+}
+
+/// A server on a thread of its own ([`Server::spawn_thread`]); dropping
+/// it stops the server without waiting.
+pub struct Running {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<std::io::Result<()>>>,
+}
+
+impl Running {
+    /// Stops the server (transfers in flight end) and waits for its thread.
+    pub fn stop(mut self) -> std::io::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.thread.take().map(std::thread::JoinHandle::join) {
+            Some(Ok(r)) => r,
+            Some(Err(_)) => Err(std::io::Error::other("the TFTP thread panicked")),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
         }
     }
 }

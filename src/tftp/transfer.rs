@@ -122,10 +122,9 @@ impl<D: AsRef<[u8]>> ReadTransfer<D> {
         }
     }
 
-    /// Writes the next datagram to send into `buf` (cleared first);
-    /// false when there is nothing to send now.
+    /// Appends the next datagram to send to `buf` (so a window can be laid
+    /// end to end in one buffer); false when there is nothing to send now.
     pub fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> bool {
-        buf.clear();
         if self.outcome.is_some() {
             return false;
         }

@@ -59,7 +59,11 @@ fn discover_then_request_binds_a_pool_address_with_network_options() {
     let (offer, dest) = d.reply.unwrap();
     assert_eq!(
         (kind(&offer), dest, d.outcome),
-        (MessageType::Offer, Dest::Broadcast, "offer")
+        (
+            MessageType::Offer,
+            Dest::Hardware(Ipv4Addr::new(10, 0, 0, 100), Mac(MAC)),
+            "offer"
+        )
     );
     assert_eq!(offer.yiaddr(), Ipv4Addr::new(10, 0, 0, 100));
     assert_eq!(offer.xid(), 0x1234);
@@ -234,6 +238,42 @@ fn renewal_is_unicast_and_relayed_requests_go_to_the_relay() {
         d.reply.unwrap().1,
         Dest::Relay(Ipv4Addr::new(10, 0, 0, 254))
     );
+}
+
+#[test]
+fn the_broadcast_flag_gets_a_broadcast_unless_the_client_has_an_address() {
+    let c = cfg();
+    let mut t = Table::default();
+    let mut discover = msg(MessageType::Discover, MAC, vec![]);
+    discover.set_flags(discover.flags().set_broadcast());
+    let d = decide(&discover, &c, &t, 100);
+    let (offer, dest) = d.reply.unwrap();
+    assert_eq!(dest, Dest::Broadcast);
+    let ip = offer.yiaddr();
+    t.insert(Lease {
+        ip,
+        mac: Mac(MAC),
+        expires: 1000,
+    });
+    let mut request = msg(
+        MessageType::Request,
+        MAC,
+        vec![DhcpOption::RequestedIpAddress(ip)],
+    );
+    request.set_flags(request.flags().set_broadcast());
+    assert_eq!(
+        decide(&request, &c, &t, 100).reply.unwrap().1,
+        Dest::Broadcast
+    );
+    // RFC 2131 4.1: ciaddr wins over the flag.
+    request.set_ciaddr(ip);
+    assert_eq!(
+        decide(&request, &c, &t, 100).reply.unwrap().1,
+        Dest::Client(ip)
+    );
+    // A multicast chaddr cannot be an ARP entry.
+    let odd = msg(MessageType::Discover, [3, 0, 0, 0, 0, 7], vec![]);
+    assert_eq!(decide(&odd, &c, &t, 100).reply.unwrap().1, Dest::Broadcast);
 }
 
 #[test]

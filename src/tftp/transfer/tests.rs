@@ -170,7 +170,10 @@ fn simulate(
     let mut buf = Vec::new();
     let mut sent = 0u64;
     for _ in 0..2_000_000 {
-        while t.poll_transmit(&mut buf) {
+        while {
+            buf.clear();
+            t.poll_transmit(&mut buf)
+        } {
             sent += 1;
             net.send(now, false, buf.clone());
         }
