@@ -90,18 +90,9 @@ impl From<crate::render::RenderError> for CliError {
     }
 }
 
-/// Binds a UDP socket for a server, with errors that say what to do.
+/// Binds a UDP socket for a server, with errors that say what to do:
+/// non-blocking, for the runtime that will serve it.
 pub(crate) fn bind_udp(
-    addr: std::net::SocketAddr,
-    what: &str,
-) -> Result<tokio::net::UdpSocket, CliError> {
-    let std_socket = bind_udp_std(addr, what)?;
-    tokio::net::UdpSocket::from_std(std_socket).map_err(|e| CliError::Runtime(e.into()))
-}
-
-/// [`bind_udp`] for a socket another runtime will take over: non-blocking,
-/// not yet registered with any runtime.
-pub(crate) fn bind_udp_std(
     addr: std::net::SocketAddr,
     what: &str,
 ) -> Result<std::net::UdpSocket, CliError> {

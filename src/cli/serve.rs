@@ -171,7 +171,7 @@ pub fn run(args: Args, state_dir: &Path) -> Result<(), CliError> {
         let files = Arc::new(Files::new(&args.images, 2 << 30).context("serving the images directory")?);
         files.set_generated(loaded.tftp_files.clone());
         let tftp_addr = args.tftp_listen.unwrap_or(SocketAddr::new(IpAddr::V4(net.server), 69));
-        let tftp_socket = super::bind_udp_std(tftp_addr, "TFTP")?;
+        let tftp_socket = super::bind_udp(tftp_addr, "TFTP")?;
         let tftp_addr = tftp_socket.local_addr().context("reading the TFTP address")?;
         let reg = registry.clone();
         let names = loaded.site.names.clone();
@@ -190,7 +190,7 @@ pub fn run(args: Args, state_dir: &Path) -> Result<(), CliError> {
         });
         let tftp = TftpServer::observed(files.clone(), TftpConfig::default(), Some(observer));
         gauges.push(Arc::new(TftpGauges(tftp.stats())));
-        let tftp_running = tftp.clone().spawn_thread(tftp_socket).context("starting the TFTP server")?;
+        let tftp_running = tftp.clone().spawn_runtime(tftp_socket).context("starting the TFTP server")?;
 
         // HTTP.
         let http_addr = args.http_listen.unwrap_or(SocketAddr::new(IpAddr::V4(net.server), net.http_port));
@@ -241,9 +241,7 @@ pub fn run(args: Args, state_dir: &Path) -> Result<(), CliError> {
         let serve = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(super::shutdown_signal());
         let r = serve.await.context("HTTP server");
-        if let Err(e) = tftp_running.stop() {
-            tracing::error!(error = %e, "TFTP server failed");
-        }
+        drop(tftp_running);
         r.map_err(CliError::from)
     });
     stop.store(true, Ordering::Relaxed);

@@ -74,24 +74,27 @@ pub fn run(args: Args, state_dir: &Path) -> Result<(), CliError> {
         default_timeout: Duration::from_millis(args.timeout_ms.max(1)),
         retry: Retry::default(),
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let socket = super::bind_udp(args.listen, "TFTP")?;
+    let addr = socket.local_addr().context("reading the bound address")?;
+    let server = Server::new(Arc::new(files), config);
+    // The same engine as in `serve`: a thread and runtime of its own.
+    let running = server
+        .clone()
+        .spawn_runtime(socket)
+        .context("starting the TFTP server")?;
+    println!("listening on {addr}");
+    std::io::stdout().flush().ok();
+    tracing::info!(%addr, root = %server.root().display(), "TFTP server ready");
+    let signals = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the runtime")?;
-    runtime.block_on(async move {
-        let socket = super::bind_udp(args.listen, "TFTP")?;
-        let addr = socket.local_addr().context("reading the bound address")?;
-        println!("listening on {addr}");
-        std::io::stdout().flush().ok();
-        tracing::info!(%addr, root = %files.root().display(), "TFTP server ready");
-        let server = Server::new(Arc::new(files), config);
-        tokio::select! {
-            r = server.clone().run(socket) => r.context("TFTP server")?,
-            _ = super::shutdown_signal() => {
-                let s = server.stats();
-                tracing::info!(completed = s.completed.load(std::sync::atomic::Ordering::Relaxed), "shutting down");
-            }
-        }
-        Ok::<(), CliError>(())
-    })
+    signals.block_on(super::shutdown_signal());
+    let completed = server
+        .stats()
+        .completed
+        .load(std::sync::atomic::Ordering::Relaxed);
+    tracing::info!(completed, "shutting down");
+    drop(running);
+    Ok(())
 }
