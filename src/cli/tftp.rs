@@ -41,8 +41,9 @@ pub struct Args {
     #[arg(long, default_value_t = 64)]
     max_windowsize: u16,
     /// Most bytes in one window: larger windows are granted fewer blocks,
-    /// so a burst fits the client's socket buffer.
-    #[arg(long, default_value_t = 64 * 1024)]
+    /// so a burst fits the client's socket buffer (64 KiB at most where
+    /// the kernel refuses UDP segmentation).
+    #[arg(long, default_value_t = crate::tftp::server::DEFAULT_WINDOW_BYTES)]
     max_window_bytes: u32,
     /// Retransmission timeout in milliseconds when the client sets none.
     #[arg(long, default_value_t = 1000)]

@@ -11,6 +11,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
@@ -22,6 +23,17 @@ const MAX_SEGMENTS: usize = 64;
 /// The most payload one UDP send may carry (IPv6's 65535 less its 40-byte
 /// header and UDP's 8, which also fits IPv4).
 const MAX_PAYLOAD: usize = 65_487;
+
+/// Set once any send here had segmentation refused.
+static REFUSED: AtomicBool = AtomicBool::new(false);
+
+/// True once the kernel refused segmentation for some send: windows then
+/// go out as separate datagrams, which cost a receiver more socket buffer
+/// each (a whole allocation per datagram instead of a share of the
+/// segmented buffer's pages), so the server grants smaller ones.
+pub fn offload_refused() -> bool {
+    REFUSED.load(Ordering::Relaxed)
+}
 
 /// A window of datagrams, end to end in one buffer.
 #[derive(Debug)]
@@ -116,9 +128,10 @@ impl Batch {
             match result {
                 Ok(n) => done += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) if run > 1 && offload_refused(&e) => {
+                Err(e) if run > 1 && refuses_offload(&e) => {
                     tracing::debug!(error = %e, "UDP segmentation refused; sending datagrams one by one");
                     self.gso = false;
+                    REFUSED.store(true, Ordering::Relaxed);
                 }
                 Err(e) => return Err(e),
             }
@@ -148,7 +161,7 @@ fn segment_run(lens: &[usize]) -> usize {
 }
 
 /// Errors that mean the kernel or route will not segment for us.
-fn offload_refused(e: &io::Error) -> bool {
+fn refuses_offload(e: &io::Error) -> bool {
     matches!(
         e.raw_os_error(),
         Some(libc::EIO | libc::EINVAL | libc::ENOPROTOOPT | libc::EOPNOTSUPP)

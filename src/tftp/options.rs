@@ -20,8 +20,9 @@ pub struct Limits {
     pub max_windowsize: u16,
     /// The most bytes one window may carry. A window is sent as one burst,
     /// and a burst larger than the client's socket buffer is lost in part
-    /// (atftp asking for 64 blocks of 8 KiB loses most of each window on
-    /// loopback); RFC 7440 lets the server grant a smaller window.
+    /// (atftp asking for 64 blocks of 8 KiB with 192 KiB allowed loses most
+    /// of each window on loopback); RFC 7440 lets the server grant a
+    /// smaller window.
     pub max_window_bytes: u32,
     /// Retransmission timeout when the client does not set one.
     pub default_timeout: Duration,
