@@ -262,6 +262,10 @@ impl Server {
         };
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let server = self.clone();
+        // Held across the spawn, so a transfer that ends at once on another
+        // worker cannot look for its entry before it is there (and leave
+        // it behind for good).
+        let mut active = self.active.lock().expect("active lock");
         let task = tokio::spawn(async move {
             server
                 .transfer(permit, peer, local_ip, filename, netascii, options)
@@ -271,12 +275,7 @@ impl Server {
                 active.remove(&peer);
             }
         });
-        let previous = self
-            .active
-            .lock()
-            .expect("active lock")
-            .insert(peer, (id, task.abort_handle()));
-        if let Some((_, old)) = previous {
+        if let Some((_, old)) = active.insert(peer, (id, task.abort_handle())) {
             debug!(%peer, "the client asked again from the same port; its earlier transfer ends");
             old.abort();
         }
