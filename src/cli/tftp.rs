@@ -78,7 +78,7 @@ pub fn run(args: Args, state_dir: &Path) -> Result<(), CliError> {
     let socket = super::bind_udp(args.listen, "TFTP")?;
     let addr = socket.local_addr().context("reading the bound address")?;
     let server = Server::new(Arc::new(files), config);
-    // The same engine as in `serve`: a thread and runtime of its own.
+    // The same engine as in `serve`: a runtime of its own.
     let running = server
         .clone()
         .spawn_runtime(socket)

@@ -160,7 +160,7 @@ impl Server {
 
     /// Serves requests arriving on `socket` (non-blocking) on a runtime
     /// of its own (worker threads named `tftp`, one per core), until the
-    /// returned handle is stopped or dropped. A lock-step client waits for
+    /// returned handle is dropped. A lock-step client waits for
     /// the answer to every ACK, so next to a busy HTTP server the answer
     /// must not queue behind bulk writes on shared workers: threads of
     /// their own leave the sharing to the kernel's scheduler
