@@ -109,26 +109,29 @@ impl Batch {
         let lens: Vec<usize> = (0..self.len()).map(|i| self.range(i).len()).collect();
         let mut done = 0;
         while done < self.len() {
+            // With offload: the next run of equal datagrams in one send (a
+            // run of one, such as an OACK, alone). Without: all the rest.
             let run = if self.gso {
                 segment_run(&lens[done..])
             } else {
-                0
+                self.len() - done
             };
+            let segmented = self.gso && run > 1;
             socket.writable().await?;
             let result = socket.try_io(Interest::WRITABLE, || {
-                if run > 1 {
+                if segmented {
                     let bytes = self.range(done).start..self.range(done + run - 1).end;
                     send_segmented(socket, &self.buf[bytes], lens[done], &addr).map(|()| run)
                 } else {
                     let ranges: Vec<Range<usize>> =
-                        (done..self.len()).map(|i| self.range(i)).collect();
+                        (done..done + run).map(|i| self.range(i)).collect();
                     sendmmsg(socket, &self.buf, &ranges, &addr)
                 }
             });
             match result {
                 Ok(n) => done += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) if run > 1 && refuses_offload(&e) => {
+                Err(e) if segmented && refuses_offload(&e) => {
                     tracing::debug!(error = %e, "UDP segmentation refused; sending datagrams one by one");
                     self.gso = false;
                     REFUSED.store(true, Ordering::Relaxed);
