@@ -207,6 +207,32 @@ fn a_new_client_is_answered_by_unicast_to_its_hardware_address_unless_it_asks_fo
         "no ARP entry for the unicast reply: {neigh:?}"
     );
 
+    // With no address on the server's interface (so no route to the new
+    // address) the unicast still leaves by that interface: a socket bound
+    // to a device takes an unrouted destination as on-link.
+    run(&[
+        "ip",
+        "-n",
+        &seg.srv.name,
+        "addr",
+        "flush",
+        "dev",
+        &seg.srv_if,
+    ]);
+    seg.set_client_mac("52:54:00:77:00:10");
+    let env = udhcpc(&seg, dir.path(), &[]);
+    assert_eq!(env.get("ip").map(String::as_str), Some("10.77.0.10"));
+    run(&[
+        "ip",
+        "-n",
+        &seg.srv.name,
+        "addr",
+        "add",
+        "10.77.0.2/24",
+        "dev",
+        &seg.srv_if,
+    ]);
+
     // -B sets the broadcast bit: the answer is broadcast, no entry is made.
     seg.set_client_mac("02:00:00:77:00:42");
     let env = udhcpc(&seg, dir.path(), &["-B"]);

@@ -413,16 +413,18 @@ impl<S: LeaseStore> Server<S> {
 }
 
 fn send(socket: &UdpSocket, out: &Outgoing) {
-    let to = match out.arp {
-        Some((ip, mac)) => match learn(socket, ip, mac) {
-            Ok(()) => out.to,
+    let mut to = out.to;
+    if let Some((ip, mac)) = out.arp {
+        // Unicast needs the ARP entry and a route to the new address on
+        // the interface; without either, the broadcast still gets there.
+        match learn(socket, ip, mac).and_then(|()| socket.send_to(&out.bytes, out.to)) {
+            Ok(_) => return,
             Err(e) => {
-                debug!(%ip, %mac, error = %e, "ARP entry not set; broadcasting the reply instead");
-                SocketAddrV4::new(Ipv4Addr::BROADCAST, out.to.port()).into()
+                debug!(%ip, %mac, error = %e, "no unicast to the new address; broadcasting the reply instead");
+                to = SocketAddrV4::new(Ipv4Addr::BROADCAST, out.to.port()).into();
             }
-        },
-        None => out.to,
-    };
+        }
+    }
     if let Err(e) = socket.send_to(&out.bytes, to) {
         warn!(%to, error = %e, "reply not sent");
     }
