@@ -254,12 +254,7 @@ fn boot(vms: usize, vm: Vm, enrolled: bool) {
         assert_eq!(v["ip"], guest.ip, "{api}");
         assert_eq!(v["known"], true, "{api}");
         assert_eq!(v["arch"], if uefi { "uefi-x64" } else { "bios" }, "{api}");
-        let stages: Vec<&str> = v["stages"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| s["stage"].as_str().unwrap())
-            .collect();
+        let stages = stage_names(&v);
         // pxelinux fetches itself and its config over TFTP (the loader
         // stage) instead of an iPXE script.
         let second = if pxelinux { "loader" } else { "script" };

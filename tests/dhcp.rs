@@ -115,6 +115,15 @@ fn start(seg: &Segment, dir: &Path) -> Running {
     server
 }
 
+/// A segment named by `tag` with `bootfleet dhcp` serving the test spec
+/// on it (the server stops when the last value is dropped).
+fn served(tag: &str) -> (Segment, tempfile::TempDir, Running) {
+    let seg = Segment::new(tag);
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(&seg, dir.path());
+    (seg, dir, server)
+}
+
 /// Runs udhcpc once in the client namespace; returns the variables its
 /// script saw on `bound`.
 fn udhcpc(seg: &Segment, dir: &Path, extra: &[&str]) -> HashMap<String, String> {
@@ -191,9 +200,7 @@ fn a_new_client_is_answered_by_unicast_to_its_hardware_address_unless_it_asks_fo
     if !ready() {
         return;
     }
-    let seg = Segment::new("u");
-    let dir = tempfile::tempdir().unwrap();
-    let _server = start(&seg, dir.path());
+    let (seg, dir, _server) = served("u");
 
     // udhcpc leaves the broadcast bit clear: the OFFER and ACK go to
     // 10.77.0.10 at its MAC, through an ARP entry the server set (the
@@ -250,9 +257,7 @@ fn udhcpc_gets_its_reservation_a_pool_address_and_the_right_boot_file_needs_root
     if !ready() {
         return;
     }
-    let seg = Segment::new("a");
-    let dir = tempfile::tempdir().unwrap();
-    let _server = start(&seg, dir.path());
+    let (seg, dir, _server) = served("a");
 
     seg.set_client_mac("52:54:00:77:00:10");
     let env = udhcpc(&seg, dir.path(), &[]);
@@ -511,9 +516,7 @@ fn dhclient_and_dhcpcd_get_their_reservation_and_a_pool_address_needs_root() {
         eprintln!("SKIP: also needs dhclient (isc-dhcp-client) and dhcpcd (dhcpcd-base)");
         return;
     }
-    let seg = Segment::new("c");
-    let dir = tempfile::tempdir().unwrap();
-    let _server = start(&seg, dir.path());
+    let (seg, dir, _server) = served("c");
     for (client, mac, want) in [
         ("dhclient", "52:54:00:77:00:10", "10.77.0.10"),
         ("dhcpcd", "52:54:00:77:00:10", "10.77.0.10"),
@@ -550,9 +553,7 @@ fn a_client_on_another_interface_of_the_server_gets_no_answer_needs_root() {
     if !ready() {
         return;
     }
-    let seg = Segment::new("i");
-    let dir = tempfile::tempdir().unwrap();
-    let _server = start(&seg, dir.path());
+    let (seg, dir, _server) = served("i");
     // A second segment into the server's namespace, not named in the spec:
     // the same address plan, so only the interface binding keeps it out.
     let other = Netns::new(&format!("bfd-oth-{}", std::process::id() % 100_000));

@@ -286,12 +286,7 @@ fn the_api_page_and_metrics_follow_a_machine_to_booted_and_keep_it_across_a_rest
         let api = stdout(&curl(&[&format!("{}/api/v1/nodes/a1", s.http)]));
         let v: serde_json::Value = serde_json::from_str(&api).unwrap();
         assert_eq!(v["state"], "booted", "{api}");
-        let stages: Vec<&str> = v["stages"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| s["stage"].as_str().unwrap())
-            .collect();
+        let stages = stage_names(&v);
         assert_eq!(
             stages,
             ["loader", "script", "kernel", "cloud_config", "booted"],

@@ -301,3 +301,13 @@ pub fn qemu_pxe(
     .stderr(std::process::Stdio::null());
     q
 }
+
+/// The stage names of a machine's row from the JSON API, in order.
+pub fn stage_names(row: &serde_json::Value) -> Vec<&str> {
+    row["stages"]
+        .as_array()
+        .expect("a machine row has stages")
+        .iter()
+        .map(|s| s["stage"].as_str().expect("each stage has a name"))
+        .collect()
+}

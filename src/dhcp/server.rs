@@ -197,6 +197,12 @@ impl<S: LeaseStore> Server<S> {
                 revents: 0,
             })
             .collect();
+        // The interface each socket is bound to, for ARP entries (read
+        // once, not per reply).
+        let devices: Vec<Option<Vec<u8>>> = sockets
+            .iter()
+            .map(|(s, _)| socket2::SockRef::from(s).device().ok().flatten())
+            .collect();
         let mut bufs = vec![[0u8; BUF]; BATCH];
         let mut got: Vec<(usize, SocketAddr)> = Vec::with_capacity(BATCH);
         while !stop.load(Ordering::Relaxed) {
@@ -210,7 +216,7 @@ impl<S: LeaseStore> Server<S> {
                 info!("DHCP configuration reloaded");
                 self.cfg = cfg;
             }
-            for (socket, port) in sockets {
+            for ((socket, port), device) in sockets.iter().zip(&devices) {
                 got.clear();
                 while got.len() < BATCH {
                     match socket.recv_from(&mut bufs[got.len()]) {
@@ -227,7 +233,11 @@ impl<S: LeaseStore> Server<S> {
                         .iter()
                         .zip(&bufs)
                         .map(|((len, from), b)| (&b[..*len], *from));
-                    self.handle_batch(socket, *port, batch);
+                    let out = Out {
+                        socket,
+                        device: device.as_deref(),
+                    };
+                    self.handle_batch(&out, *port, batch);
                 }
             }
         }
@@ -236,9 +246,9 @@ impl<S: LeaseStore> Server<S> {
 
     /// Handles datagrams read together: decides each, commits their lease
     /// changes at once, then sends the ACKs.
-    pub fn handle_batch<'a>(
+    fn handle_batch<'a>(
         &mut self,
-        socket: &UdpSocket,
+        socket: &Out,
         port: Port,
         datagrams: impl Iterator<Item = (&'a [u8], SocketAddr)>,
     ) {
@@ -252,7 +262,7 @@ impl<S: LeaseStore> Server<S> {
             if out.after_commit {
                 waiting.push(out);
             } else {
-                send(socket, &out);
+                socket.send(&out);
             }
         }
         if ops.is_empty() {
@@ -281,7 +291,7 @@ impl<S: LeaseStore> Server<S> {
             }
         }
         for out in &waiting {
-            send(socket, out);
+            socket.send(out);
         }
     }
 
@@ -412,28 +422,39 @@ impl<S: LeaseStore> Server<S> {
     }
 }
 
-fn send(socket: &UdpSocket, out: &Outgoing) {
-    let mut to = out.to;
-    if let Some((ip, mac)) = out.arp {
-        // Unicast needs the ARP entry and a route to the new address on
-        // the interface; without either, the broadcast still gets there.
-        match learn(socket, ip, mac).and_then(|()| socket.send_to(&out.bytes, out.to)) {
-            Ok(_) => return,
-            Err(e) => {
-                debug!(%ip, %mac, error = %e, "no unicast to the new address; broadcasting the reply instead");
-                to = SocketAddrV4::new(Ipv4Addr::BROADCAST, out.to.port()).into();
-            }
-        }
-    }
-    if let Err(e) = socket.send_to(&out.bytes, to) {
-        warn!(%to, error = %e, "reply not sent");
-    }
+/// Where replies leave: a socket and the interface it is bound to.
+struct Out<'a> {
+    socket: &'a UdpSocket,
+    device: Option<&'a [u8]>,
 }
 
-/// Sets the ARP entry for `ip` on the interface `socket` is bound to.
-fn learn(socket: &UdpSocket, ip: Ipv4Addr, mac: Mac) -> std::io::Result<()> {
-    let device = socket2::SockRef::from(socket)
-        .device()?
-        .ok_or_else(|| std::io::Error::other("the socket is bound to no interface"))?;
-    super::arp::set(socket, &device, ip, mac)
+impl Out<'_> {
+    fn send(&self, out: &Outgoing) {
+        let mut to = out.to;
+        if let Some((ip, mac)) = out.arp {
+            // Unicast needs the ARP entry and a route to the new address on
+            // the interface; without either, the broadcast still gets there.
+            match self
+                .learn(ip, mac)
+                .and_then(|()| self.socket.send_to(&out.bytes, out.to))
+            {
+                Ok(_) => return,
+                Err(e) => {
+                    debug!(%ip, %mac, error = %e, "no unicast to the new address; broadcasting the reply instead");
+                    to = SocketAddrV4::new(Ipv4Addr::BROADCAST, out.to.port()).into();
+                }
+            }
+        }
+        if let Err(e) = self.socket.send_to(&out.bytes, to) {
+            warn!(%to, error = %e, "reply not sent");
+        }
+    }
+
+    /// Sets the ARP entry for `ip` on the socket's interface.
+    fn learn(&self, ip: Ipv4Addr, mac: Mac) -> std::io::Result<()> {
+        let device = self
+            .device
+            .ok_or_else(|| std::io::Error::other("the socket is bound to no interface"))?;
+        super::arp::set(self.socket, device, ip, mac)
+    }
 }

@@ -106,13 +106,12 @@ impl Batch {
     /// Sends every datagram to `peer`, in order; returns the bytes sent.
     pub async fn send(&mut self, socket: &UdpSocket, peer: SocketAddr) -> io::Result<u64> {
         let addr = socket2::SockAddr::from(peer);
-        let lens: Vec<usize> = (0..self.len()).map(|i| self.range(i).len()).collect();
         let mut done = 0;
         while done < self.len() {
             // With offload: the next run of equal datagrams in one send (a
             // run of one, such as an OACK, alone). Without: all the rest.
             let run = if self.gso {
-                segment_run(&lens[done..])
+                segment_run((done..self.len()).map(|i| self.range(i).len()))
             } else {
                 self.len() - done
             };
@@ -121,7 +120,8 @@ impl Batch {
             let result = socket.try_io(Interest::WRITABLE, || {
                 if segmented {
                     let bytes = self.range(done).start..self.range(done + run - 1).end;
-                    send_segmented(socket, &self.buf[bytes], lens[done], &addr).map(|()| run)
+                    let segment = self.range(done).len();
+                    send_segmented(socket, &self.buf[bytes], segment, &addr).map(|()| run)
                 } else {
                     let ranges: Vec<Range<usize>> =
                         (done..done + run).map(|i| self.range(i)).collect();
@@ -146,11 +146,11 @@ impl Batch {
 /// How many datagrams from the start of `lens` one segmented send can
 /// carry: a run of equal sizes, optionally ended by one shorter datagram,
 /// within the kernel's segment and size limits. 1 means send it alone.
-fn segment_run(lens: &[usize]) -> usize {
-    let Some(&seg) = lens.first() else { return 0 };
-    let mut total = 0;
-    let mut n = 0;
-    for &len in lens.iter().take(MAX_SEGMENTS) {
+fn segment_run(mut lens: impl Iterator<Item = usize>) -> usize {
+    let Some(seg) = lens.next() else { return 0 };
+    let mut total = seg;
+    let mut n = 1;
+    for len in lens.take(MAX_SEGMENTS - 1) {
         if len > seg || total + len > MAX_PAYLOAD {
             break;
         }
@@ -160,7 +160,7 @@ fn segment_run(lens: &[usize]) -> usize {
             break;
         }
     }
-    n.max(1)
+    n
 }
 
 /// Errors that mean the kernel or route will not segment for us.
@@ -266,29 +266,29 @@ fn sendmmsg(
 mod tests {
     use super::*;
 
+    fn run_of(lens: &[usize]) -> usize {
+        segment_run(lens.iter().copied())
+    }
+
     #[test]
     fn runs_take_equal_sizes_and_one_shorter_tail() {
-        assert_eq!(segment_run(&[]), 0);
-        assert_eq!(segment_run(&[100]), 1);
-        assert_eq!(segment_run(&[516, 516, 516, 20]), 4);
+        assert_eq!(run_of(&[]), 0);
+        assert_eq!(run_of(&[100]), 1);
+        assert_eq!(run_of(&[516, 516, 516, 20]), 4);
         assert_eq!(
-            segment_run(&[516, 516, 20, 516]),
+            run_of(&[516, 516, 20, 516]),
             3,
             "a short datagram ends the run"
         );
-        assert_eq!(segment_run(&[30, 516, 516]), 1, "an OACK goes alone");
-        assert_eq!(segment_run(&[516; 100]), MAX_SEGMENTS);
+        assert_eq!(run_of(&[30, 516, 516]), 1, "an OACK goes alone");
+        assert_eq!(run_of(&[516; 100]), MAX_SEGMENTS);
+        assert_eq!(run_of(&[1472; 100]), 44, "44 x 1472 fits in 65,487 bytes");
         assert_eq!(
-            segment_run(&[1472; 100]),
-            44,
-            "44 x 1472 fits in 65,487 bytes"
-        );
-        assert_eq!(
-            segment_run(&[8196; 16]),
+            run_of(&[8196; 16]),
             7,
             "7 x 8196 fits in 65,487 bytes, 8 do not"
         );
-        assert_eq!(segment_run(&[65468, 65468]), 1);
+        assert_eq!(run_of(&[65468, 65468]), 1);
     }
 
     /// Sends a window (an OACK-sized datagram, full blocks, a short tail)
