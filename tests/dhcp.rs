@@ -40,19 +40,20 @@ impl Segment {
             "netns",
             &s.cli.name,
         ]);
-        run(&[
-            "ip",
-            "-n",
-            &s.srv.name,
-            "addr",
-            "add",
-            "10.77.0.2/24",
-            "dev",
-            &s.srv_if,
-        ]);
+        s.server_address("add");
         run(&["ip", "-n", &s.srv.name, "link", "set", &s.srv_if, "up"]);
         run(&["ip", "-n", &s.cli.name, "link", "set", &s.cli_if, "up"]);
         s
+    }
+
+    /// `ip addr add` (or `flush`) of the server's 10.77.0.2/24.
+    fn server_address(&self, action: &str) {
+        let mut args = vec!["ip", "-n", &self.srv.name, "addr", action];
+        if action == "add" {
+            args.push("10.77.0.2/24");
+        }
+        args.extend(["dev", &self.srv_if]);
+        run(&args);
     }
 
     fn set_client_mac(&self, mac: &str) {
@@ -217,28 +218,11 @@ fn a_new_client_is_answered_by_unicast_to_its_hardware_address_unless_it_asks_fo
     // With no address on the server's interface (so no route to the new
     // address) the unicast still leaves by that interface: a socket bound
     // to a device takes an unrouted destination as on-link.
-    run(&[
-        "ip",
-        "-n",
-        &seg.srv.name,
-        "addr",
-        "flush",
-        "dev",
-        &seg.srv_if,
-    ]);
+    seg.server_address("flush");
     seg.set_client_mac("52:54:00:77:00:10");
     let env = udhcpc(&seg, dir.path(), &[]);
     assert_eq!(env.get("ip").map(String::as_str), Some("10.77.0.10"));
-    run(&[
-        "ip",
-        "-n",
-        &seg.srv.name,
-        "addr",
-        "add",
-        "10.77.0.2/24",
-        "dev",
-        &seg.srv_if,
-    ]);
+    seg.server_address("add");
 
     // -B sets the broadcast bit: the answer is broadcast, no entry is made.
     seg.set_client_mac("02:00:00:77:00:42");
