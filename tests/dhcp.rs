@@ -99,12 +99,18 @@ roles = ["etcd", "worker"]
 }
 
 fn start(seg: &Segment, dir: &Path) -> Running {
+    start_under(seg, dir, &[])
+}
+
+/// Starts `bootfleet dhcp` on the segment, its command line prefixed by
+/// `wrap` (e.g. a `setpriv` that drops a capability).
+fn start_under(seg: &Segment, dir: &Path, wrap: &[&str]) -> Running {
     std::fs::write(dir.join("spec.toml"), spec(&seg.srv_if)).unwrap();
     let state = dir.join("state");
     let bin = env!("CARGO_BIN_EXE_bootfleet");
-    let mut cmd = seg
-        .srv
-        .exec(&[bin, "--state-dir", state.to_str().unwrap(), "dhcp"]);
+    let mut args = wrap.to_vec();
+    args.extend([bin, "--state-dir", state.to_str().unwrap(), "dhcp"]);
+    let mut cmd = seg.srv.exec(&args);
     cmd.arg(dir.join("spec.toml"))
         .stderr(std::fs::File::create(dir.join("dhcp.log")).unwrap());
     let (server, line) = spawn_until_line(&mut cmd);
@@ -233,6 +239,36 @@ fn a_new_client_is_answered_by_unicast_to_its_hardware_address_unless_it_asks_fo
     assert!(
         !neigh.contains(&format!("{ip} ")),
         "an entry for a client that asked for broadcast: {neigh:?}"
+    );
+}
+
+#[test]
+fn a_server_that_may_not_set_arp_entries_broadcasts_its_replies_and_says_so_needs_root() {
+    if !ready() || Command::new("setpriv").arg("--version").output().is_err() {
+        return;
+    }
+    let seg = Segment::new("p");
+    let dir = tempfile::tempdir().unwrap();
+    // Without CAP_NET_ADMIN, SIOCSARP is refused: the unicast cannot be
+    // addressed, so the OFFER and ACK must go by broadcast instead.
+    let _server = start_under(
+        &seg,
+        dir.path(),
+        &["setpriv", "--bounding-set", "-net_admin"],
+    );
+    seg.set_client_mac("52:54:00:77:00:10");
+    let env = udhcpc(&seg, dir.path(), &[]);
+    assert_eq!(env.get("ip").map(String::as_str), Some("10.77.0.10"));
+    let neigh = server_neighbours(&seg);
+    assert!(
+        !neigh.contains("10.77.0.10"),
+        "an ARP entry from a server without CAP_NET_ADMIN: {neigh:?}"
+    );
+    let log = std::fs::read_to_string(dir.path().join("dhcp.log")).unwrap();
+    assert_eq!(
+        log.matches("cannot answer new clients by unicast").count(),
+        1,
+        "the fallback is said once (OFFER and ACK both fell back): {log}"
     );
 }
 

@@ -422,6 +422,11 @@ impl<S: LeaseStore> Server<S> {
     }
 }
 
+/// Set once the server has said that unicast to new clients failed (the
+/// first time is a warning; a server without CAP_NET_ADMIN would say it
+/// for every reply).
+static BROADCAST_FALLBACK_SAID: AtomicBool = AtomicBool::new(false);
+
 /// Where replies leave: a socket and the interface it is bound to.
 struct Out<'a> {
     socket: &'a UdpSocket,
@@ -440,7 +445,11 @@ impl Out<'_> {
             {
                 Ok(_) => return,
                 Err(e) => {
-                    debug!(%ip, %mac, error = %e, "no unicast to the new address; broadcasting the reply instead");
+                    if !BROADCAST_FALLBACK_SAID.swap(true, Ordering::Relaxed) {
+                        warn!(%ip, %mac, error = %e, "cannot answer new clients by unicast (setting an ARP entry needs CAP_NET_ADMIN, and the interface an address on the subnet); broadcasting such replies instead");
+                    } else {
+                        debug!(%ip, %mac, error = %e, "no unicast to the new address; broadcasting the reply instead");
+                    }
                     to = SocketAddrV4::new(Ipv4Addr::BROADCAST, out.to.port()).into();
                 }
             }
