@@ -9,7 +9,11 @@
 # Needs root (port 69 on 127.0.0.2-5) and: apt-get install atftp curl
 # tftpd-hpa dnsmasq-base (atftpd conflicts with tftpd-hpa, so its binary is
 # unpacked from the package into a temporary directory).
-# Usage: sudo bench/tftp.sh [RUNS]
+# With CEILING=1 a last column shows examples/tftp_ceiling.rs, a sender
+# that spins on its socket with every datagram built in advance: the most
+# any server could get through that client here. It is no peer (not in
+# "ratio"); "of ceil" is bootfleet's share of it.
+# Usage: sudo [CEILING=1] bench/tftp.sh [RUNS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-3}
@@ -19,6 +23,7 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -r
 trap cleanup EXIT
 
 cargo build --release --quiet
+[ "${CEILING:-0}" = 1 ] && cargo build --release --quiet --example tftp_ceiling
 (cd "$work" && apt-get download atftpd >/dev/null 2>&1 && dpkg -x atftpd_*.deb atftpd-pkg) || { echo "cannot fetch atftpd" >&2; exit 1; }
 atftpd_bin="$work/atftpd-pkg/usr/sbin/atftpd"
 mkdir -p "$work/root"
@@ -28,8 +33,12 @@ chmod -R a+rX "$work"
 want=$(sha256sum < "$work/root/big.bin" | cut -d' ' -f1)
 want_mid=$(sha256sum < "$work/root/mid.bin" | cut -d' ' -f1)
 
-declare -A addr=([bootfleet]=127.0.0.2 [tftpd-hpa]=127.0.0.3 [atftpd]=127.0.0.4 [dnsmasq]=127.0.0.5)
+declare -A addr=([bootfleet]=127.0.0.2 [tftpd-hpa]=127.0.0.3 [atftpd]=127.0.0.4 [dnsmasq]=127.0.0.5 [ceiling]=127.0.0.6)
 servers=(bootfleet tftpd-hpa atftpd dnsmasq)
+if [ "${CEILING:-0}" = 1 ]; then
+  servers+=(ceiling)
+  ./target/release/examples/tftp_ceiling 127.0.0.6:69 "$work/root/big.bin" 512 1468 8192 65464 > /dev/null & pids+=($!)
+fi
 ./target/release/bootfleet -q tftp --root "$work/root" --listen 127.0.0.2:69 > /dev/null & pids+=($!)
 /usr/sbin/in.tftpd -L -s "$work/root" -a 127.0.0.3:69 -B 65464 & pids+=($!)
 "$atftpd_bin" --daemon --no-fork --logfile /dev/null --bind-address 127.0.0.4 --port 69 "$work/root" & pids+=($!)
@@ -86,14 +95,20 @@ many_get() { # 100 clients at once; prints aggregate MiB/s or FAIL
   if [ $ok = 1 ]; then awk "BEGIN{printf \"%.1f\", 1600 / ($end - $start)}"; else echo FAIL; fi
 }
 
-printf '%-28s' setting; for s in "${servers[@]}"; do printf '%12s' "$s"; done; printf '%10s\n' ratio
+printf '%-28s' setting; for s in "${servers[@]}"; do printf '%12s' "$s"; done; printf '%10s' ratio
+[ "${CEILING:-0}" = 1 ] && printf '%10s' "of ceil"; echo
 row() { # label, then per server the measured values, then ratio to the best peer
   local label=$1; shift
   local -a vals=("$@")
   printf '%-28s' "$label"; for v in "${vals[@]}"; do printf '%12s' "$v"; done
   local ours=${vals[0]} best=0 v
-  for v in "${vals[@]:1}"; do [ "$v" != FAIL ] && awk "BEGIN{exit !($v > $best)}" && best=$v; done
-  if [ "$ours" = FAIL ]; then printf '%10s\n' FAIL; elif [ "$best" = 0 ]; then printf '%10s\n' "peers fail"; else awk "BEGIN{printf \"%9.2fx\n\", $ours / $best}"; fi
+  for v in "${vals[@]:1:3}"; do [ "$v" != FAIL ] && awk "BEGIN{exit !($v > $best)}" && best=$v; done
+  if [ "$ours" = FAIL ]; then printf '%10s' FAIL; elif [ "$best" = 0 ]; then printf '%10s' "peers fail"; else awk "BEGIN{printf \"%9.2fx\", $ours / $best}"; fi
+  local ceil=${vals[4]:-}
+  if [ -n "$ceil" ]; then
+    if [ "$ours" = FAIL ] || [ "$ceil" = FAIL ] || [ "$ceil" = - ]; then printf '%10s' -; else awk "BEGIN{printf \"%9.2fx\", $ours / $ceil}"; fi
+  fi
+  echo
 }
 
 curl_fetch() { fetch "$1" big.bin 64 "$want" curl_get "$1" "$2"; }
@@ -108,5 +123,6 @@ for blk in 1468 8192; do
     row "atftp blksize $blk win $win" "${vals[@]}"
   done
 done
-vals=(); for s in "${servers[@]}"; do vals+=("$(many_get "$s")"); done
+# The ceiling serves one client at a time: no figure for it here.
+vals=(); for s in "${servers[@]}"; do if [ "$s" = ceiling ]; then vals+=(-); else vals+=("$(many_get "$s")"); fi; done
 row "100 x curl 16 MiB (aggregate)" "${vals[@]}"

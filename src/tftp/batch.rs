@@ -172,9 +172,10 @@ fn refuses_offload(e: &io::Error) -> bool {
 }
 
 /// One `sendmsg` of `payload` cut by the kernel into `segment`-byte
-/// datagrams (the last may be shorter).
-fn send_segmented(
-    socket: &UdpSocket,
+/// datagrams (the last may be shorter). Public for the benchmark's
+/// ideal sender (`examples/tftp_ceiling.rs`), which must send the same way.
+pub fn send_segmented(
+    socket: &impl AsRawFd,
     payload: &[u8],
     segment: usize,
     addr: &socket2::SockAddr,

@@ -6,10 +6,11 @@
 //! clock; [`files`] resolves names safely under a root; [`server`] runs it
 //! all on tokio with one socket (TID) per transfer.
 
-mod batch;
+pub mod batch;
 pub mod files;
 pub mod netascii;
 pub mod options;
 pub mod packet;
 pub mod server;
+pub mod spin;
 pub mod transfer;

@@ -21,6 +21,7 @@ use super::batch::Batch;
 use super::files::{Files, Refusal};
 use super::options::{Limits, MAX_BLKSIZE, negotiate};
 use super::packet::{ErrorCode, Options, Packet, error_bytes};
+use super::spin::{DEFAULT_SPIN, Spin, poll_recv};
 use super::transfer::{Event, Outcome, ReadTransfer, Retry};
 
 /// The default most bytes in one window: 16 blocks of 8 KiB or 64 of
@@ -47,6 +48,9 @@ pub struct Config {
     /// Retransmission timeout when the client sets none.
     pub default_timeout: Duration,
     pub retry: Retry,
+    /// How quick a client must answer to be polled for instead of slept
+    /// on (see [`super::spin`]); zero never polls.
+    pub spin: Duration,
 }
 
 impl Default for Config {
@@ -57,6 +61,7 @@ impl Default for Config {
             max_window_bytes: DEFAULT_WINDOW_BYTES,
             default_timeout: Duration::from_secs(1),
             retry: Retry::default(),
+            spin: DEFAULT_SPIN,
         }
     }
 }
@@ -116,6 +121,9 @@ pub struct Server {
     /// Client endpoint -> (transfer id, task), to replace a re-request.
     active: Mutex<HashMap<SocketAddr, (u64, tokio::task::AbortHandle)>>,
     next_id: AtomicU64,
+    /// Transfers may poll for ACKs only while no more than this many run
+    /// (a core left for everything else); more would take turns polling.
+    spin_slots: usize,
 }
 
 impl Server {
@@ -134,7 +142,15 @@ impl Server {
             slots: Arc::new(Semaphore::new(config.max_transfers)),
             active: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
+            spin_slots: std::thread::available_parallelism()
+                .map_or(1, |n| n.get().saturating_sub(1).max(1)),
         })
+    }
+
+    /// Whether few enough transfers run for each to poll a core of its own.
+    fn may_spin(&self) -> bool {
+        let running = self.config.max_transfers - self.slots.available_permits();
+        running <= self.spin_slots
     }
 
     fn report(&self, peer: SocketAddr, file: &str, bytes: u64, ok: bool, detail: String) {
@@ -335,6 +351,9 @@ impl Server {
         let mut window = Batch::new();
         let window_len = usize::from(negotiated.windowsize).max(1);
         let mut inbuf = vec![0u8; 65536];
+        let mut spin = Spin::new(self.config.spin);
+        // When the last window left, until its client answers.
+        let mut awaiting: Option<Instant> = None;
         loop {
             window.clear();
             while window.len() < window_len && window.push(|b| t.poll_transmit(b)) {}
@@ -342,6 +361,7 @@ impl Server {
                 match window.send(&socket, peer).await {
                     Ok(n) => {
                         self.stats.bytes_sent.fetch_add(n, Ordering::Relaxed);
+                        awaiting = Some(Instant::now());
                     }
                     Err(e) => debug!(%peer, error = %e, "send failed; the timeout will resend"),
                 }
@@ -354,22 +374,45 @@ impl Server {
             if t.outcome().is_some() {
                 break;
             }
-            let deadline = t.poll_timeout().map(tokio::time::Instant::from_std);
-            tokio::select! {
-                r = socket.recv_from(&mut inbuf) => {
-                    let Ok((len, from)) = r else { continue };
-                    if from != peer {
-                        self.stats.unknown_tid.fetch_add(1, Ordering::Relaxed);
-                        debug!(%peer, %from, "datagram from an unknown TID answered with ERROR 5");
-                        let _ = socket.send_to(&error_bytes(ErrorCode::UnknownTid, "unknown transfer ID"), from).await;
-                        continue;
-                    }
-                    if let Event::Malformed(e) = t.handle(&inbuf[..len], Instant::now()) {
-                        self.stats.malformed.fetch_add(1, Ordering::Relaxed);
-                        debug!(%peer, error = %e, "malformed datagram in a transfer dropped");
+            let budget = if self.may_spin() {
+                spin.budget()
+            } else {
+                Duration::ZERO
+            };
+            let received = match poll_recv(&socket, &mut inbuf, budget) {
+                Some(got) => Some(got),
+                None => {
+                    let deadline = t.poll_timeout().map(tokio::time::Instant::from_std);
+                    tokio::select! {
+                        r = socket.recv_from(&mut inbuf) => r.ok(),
+                        _ = sleep_until(deadline) => {
+                            t.handle_timeout(Instant::now());
+                            None
+                        }
                     }
                 }
-                _ = sleep_until(deadline) => t.handle_timeout(Instant::now()),
+            };
+            let Some((len, from)) = received else {
+                continue;
+            };
+            if from != peer {
+                self.stats.unknown_tid.fetch_add(1, Ordering::Relaxed);
+                debug!(%peer, %from, "datagram from an unknown TID answered with ERROR 5");
+                let _ = socket
+                    .send_to(
+                        &error_bytes(ErrorCode::UnknownTid, "unknown transfer ID"),
+                        from,
+                    )
+                    .await;
+                continue;
+            }
+            let now = Instant::now();
+            if let Some(sent) = awaiting.take() {
+                spin.record(now - sent);
+            }
+            if let Event::Malformed(e) = t.handle(&inbuf[..len], now) {
+                self.stats.malformed.fetch_add(1, Ordering::Relaxed);
+                debug!(%peer, error = %e, "malformed datagram in a transfer dropped");
             }
         }
         let elapsed = started.elapsed();
