@@ -305,6 +305,10 @@ fn the_api_page_and_metrics_follow_a_machine_to_booted_and_keep_it_across_a_rest
             metrics.contains("bootfleet_tftp_transfers_total{result=\"completed\"} 1"),
             "{metrics}"
         );
+        for wait in ["polled", "slept"] {
+            let line = format!("bootfleet_tftp_answers_total{{wait=\"{wait}\"}} ");
+            assert!(metrics.contains(&line), "{line}: {metrics}");
+        }
         let table = bootfleet(
             &dir.path().join("state"),
             &[

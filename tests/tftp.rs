@@ -153,6 +153,54 @@ fn atftp_fetches_every_fixture_with_blksize_windowsize_and_tsize() {
     }
 }
 
+/// The `answers` and `polled` counts of the log's completed transfers.
+fn answer_counts(log: &str) -> Vec<(u64, u64)> {
+    let field = |line: &str, name: &str| -> u64 {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(name)?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {line:?}"))
+    };
+    log.lines()
+        .filter(|l| l.contains("transfer completed"))
+        .map(|l| (field(l, "answers="), field(l, "polled=")))
+        .collect()
+}
+
+#[test]
+fn a_quick_clients_answers_are_caught_by_polling_unless_polling_is_off() {
+    if !have("atftp") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // A cap far above any round trip here, so the test does not hang on
+    // this machine's speed: it checks that polling catches a real
+    // client's ACKs, not where the threshold lies (the unit tests do).
+    for (spin, polls) in [("100000", true), ("0", false)] {
+        let s = start(&["--spin-us", spin]);
+        let out = dir.path().join(format!("spin-{spin}"));
+        let mut cmd = Command::new("atftp");
+        cmd.args(["--option", "blksize 1468", "--option", "windowsize 4"]);
+        get_into(&mut cmd, "one-mib.bin", &out, s.port);
+        run_ok(&mut cmd, "atftp one-mib.bin");
+        assert_same(&out, &s.file("one-mib.bin"), "atftp one-mib.bin");
+        let counts = answer_counts(&s.log());
+        let [(answers, polled)] = counts[..] else {
+            panic!("one completed transfer expected: {}", s.log())
+        };
+        // 1 MiB in windows of 4 blocks of 1468 bytes: 179 windows.
+        assert!(answers >= 179, "--spin-us {spin}: {answers} answers");
+        if polls {
+            // The first answer finds no round trip known yet.
+            assert!(
+                polled > 0 && polled < answers,
+                "--spin-us {spin}: {polled} of {answers} polled"
+            );
+        } else {
+            assert_eq!(polled, 0, "--spin-us 0 polled");
+        }
+    }
+}
+
 #[test]
 fn curl_fetches_every_fixture_at_every_blksize() {
     if !have("curl") {

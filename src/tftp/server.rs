@@ -76,6 +76,10 @@ pub struct Stats {
     pub timed_out: AtomicU64,
     pub unknown_tid: AtomicU64,
     pub bytes_sent: AtomicU64,
+    /// Clients' answers caught by polling (see [`super::spin`]), and all
+    /// answers to a window sent.
+    pub answers_polled: AtomicU64,
+    pub answers: AtomicU64,
     refused: Mutex<HashMap<&'static str, u64>>,
 }
 
@@ -354,6 +358,8 @@ impl Server {
         let mut spin = Spin::new(self.config.spin);
         // When the last window left, until its client answers.
         let mut awaiting: Option<Instant> = None;
+        // Answers to a window, and how many of them polling caught.
+        let (mut answers, mut polled) = (0u64, 0u64);
         loop {
             window.clear();
             while window.len() < window_len && window.push(|b| t.poll_transmit(b)) {}
@@ -379,7 +385,9 @@ impl Server {
             } else {
                 Duration::ZERO
             };
-            let received = match poll_recv(&socket, &mut inbuf, budget) {
+            let caught = poll_recv(&socket, &mut inbuf, budget);
+            let by_polling = caught.is_some();
+            let received = match caught {
                 Some(got) => Some(got),
                 None => {
                     let deadline = t.poll_timeout().map(tokio::time::Instant::from_std);
@@ -409,6 +417,8 @@ impl Server {
             let now = Instant::now();
             if let Some(sent) = awaiting.take() {
                 spin.record(now - sent);
+                answers += 1;
+                polled += u64::from(by_polling);
             }
             if let Event::Malformed(e) = t.handle(&inbuf[..len], now) {
                 self.stats.malformed.fetch_add(1, Ordering::Relaxed);
@@ -416,10 +426,14 @@ impl Server {
             }
         }
         let elapsed = started.elapsed();
+        self.stats.answers.fetch_add(answers, Ordering::Relaxed);
+        self.stats
+            .answers_polled
+            .fetch_add(polled, Ordering::Relaxed);
         match t.outcome() {
             Some(Outcome::Completed { bytes }) => {
                 self.stats.completed.fetch_add(1, Ordering::Relaxed);
-                info!(%peer, file = %filename, bytes, ms = elapsed.as_millis() as u64, "transfer completed");
+                info!(%peer, file = %filename, bytes, ms = elapsed.as_millis() as u64, answers, polled, "transfer completed");
                 self.report(
                     peer,
                     &filename,

@@ -58,5 +58,13 @@ impl Gauges for TftpGauges {
             "# TYPE bootfleet_tftp_bytes_sent_total counter\nbootfleet_tftp_bytes_sent_total {}",
             s.bytes_sent.load(Ordering::Relaxed)
         );
+        out.push_str("# HELP bootfleet_tftp_answers_total Clients' answers to a window, by whether the transfer polled for it or slept.\n# TYPE bootfleet_tftp_answers_total counter\n");
+        let (all, polled) = (
+            s.answers.load(Ordering::Relaxed),
+            s.answers_polled.load(Ordering::Relaxed),
+        );
+        for (how, n) in [("polled", polled), ("slept", all.saturating_sub(polled))] {
+            let _ = writeln!(out, "bootfleet_tftp_answers_total{{wait=\"{how}\"}} {n}");
+        }
     }
 }
