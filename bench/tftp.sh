@@ -85,7 +85,7 @@ many_get() { # 100 clients at once; prints aggregate MiB/s or FAIL
   local -a clients=()
   start=$(date +%s.%N)
   for i in $(seq 100); do
-    timeout 300 curl --silent --fail --tftp-blksize 1468 -o "$work/many.$i" "tftp://${addr[$server]}/mid.bin" &
+    timeout 120 curl --silent --fail --tftp-blksize 1468 -o "$work/many.$i" "tftp://${addr[$server]}/mid.bin" &
     clients+=($!)
   done
   for c in "${clients[@]}"; do wait "$c" || ok=0; done

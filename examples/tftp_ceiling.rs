@@ -13,6 +13,7 @@
 //! name, at the block sizes listed).
 
 use std::collections::HashMap;
+use std::io::IoSlice;
 use std::net::{SocketAddr, UdpSocket};
 use std::ops::Range;
 use std::time::{Duration, Instant};
@@ -64,7 +65,7 @@ impl Laid {
         while at < blocks.end {
             let end = (at + per_send).min(blocks.end);
             let payload = &self.bytes[self.range(at..end)];
-            while let Err(e) = send_segmented(socket, payload, self.datagram, to) {
+            while let Err(e) = send_segmented(socket, &[IoSlice::new(payload)], self.datagram, to) {
                 if e.kind() != std::io::ErrorKind::WouldBlock {
                     eprintln!("send: {e}");
                     return;

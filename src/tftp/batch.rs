@@ -1,13 +1,17 @@
 //! Sending a window of datagrams in as few system calls as the kernel
-//! allows. Equal-sized datagrams laid end to end go out with one `sendmsg`
-//! and UDP segmentation offload (`UDP_SEGMENT`, Linux 4.18+): the kernel
-//! cuts the buffer into datagrams, so a window of 44 blocks costs one pass
-//! through the network stack instead of 44, a quarter of the server's CPU
-//! time of `sendmmsg(2)` at windowsize 64 (BENCHMARKS.md). Where the kernel
-//! or the route refuses segmentation (no checksum offload on the device, an
-//! old kernel) the batch falls back to `sendmmsg` for the rest of its life.
+//! allows, without copying the file's data. Equal-sized datagrams go out
+//! with one `sendmsg` and UDP segmentation offload (`UDP_SEGMENT`, Linux
+//! 4.18+): the kernel cuts what the send's pieces add up to into datagrams,
+//! so a window of 44 blocks costs one pass through the network stack
+//! instead of 44, a quarter of the server's CPU time of `sendmmsg(2)` at
+//! windowsize 64 (BENCHMARKS.md). Each datagram is two pieces, its head (a
+//! DATA header, or a whole OACK) kept here and its body a range of the
+//! file in memory, so the kernel copies the data straight from the file.
+//! Where the kernel or the route refuses segmentation (no checksum offload
+//! on the device, an old kernel) the batch falls back to `sendmmsg` for the
+//! rest of its life.
 
-use std::io;
+use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::os::fd::AsRawFd;
@@ -35,12 +39,15 @@ pub fn offload_refused() -> bool {
     REFUSED.load(Ordering::Relaxed)
 }
 
-/// A window of datagrams, end to end in one buffer.
+/// A window of datagrams, each a head kept here and a body borrowed from
+/// the sender's buffer at [`Batch::send`].
 #[derive(Debug)]
 pub struct Batch {
-    buf: Vec<u8>,
-    /// Where each datagram ends in `buf`.
-    ends: Vec<usize>,
+    /// The datagrams' heads, end to end.
+    heads: Vec<u8>,
+    /// Per datagram: where its head ends in `heads`, and its body's range
+    /// in the buffer given to [`Batch::send`] (empty for a whole datagram).
+    parts: Vec<(usize, Range<usize>)>,
     /// Segmentation offload still worth trying.
     gso: bool,
 }
@@ -48,8 +55,8 @@ pub struct Batch {
 impl Default for Batch {
     fn default() -> Self {
         Batch {
-            buf: Vec::new(),
-            ends: Vec::new(),
+            heads: Vec::new(),
+            parts: Vec::new(),
             gso: true,
         }
     }
@@ -63,37 +70,57 @@ impl Batch {
 
     /// Empties the batch, keeping its memory.
     pub fn clear(&mut self) {
-        self.buf.clear();
-        self.ends.clear();
+        self.heads.clear();
+        self.parts.clear();
     }
 
     /// Datagrams in the batch.
     pub fn len(&self) -> usize {
-        self.ends.len()
+        self.parts.len()
     }
 
     /// Whether the batch is empty.
     pub fn is_empty(&self) -> bool {
-        self.ends.is_empty()
+        self.parts.is_empty()
     }
 
-    /// Appends the datagram `write` appends to the buffer; false, adding
-    /// nothing, when `write` returns false.
+    /// Appends the whole datagram `write` appends; false, adding nothing,
+    /// when `write` returns false.
     pub fn push(&mut self, write: impl FnOnce(&mut Vec<u8>) -> bool) -> bool {
-        let start = self.buf.len();
-        if write(&mut self.buf) {
-            self.ends.push(self.buf.len());
-            true
-        } else {
-            self.buf.truncate(start);
-            false
+        self.push_parts(|head| write(head).then_some(0..0))
+    }
+
+    /// Appends a datagram whose head `write` appends and whose body is the
+    /// range it returns; false, adding nothing, when it returns `None`.
+    pub fn push_parts(&mut self, write: impl FnOnce(&mut Vec<u8>) -> Option<Range<usize>>) -> bool {
+        let start = self.heads.len();
+        match write(&mut self.heads) {
+            Some(body) => {
+                self.parts.push((self.heads.len(), body));
+                true
+            }
+            None => {
+                self.heads.truncate(start);
+                false
+            }
         }
     }
 
-    /// Datagram `i`'s byte range in the buffer.
-    fn range(&self, i: usize) -> Range<usize> {
-        let start = if i == 0 { 0 } else { self.ends[i - 1] };
-        start..self.ends[i]
+    /// Datagram `i`'s head and body.
+    fn pieces<'a>(&'a self, i: usize, body: &'a [u8]) -> [IoSlice<'a>; 2] {
+        let start = if i == 0 { 0 } else { self.parts[i - 1].0 };
+        let (end, range) = &self.parts[i];
+        [
+            IoSlice::new(&self.heads[start..*end]),
+            IoSlice::new(body.get(range.clone()).unwrap_or_default()),
+        ]
+    }
+
+    /// Datagram `i`'s length.
+    fn datagram_len(&self, i: usize) -> usize {
+        let start = if i == 0 { 0 } else { self.parts[i - 1].0 };
+        let (end, range) = &self.parts[i];
+        end - start + range.len()
     }
 
     /// Turns off segmentation offload (for tests of the fallback).
@@ -103,29 +130,35 @@ impl Batch {
         self
     }
 
-    /// Sends every datagram to `peer`, in order; returns the bytes sent.
-    pub async fn send(&mut self, socket: &UdpSocket, peer: SocketAddr) -> io::Result<u64> {
+    /// Sends every datagram to `peer`, in order, the bodies taken from
+    /// `body`; returns the bytes sent.
+    pub async fn send(
+        &mut self,
+        socket: &UdpSocket,
+        peer: SocketAddr,
+        body: &[u8],
+    ) -> io::Result<u64> {
         let addr = socket2::SockAddr::from(peer);
         let mut done = 0;
         while done < self.len() {
             // With offload: the next run of equal datagrams in one send (a
             // run of one, such as an OACK, alone). Without: all the rest.
             let run = if self.gso {
-                segment_run((done..self.len()).map(|i| self.range(i).len()))
+                segment_run((done..self.len()).map(|i| self.datagram_len(i)))
             } else {
                 self.len() - done
             };
             let segmented = self.gso && run > 1;
+            let pieces: Vec<IoSlice> = (done..done + run)
+                .flat_map(|i| self.pieces(i, body))
+                .collect();
             socket.writable().await?;
             let result = socket.try_io(Interest::WRITABLE, || {
                 if segmented {
-                    let bytes = self.range(done).start..self.range(done + run - 1).end;
-                    let segment = self.range(done).len();
-                    send_segmented(socket, &self.buf[bytes], segment, &addr).map(|()| run)
+                    let segment = self.datagram_len(done);
+                    send_segmented(socket, &pieces, segment, &addr).map(|()| run)
                 } else {
-                    let ranges: Vec<Range<usize>> =
-                        (done..done + run).map(|i| self.range(i)).collect();
-                    sendmmsg(socket, &self.buf, &ranges, &addr)
+                    sendmmsg(socket, &pieces, &addr)
                 }
             });
             match result {
@@ -139,7 +172,7 @@ impl Batch {
                 Err(e) => return Err(e),
             }
         }
-        Ok(self.buf.len() as u64)
+        Ok((0..self.len()).map(|i| self.datagram_len(i) as u64).sum())
     }
 }
 
@@ -171,27 +204,25 @@ fn refuses_offload(e: &io::Error) -> bool {
     )
 }
 
-/// One `sendmsg` of `payload` cut by the kernel into `segment`-byte
-/// datagrams (the last may be shorter). Public for the benchmark's
-/// ideal sender (`examples/tftp_ceiling.rs`), which must send the same way.
+/// One `sendmsg` of what `pieces` add up to, cut by the kernel into
+/// `segment`-byte datagrams (the last may be shorter). Public for the
+/// benchmark's ideal sender (`examples/tftp_ceiling.rs`), which must send
+/// the same way.
 pub fn send_segmented(
     socket: &impl AsRawFd,
-    payload: &[u8],
+    pieces: &[IoSlice],
     segment: usize,
     addr: &socket2::SockAddr,
 ) -> io::Result<()> {
-    let mut iov = libc::iovec {
-        iov_base: payload.as_ptr() as *mut libc::c_void,
-        iov_len: payload.len(),
-    };
     // Room for one control message carrying a u16, 8-byte aligned.
     let mut control = [0u64; 4];
     // SAFETY: an all-zero msghdr is valid; the fields that matter are set below.
     let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
     hdr.msg_name = addr.as_ptr() as *mut libc::c_void;
     hdr.msg_namelen = addr.len();
-    hdr.msg_iov = &mut iov;
-    hdr.msg_iovlen = 1;
+    // IoSlice is ABI-compatible with iovec on Unix (its documented layout).
+    hdr.msg_iov = pieces.as_ptr() as *mut libc::iovec;
+    hdr.msg_iovlen = pieces.len() as _;
     hdr.msg_control = control.as_mut_ptr().cast();
     // SAFETY: CMSG_SPACE only computes a size.
     hdr.msg_controllen = unsafe { libc::CMSG_SPACE(std::mem::size_of::<u16>() as u32) } as _;
@@ -205,8 +236,8 @@ pub fn send_segmented(
         (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<u16>() as u32) as _;
         std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<u16>(), segment as u16);
     }
-    // SAFETY: `hdr` points at `iov`, `payload`, `control` and `addr`, which
-    // outlive the call; the kernel only reads them.
+    // SAFETY: `hdr` points at `pieces`, their buffers, `control` and
+    // `addr`, which outlive the call; the kernel only reads them.
     let sent = unsafe { libc::sendmsg(socket.as_raw_fd(), &hdr, 0) };
     if sent < 0 {
         Err(io::Error::last_os_error())
@@ -215,39 +246,29 @@ pub fn send_segmented(
     }
 }
 
-/// One `sendmmsg` call for up to 1024 of the datagrams at `ranges` of
-/// `buf`; how many were sent.
-fn sendmmsg(
-    socket: &UdpSocket,
-    buf: &[u8],
-    ranges: &[Range<usize>],
-    addr: &socket2::SockAddr,
-) -> io::Result<usize> {
-    let count = ranges.len().min(1024);
-    let mut iovecs: Vec<libc::iovec> = ranges[..count]
-        .iter()
-        .map(|r| libc::iovec {
-            iov_base: buf[r.clone()].as_ptr() as *mut libc::c_void,
-            iov_len: r.len(),
-        })
-        .collect();
-    let mut headers: Vec<libc::mmsghdr> = iovecs
-        .iter_mut()
-        .map(|iov| {
+/// One `sendmmsg` call for up to 1024 datagrams, each two of `pieces`
+/// (head and body); how many were sent.
+fn sendmmsg(socket: &UdpSocket, pieces: &[IoSlice], addr: &socket2::SockAddr) -> io::Result<usize> {
+    let count = (pieces.len() / 2).min(1024);
+    let mut headers: Vec<libc::mmsghdr> = pieces
+        .chunks_exact(2)
+        .take(count)
+        .map(|pair| {
             // SAFETY: an all-zero msghdr is valid; the fields that matter are set below.
             let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
             hdr.msg_name = addr.as_ptr() as *mut libc::c_void;
             hdr.msg_namelen = addr.len();
-            hdr.msg_iov = iov as *mut libc::iovec;
-            hdr.msg_iovlen = 1;
+            // IoSlice is ABI-compatible with iovec on Unix.
+            hdr.msg_iov = pair.as_ptr() as *mut libc::iovec;
+            hdr.msg_iovlen = 2;
             libc::mmsghdr {
                 msg_hdr: hdr,
                 msg_len: 0,
             }
         })
         .collect();
-    // SAFETY: `headers` points at `iovecs` and `addr`, which outlive the
-    // call; the kernel only reads the buffers.
+    // SAFETY: `headers` points at `pieces`, their buffers and `addr`, which
+    // outlive the call; the kernel only reads them.
     let sent = unsafe {
         libc::sendmmsg(
             socket.as_raw_fd(),
@@ -292,22 +313,29 @@ mod tests {
         assert_eq!(run_of(&[65468, 65468]), 1);
     }
 
-    /// Sends a window (an OACK-sized datagram, full blocks, a short tail)
-    /// and checks the receiver sees the same datagrams, in order.
+    /// Sends a window (a whole OACK-sized datagram, then full blocks and
+    /// a short tail, each a 4-byte head and a body from `file`) and checks
+    /// the receiver sees the same datagrams, in order.
     async fn round_trip(batch: Batch) -> Batch {
         let server = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         client
             .set_read_timeout(Some(std::time::Duration::from_secs(5)))
             .unwrap();
-        let mut want: Vec<Vec<u8>> = vec![b"oack".to_vec()];
-        want.extend((0..20u8).map(|i| vec![i; 1472]));
-        want.push(vec![99; 100]);
+        let file: Vec<u8> = (0..20 * 1468 + 96).map(|i| (i % 251) as u8).collect();
         let mut batch = batch;
-        for d in &want {
-            assert!(batch.push(|b| {
-                b.extend_from_slice(d);
-                true
+        let mut want: Vec<Vec<u8>> = vec![b"oack".to_vec()];
+        assert!(batch.push(|b| {
+            b.extend_from_slice(b"oack");
+            true
+        }));
+        for (i, chunk) in file.chunks(1468).enumerate() {
+            let head = [0, 3, 0, i as u8];
+            want.push([&head[..], chunk].concat());
+            let at = i * 1468;
+            assert!(batch.push_parts(|b| {
+                b.extend_from_slice(&head);
+                Some(at..at + chunk.len())
             }));
         }
         assert!(!batch.push(|b| {
@@ -316,7 +344,7 @@ mod tests {
         }));
         assert_eq!(batch.len(), want.len());
         let sent = batch
-            .send(&server, client.local_addr().unwrap())
+            .send(&server, client.local_addr().unwrap(), &file)
             .await
             .unwrap();
         assert_eq!(sent, want.iter().map(|d| d.len() as u64).sum::<u64>());

@@ -220,6 +220,13 @@ impl<'a> Packet<'a> {
     }
 }
 
+/// The 4 bytes that open a DATA packet for `block`; its data follows.
+pub fn data_header(block: u16) -> [u8; 4] {
+    let [op_hi, op_lo] = DATA.to_be_bytes();
+    let [hi, lo] = block.to_be_bytes();
+    [op_hi, op_lo, hi, lo]
+}
+
 /// An ERROR packet's bytes.
 pub fn error_bytes(code: ErrorCode, message: &str) -> Vec<u8> {
     Packet::Error {

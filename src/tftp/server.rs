@@ -362,9 +362,9 @@ impl Server {
         let (mut answers, mut polled) = (0u64, 0u64);
         loop {
             window.clear();
-            while window.len() < window_len && window.push(|b| t.poll_transmit(b)) {}
+            while window.len() < window_len && window.push_parts(|h| t.poll_transmit_parts(h)) {}
             if !window.is_empty() {
-                match window.send(&socket, peer).await {
+                match window.send(&socket, peer, t.data()).await {
                     Ok(n) => {
                         self.stats.bytes_sent.fetch_add(n, Ordering::Relaxed);
                         awaiting = Some(Instant::now());

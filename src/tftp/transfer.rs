@@ -1,6 +1,7 @@
 //! One read transfer as a state machine without I/O or clock: the caller
 //! feeds it the client's datagrams and the current time, sends what
-//! [`ReadTransfer::poll_transmit`] writes, and calls
+//! [`ReadTransfer::poll_transmit`] writes (or, without copying the file's
+//! data, what [`ReadTransfer::poll_transmit_parts`] names), and calls
 //! [`ReadTransfer::handle_timeout`] at [`ReadTransfer::poll_timeout`].
 //!
 //! Sends windows of `windowsize` blocks (RFC 7440; 1 is RFC 1350 lock-step)
@@ -9,10 +10,11 @@
 //! only the timeout does, with exponential backoff and a bounded number of
 //! tries. Block numbers wrap from 65535 to 0, as common clients expect.
 
+use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use super::options::Negotiated;
-use super::packet::{Packet, PacketError};
+use super::packet::{Packet, PacketError, data_header};
 
 /// How a transfer ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,29 +127,44 @@ impl<D: AsRef<[u8]>> ReadTransfer<D> {
     /// Appends the next datagram to send to `buf` (so a window can be laid
     /// end to end in one buffer); false when there is nothing to send now.
     pub fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> bool {
+        match self.poll_transmit_parts(buf) {
+            Some(body) => {
+                buf.extend_from_slice(&self.data.as_ref()[body]);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The next datagram to send, in two parts so the file's data need not
+    /// be copied: appends its head to `head` (a whole OACK, or a DATA
+    /// header) and returns the range of [`Self::data`] that follows it
+    /// (empty for an OACK); `None` when there is nothing to send now.
+    pub fn poll_transmit_parts(&mut self, head: &mut Vec<u8>) -> Option<Range<usize>> {
         if self.outcome.is_some() {
-            return false;
+            return None;
         }
         if self.send_oack {
             self.send_oack = false;
-            buf.extend_from_slice(self.oack.as_deref().unwrap_or_default());
-            return true;
+            head.extend_from_slice(self.oack.as_deref().unwrap_or_default());
+            return Some(0..0);
         }
         if self.next > self.window_end {
-            return false;
+            return None;
         }
         let block = self.next;
         self.next += 1;
-        let start = ((block - 1) * self.blksize) as usize;
-        let data = self.data.as_ref();
-        let end = (start + self.blksize as usize).min(data.len());
-        let chunk = data.get(start..end).unwrap_or_default();
-        Packet::Data {
-            block: block as u16,
-            data: chunk,
-        }
-        .encode(buf);
-        true
+        let len = self.data.as_ref().len();
+        let start = (((block - 1) * self.blksize) as usize).min(len);
+        let end = (start + self.blksize as usize).min(len);
+        head.extend_from_slice(&data_header(block as u16));
+        Some(start..end)
+    }
+
+    /// The file being served (the ranges [`Self::poll_transmit_parts`]
+    /// returns index it).
+    pub fn data(&self) -> &[u8] {
+        self.data.as_ref()
     }
 
     /// Feeds one datagram that came from the client's address and port.
