@@ -251,6 +251,40 @@ fn assets_support_range_and_etag_and_never_leave_the_images_directory() {
 }
 
 #[test]
+fn a_big_file_fetched_over_http_and_tftp_is_read_from_disk_once() {
+    if !have("curl") {
+        return;
+    }
+    let dir = setup();
+    let initrd: Vec<u8> = (0..3u32 << 20).map(|i| (i % 253) as u8).collect();
+    std::fs::write(dir.path().join("images/os/big.img"), &initrd).unwrap();
+    let s = serve(dir.path());
+    let reads = || {
+        let metrics = stdout(&curl(&[&format!("{}/metrics", s.http)]));
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("bootfleet_file_reads_total "))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no file reads in {metrics}"))
+    };
+    assert_eq!(reads(), 0);
+    let http = curl(&[&format!("{}/assets/os/big.img", s.http)]);
+    assert!(http.stdout == initrd, "HTTP copy differs");
+    assert_eq!(reads(), 1, "HTTP read it into the shared copies");
+    let out = dir.path().join("over-tftp");
+    let tftp = curl(&[
+        "--tftp-blksize",
+        "1468",
+        "-o",
+        out.to_str().unwrap(),
+        &format!("tftp://{}/os/big.img", s.tftp),
+    ]);
+    assert!(tftp.status.success(), "{}", stderr(&tftp));
+    assert!(std::fs::read(&out).unwrap() == initrd, "TFTP copy differs");
+    assert_eq!(reads(), 1, "TFTP served the copy HTTP read");
+}
+
+#[test]
 fn the_api_page_and_metrics_follow_a_machine_to_booted_and_keep_it_across_a_restart() {
     if !have("curl") {
         return;

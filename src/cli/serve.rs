@@ -12,7 +12,7 @@ use anyhow::Context as _;
 mod gauges;
 mod live;
 
-use gauges::{DhcpGauges, TftpGauges};
+use gauges::{DhcpGauges, FileGauges, TftpGauges};
 use live::{Live, Source};
 
 use super::CliError;
@@ -167,7 +167,8 @@ pub fn run(args: Args, state_dir: &Path) -> Result<(), CliError> {
         .build()
         .context("starting the runtime")?;
     let result = runtime.block_on(async {
-        // TFTP.
+        // Whole files in memory (2 GiB at most), shared by TFTP and HTTP's
+        // /assets/: an initrd fetched both ways is held once.
         let files = Arc::new(Files::new(&args.images, 2 << 30).context("serving the images directory")?);
         files.set_generated(loaded.tftp_files.clone());
         let tftp_addr = args.tftp_listen.unwrap_or(SocketAddr::new(IpAddr::V4(net.server), 69));
@@ -190,6 +191,7 @@ pub fn run(args: Args, state_dir: &Path) -> Result<(), CliError> {
         });
         let tftp = TftpServer::observed(files.clone(), TftpConfig::default(), Some(observer));
         gauges.push(Arc::new(TftpGauges(tftp.stats())));
+        gauges.push(Arc::new(FileGauges(files.clone())));
         let tftp_running = tftp.clone().spawn_runtime(tftp_socket).context("starting the TFTP server")?;
 
         // HTTP.
@@ -200,7 +202,7 @@ pub fn run(args: Args, state_dir: &Path) -> Result<(), CliError> {
             ))
         })?;
         let http_addr = listener.local_addr().context("reading the HTTP address")?;
-        let mut state = AppState::new(loaded.site, registry.clone(), gauges);
+        let mut state = AppState::new(loaded.site, registry.clone(), gauges, files.clone());
         state.enrol = Some(enrol_tx);
         let app = crate::http::router(state.clone());
         let dhcp_text = if args.no_dhcp { "off".to_owned() } else { format!("{iface} port {}", args.dhcp_port) };

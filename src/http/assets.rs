@@ -3,8 +3,11 @@
 //! ServeDir, plus an ETag from size and mtime). Never a directory listing,
 //! never a file outside the directory: `..` is refused by ServeDir, and a
 //! symlink that leads out is refused here. Whole files of 1 MiB or more
-//! (kernels, initrds) are served from one shared copy in memory
-//! ([`super::cache`]).
+//! (kernels, initrds) are served from one shared copy in memory: a boot
+//! storm asks for the same kernel and initrd hundreds of times at once,
+//! and the copy saves a read per request and per chunk. The copies are the
+//! TFTP server's ([`crate::tftp::files::Files`]), so a file fetched both
+//! ways is held once; where they are full, the file is served from disk.
 
 use std::time::UNIX_EPOCH;
 
@@ -15,7 +18,10 @@ use tower::ServiceExt as _;
 use tower_http::services::ServeDir;
 
 use super::AppState;
-use super::cache::MIN_CACHED;
+
+/// Files at least this big are served from memory; smaller ones (loaders,
+/// scripts) go through ServeDir.
+const MIN_CACHED: u64 = 1 << 20;
 
 /// Bytes read from a file per write to the socket: large, because kernels
 /// and initrds are tens of MiB and every chunk costs a read, a write and a
@@ -70,8 +76,11 @@ pub async fn serve(State(s): State<AppState>, Path(rel): Path<String>, req: Requ
     let whole =
         req.method() == axum::http::Method::GET && !req.headers().contains_key(header::RANGE);
     if whole && meta.len() >= MIN_CACHED {
-        if let Some(bytes) = s.file_cache.get(&target, meta.len(), &tag).await {
-            let mut r = bytes.into_response();
+        // The file may have changed since `meta`: only the same length is
+        // served under this ETag (else disk, as for a refusal).
+        let shared = s.files.open_path(&target).await.ok();
+        if let Some(shared) = shared.filter(|f| f.as_ref().len() as u64 == meta.len()) {
+            let mut r = axum::body::Bytes::from_owner(shared).into_response();
             let h = r.headers_mut();
             h.insert(
                 header::CONTENT_TYPE,

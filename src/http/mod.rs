@@ -8,7 +8,6 @@
 //! sees the path, the client's address and the status.
 
 mod assets;
-mod cache;
 mod machines;
 mod metrics;
 mod page;
@@ -26,6 +25,7 @@ use crate::boot::Registry;
 use crate::boot::classify::Names;
 use crate::inventory::Inventory;
 use crate::spec::Mac;
+use crate::tftp::files::Files;
 
 /// What the HTTP side serves for one version of the spec; replaced whole
 /// when the spec is reloaded.
@@ -70,24 +70,27 @@ pub struct AppState {
     pub http: Arc<metrics::HttpCounters>,
     /// Where unknown machines are sent to be enrolled (none: refused).
     pub enrol: Option<tokio::sync::mpsc::Sender<EnrolRequest>>,
-    /// Big assets held in memory.
-    pub file_cache: Arc<cache::FileCache>,
+    /// Whole files in memory, shared with the TFTP server: big assets are
+    /// served from here (one copy of an initrd, whichever way it goes).
+    pub files: Arc<Files>,
 }
 
-/// Memory the asset cache may hold: a Flatcar kernel and initrd are about
-/// 60 MiB and 400 MiB.
-const FILE_CACHE_BYTES: u64 = 1 << 30;
-
 impl AppState {
-    /// State over `site`, reporting to `registry`.
-    pub fn new(site: Site, registry: Arc<Registry>, gauges: Vec<Arc<dyn Gauges>>) -> AppState {
+    /// State over `site`, reporting to `registry`, big assets read
+    /// through `files` (whose root is the images directory).
+    pub fn new(
+        site: Site,
+        registry: Arc<Registry>,
+        gauges: Vec<Arc<dyn Gauges>>,
+        files: Arc<Files>,
+    ) -> AppState {
         AppState {
             site: Arc::new(RwLock::new(Arc::new(site))),
             registry,
             gauges,
             http: Arc::default(),
             enrol: None,
-            file_cache: Arc::new(cache::FileCache::new(FILE_CACHE_BYTES)),
+            files,
         }
     }
 

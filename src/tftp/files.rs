@@ -126,7 +126,9 @@ struct Key {
     modified: Option<SystemTime>,
 }
 
-/// The served root, the generated files, and the shared cache.
+/// The served root, the generated files, and the shared cache. In `serve`
+/// the same cache also backs HTTP's `/assets/` ([`Files::open_path`]), so
+/// a kernel or initrd fetched over both is held once.
 pub struct Files {
     root: PathBuf,
     generated: RwLock<HashMap<String, Shared>>,
@@ -236,6 +238,33 @@ impl Files {
             return Ok(Shared::new(super::netascii::encode(g.as_ref()), None));
         }
         let (path, meta) = self.resolve(&rel)?;
+        self.load(path, meta, netascii).await
+    }
+
+    /// Opens the file at `path` (a real path, as `canonicalize` gives)
+    /// from the same shared copies, for HTTP's `/assets/`: refused unless
+    /// it lies under the root and is a regular file.
+    pub async fn open_path(&self, path: &Path) -> Result<Shared, Refusal> {
+        if !path.starts_with(&self.root) {
+            return Err(Refusal::OutsideRoot);
+        }
+        let meta = match std::fs::metadata(path) {
+            Ok(m) if m.is_file() => m,
+            Ok(_) => return Err(Refusal::NotAFile),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Refusal::NotFound),
+            Err(e) => return Err(Refusal::Unreadable(e.to_string())),
+        };
+        self.load(path.to_owned(), meta, false).await
+    }
+
+    /// The shared copy of the file at `path` (metadata `meta`), read now
+    /// unless a transfer or the kept list holds it.
+    async fn load(
+        &self,
+        path: PathBuf,
+        meta: std::fs::Metadata,
+        netascii: bool,
+    ) -> Result<Shared, Refusal> {
         let key = Key {
             path: path.clone(),
             netascii,
@@ -383,6 +412,37 @@ mod tests {
         let again = files.open("inside", false).await.unwrap();
         assert_eq!(again.as_ref(), b"hello\n");
         assert_eq!(files.disk_reads(), 2, "kept files are not read again");
+    }
+
+    #[tokio::test]
+    async fn a_real_path_shares_the_copy_a_name_opened_and_stays_in_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        std::fs::create_dir_all(root.join("os")).unwrap();
+        std::fs::write(root.join("os/initrd"), vec![5u8; 1000]).unwrap();
+        std::fs::write(dir.path().join("secret"), "s").unwrap();
+        let files = Files::new(&root, 1 << 20).unwrap();
+        let by_name = files.open("os/initrd", false).await.unwrap();
+        let real = files.root().join("os/initrd");
+        let by_path = files.open_path(&real).await.unwrap();
+        assert!(by_path.same_as(&by_name));
+        assert_eq!(files.disk_reads(), 1);
+        let outside = dir.path().canonicalize().unwrap().join("secret");
+        assert_eq!(
+            files.open_path(&outside).await.unwrap_err(),
+            Refusal::OutsideRoot
+        );
+        assert_eq!(
+            files.open_path(&files.root().join("os")).await.unwrap_err(),
+            Refusal::NotAFile
+        );
+        assert_eq!(
+            files
+                .open_path(&files.root().join("none"))
+                .await
+                .unwrap_err(),
+            Refusal::NotFound
+        );
     }
 
     #[tokio::test]

@@ -126,7 +126,7 @@ pub struct Server {
     active: Mutex<HashMap<SocketAddr, (u64, tokio::task::AbortHandle)>>,
     next_id: AtomicU64,
     /// Transfers may poll for ACKs only while no more than this many run
-    /// (a core left for everything else); more would take turns polling.
+    /// (the cores less one); more would take turns polling.
     spin_slots: usize,
 }
 
@@ -146,8 +146,9 @@ impl Server {
             slots: Arc::new(Semaphore::new(config.max_transfers)),
             active: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
-            spin_slots: std::thread::available_parallelism()
-                .map_or(1, |n| n.get().saturating_sub(1).max(1)),
+            // One core left for the clients and the rest; none on a single
+            // core, where polling would keep the client from running.
+            spin_slots: std::thread::available_parallelism().map_or(0, |n| n.get() - 1),
         })
     }
 

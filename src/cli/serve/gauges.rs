@@ -68,3 +68,18 @@ impl Gauges for TftpGauges {
         }
     }
 }
+
+/// The whole-file copies TFTP and HTTP share.
+pub(super) struct FileGauges(pub(super) Arc<crate::tftp::files::Files>);
+
+impl Gauges for FileGauges {
+    fn write_metrics(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        let _ = writeln!(
+            out,
+            "# HELP bootfleet_file_reads_total Files read from disk into memory (for TFTP and HTTP alike).\n# TYPE bootfleet_file_reads_total counter\nbootfleet_file_reads_total {}\n# HELP bootfleet_file_bytes_in_memory File data held in memory now.\n# TYPE bootfleet_file_bytes_in_memory gauge\nbootfleet_file_bytes_in_memory {}",
+            self.0.disk_reads(),
+            self.0.bytes_in_use()
+        );
+    }
+}

@@ -364,3 +364,31 @@ fn garbage_is_reported_not_fatal() {
     assert!(matches!(t.handle(b"\x00\x04\x00\x09", now), Event::Ignored));
     assert!(t.outcome().is_none());
 }
+
+#[test]
+fn parts_name_the_oack_then_each_blocks_header_and_range_of_the_file() {
+    let now = Instant::now();
+    let data: Vec<u8> = (0..1000u32).map(|i| i as u8).collect();
+    let oack = Packet::Oack {
+        options: vec![("blksize".into(), "512".into())],
+    }
+    .to_bytes();
+    let mut t = ReadTransfer::new(
+        data.clone(),
+        negotiated(512, 4),
+        Some(oack.clone()),
+        Retry::default(),
+        now,
+    );
+    let mut head = Vec::new();
+    assert_eq!(t.poll_transmit_parts(&mut head), Some(0..0));
+    assert_eq!(head, oack, "the OACK goes whole");
+    assert_eq!(t.poll_transmit_parts(&mut head), None, "until ACK 0");
+    t.handle(&Packet::Ack { block: 0 }.to_bytes(), now);
+    head.clear();
+    assert_eq!(t.poll_transmit_parts(&mut head), Some(0..512));
+    assert_eq!(t.poll_transmit_parts(&mut head), Some(512..1000));
+    assert_eq!(head, [0, 3, 0, 1, 0, 3, 0, 2], "two DATA headers");
+    assert_eq!(t.poll_transmit_parts(&mut head), None, "the file ended");
+    assert_eq!(t.data(), &data[..]);
+}
