@@ -368,6 +368,7 @@ impl Server {
                 match window.send(&socket, peer, t.data()).await {
                     Ok(n) => {
                         self.stats.bytes_sent.fetch_add(n, Ordering::Relaxed);
+                        spin.sent(n);
                         awaiting = Some(Instant::now());
                     }
                     Err(e) => debug!(%peer, error = %e, "send failed; the timeout will resend"),
