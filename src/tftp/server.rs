@@ -6,6 +6,10 @@
 //! A client that asks again from the same address and port (the PXE size
 //! probe: RRQ with `tsize 0`, OACK, ERROR 8, RRQ again) gets its new
 //! transfer at once; an older transfer to that port is ended.
+//!
+//! A transfer waits for a quick client's ACK by polling its socket rather
+//! than sleeping ([`super::spin`]), and sends each window in one go
+//! straight from the file in memory ([`super::batch`]).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -150,6 +154,36 @@ impl Server {
             // core, where polling would keep the client from running.
             spin_slots: std::thread::available_parallelism().map_or(0, |n| n.get() - 1),
         })
+    }
+
+    /// Waits for a transfer's next datagram into `inbuf`: polls for it
+    /// first while the client is quick ([`super::spin`]), else sleeps in
+    /// the reactor until it comes or the transfer's deadline passes (the
+    /// timeout is handled here; `None`). Returns its length and sender, and
+    /// whether polling caught it.
+    async fn next_datagram<D: AsRef<[u8]>>(
+        &self,
+        socket: &UdpSocket,
+        inbuf: &mut [u8],
+        t: &mut ReadTransfer<D>,
+        spin: &Spin,
+    ) -> Option<(usize, SocketAddr, bool)> {
+        let budget = if self.may_spin() {
+            spin.budget()
+        } else {
+            Duration::ZERO
+        };
+        if let Some((len, from)) = poll_recv(socket, inbuf, budget) {
+            return Some((len, from, true));
+        }
+        let deadline = t.poll_timeout().map(tokio::time::Instant::from_std);
+        tokio::select! {
+            r = socket.recv_from(inbuf) => r.ok().map(|(len, from)| (len, from, false)),
+            _ = sleep_until(deadline) => {
+                t.handle_timeout(Instant::now());
+                None
+            }
+        }
     }
 
     /// Whether few enough transfers run for each to poll a core of its own.
@@ -382,27 +416,9 @@ impl Server {
             if t.outcome().is_some() {
                 break;
             }
-            let budget = if self.may_spin() {
-                spin.budget()
-            } else {
-                Duration::ZERO
-            };
-            let caught = poll_recv(&socket, &mut inbuf, budget);
-            let by_polling = caught.is_some();
-            let received = match caught {
-                Some(got) => Some(got),
-                None => {
-                    let deadline = t.poll_timeout().map(tokio::time::Instant::from_std);
-                    tokio::select! {
-                        r = socket.recv_from(&mut inbuf) => r.ok(),
-                        _ = sleep_until(deadline) => {
-                            t.handle_timeout(Instant::now());
-                            None
-                        }
-                    }
-                }
-            };
-            let Some((len, from)) = received else {
+            let Some((len, from, by_polling)) =
+                self.next_datagram(&socket, &mut inbuf, &mut t, &spin).await
+            else {
                 continue;
             };
             if from != peer {
