@@ -131,7 +131,7 @@ pub fn message_type(req: &Message) -> Option<MessageType> {
 }
 
 /// Decides the answer to `req`, received on port 67, at unix time `now`.
-/// In proxy mode this is [`super::proxy::discover`].
+/// In proxy mode this is [`super::proxy::on_port_67`].
 pub fn decide(req: &Message, cfg: &Config, table: &Table, now: u64) -> Decision {
     if req.opcode() != Opcode::BootRequest {
         return Decision::silent("not_a_request");

@@ -4,7 +4,7 @@
 //! `/api/v1/nodes`, `/metrics`, `/healthz`).
 //!
 //! Every request a booting machine makes is reported to the boot timeline
-//! ([`crate::boot::Registry`]) by [`timeline::record`], a middleware that
+//! ([`crate::boot::Registry`]) by `timeline::record`, a middleware that
 //! sees the path, the client's address and the status.
 
 mod assets;

@@ -5,7 +5,7 @@
 //! `ipxe/<name>.ipxe`. Per cluster: `boot.ipxe`, `pxelinux.cfg/default` and,
 //! with a load, `units/` for `fleetctl start`. Every cloud-config is checked
 //! with [`crate::cloudconfig::validate`] before anything is returned, and
-//! [`write`] touches the disk only after everything rendered.
+//! [`write()`] touches the disk only after everything rendered.
 
 mod context;
 mod filters;
