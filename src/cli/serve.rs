@@ -48,6 +48,11 @@ pub struct Args {
     /// TFTP address (default: the spec's server address, port 69).
     #[arg(long, value_name = "ADDR")]
     tftp_listen: Option<SocketAddr>,
+    /// Poll for the ACKs of TFTP clients that answer within this many
+    /// microseconds, once a transfer has sent 1 MiB and while transfers are
+    /// fewer than the cores (see `bootfleet tftp --help`). 0 never polls.
+    #[arg(long, default_value_t = crate::tftp::spin::DEFAULT_SPIN.as_micros() as u64, value_name = "US")]
+    tftp_spin_us: u64,
     /// Do not serve DHCP (another server gives addresses and boot files).
     #[arg(long)]
     no_dhcp: bool,
@@ -189,7 +194,11 @@ pub fn run(args: Args, state_dir: &Path) -> Result<(), CliError> {
                 arch: None,
             });
         });
-        let tftp = TftpServer::observed(files.clone(), TftpConfig::default(), Some(observer));
+        let tftp_config = TftpConfig {
+            spin: Duration::from_micros(args.tftp_spin_us),
+            ..TftpConfig::default()
+        };
+        let tftp = TftpServer::observed(files.clone(), tftp_config, Some(observer));
         gauges.push(Arc::new(TftpGauges(tftp.stats())));
         gauges.push(Arc::new(FileGauges(files.clone())));
         let tftp_running = tftp.clone().spawn_runtime(tftp_socket).context("starting the TFTP server")?;

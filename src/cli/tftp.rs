@@ -49,9 +49,9 @@ pub struct Args {
     #[arg(long, default_value_t = 1000)]
     timeout_ms: u64,
     /// Poll for the ACKs of clients that answer within this many
-    /// microseconds instead of sleeping (while transfers are fewer than
-    /// the cores): a core busy per quick transfer, for 2-3 times the
-    /// throughput over loopback. 0 never polls.
+    /// microseconds instead of sleeping, once a transfer has sent 1 MiB
+    /// and while transfers are fewer than the cores: a core busy per quick
+    /// transfer, for 2-3 times the throughput over loopback. 0 never polls.
     #[arg(long, default_value_t = crate::tftp::spin::DEFAULT_SPIN.as_micros() as u64)]
     spin_us: u64,
 }
