@@ -251,15 +251,14 @@ fn assets_support_range_and_etag_and_never_leave_the_images_directory() {
 }
 
 #[test]
-fn a_big_file_fetched_over_http_and_tftp_is_read_from_disk_once() {
+fn a_big_file_fetched_over_http_and_tftp_is_read_from_disk_once_within_the_memory_bound() {
     if !have("curl") {
         return;
     }
     let dir = setup();
     let initrd: Vec<u8> = (0..3u32 << 20).map(|i| (i % 253) as u8).collect();
     std::fs::write(dir.path().join("images/os/big.img"), &initrd).unwrap();
-    let s = serve(dir.path());
-    let reads = || {
+    let reads = |s: &Served| {
         let metrics = stdout(&curl(&[&format!("{}/metrics", s.http)]));
         metrics
             .lines()
@@ -267,21 +266,35 @@ fn a_big_file_fetched_over_http_and_tftp_is_read_from_disk_once() {
             .and_then(|v| v.parse::<u64>().ok())
             .unwrap_or_else(|| panic!("no file reads in {metrics}"))
     };
-    assert_eq!(reads(), 0);
+    let over_tftp = |s: &Served| {
+        let out = dir.path().join("over-tftp");
+        let _ = std::fs::remove_file(&out);
+        let tftp = curl(&[
+            "--tftp-blksize",
+            "1468",
+            "-o",
+            out.to_str().unwrap(),
+            &format!("tftp://{}/os/big.img", s.tftp),
+        ]);
+        tftp.status.success() && std::fs::read(&out).unwrap() == initrd
+    };
+    {
+        let s = serve(dir.path());
+        assert_eq!(reads(&s), 0);
+        let http = curl(&[&format!("{}/assets/os/big.img", s.http)]);
+        assert!(http.stdout == initrd, "HTTP copy differs");
+        assert_eq!(reads(&s), 1, "HTTP read it into the shared copies");
+        assert!(over_tftp(&s), "TFTP copy differs");
+        assert_eq!(reads(&s), 1, "TFTP served the copy HTTP read");
+    }
+    // A bound below the file: HTTP serves it from disk, TFTP says busy.
+    let s = serve_with(dir.path(), &["--max-memory-mib", "2"]);
     let http = curl(&[&format!("{}/assets/os/big.img", s.http)]);
-    assert!(http.stdout == initrd, "HTTP copy differs");
-    assert_eq!(reads(), 1, "HTTP read it into the shared copies");
-    let out = dir.path().join("over-tftp");
-    let tftp = curl(&[
-        "--tftp-blksize",
-        "1468",
-        "-o",
-        out.to_str().unwrap(),
-        &format!("tftp://{}/os/big.img", s.tftp),
-    ]);
-    assert!(tftp.status.success(), "{}", stderr(&tftp));
-    assert!(std::fs::read(&out).unwrap() == initrd, "TFTP copy differs");
-    assert_eq!(reads(), 1, "TFTP served the copy HTTP read");
+    assert!(http.stdout == initrd, "HTTP copy from disk differs");
+    assert_eq!(reads(&s), 0);
+    assert!(!over_tftp(&s), "TFTP served a file over the memory bound");
+    let log = std::fs::read_to_string(dir.path().join("serve.log")).unwrap();
+    assert!(log.contains("memory_full"), "{log}");
 }
 
 #[test]

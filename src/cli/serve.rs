@@ -53,6 +53,11 @@ pub struct Args {
     /// fewer than the cores (see `bootfleet tftp --help`). 0 never polls.
     #[arg(long, default_value_t = crate::tftp::spin::DEFAULT_SPIN.as_micros() as u64, value_name = "US")]
     tftp_spin_us: u64,
+    /// File data held in memory at once, in MiB, for TFTP and HTTP
+    /// together (one copy of each file). Past it, TFTP answers "server
+    /// busy" and HTTP serves from disk.
+    #[arg(long, default_value_t = 2048, value_name = "MIB")]
+    max_memory_mib: u64,
     /// Do not serve DHCP (another server gives addresses and boot files).
     #[arg(long)]
     no_dhcp: bool,
@@ -172,9 +177,9 @@ pub fn run(args: Args, state_dir: &Path) -> Result<(), CliError> {
         .build()
         .context("starting the runtime")?;
     let result = runtime.block_on(async {
-        // Whole files in memory (2 GiB at most), shared by TFTP and HTTP's
-        // /assets/: an initrd fetched both ways is held once.
-        let files = Arc::new(Files::new(&args.images, 2 << 30).context("serving the images directory")?);
+        // Whole files in memory (--max-memory-mib), shared by TFTP and
+        // HTTP's /assets/: an initrd fetched both ways is held once.
+        let files = Arc::new(Files::new(&args.images, args.max_memory_mib << 20).context("serving the images directory")?);
         files.set_generated(loaded.tftp_files.clone());
         let tftp_addr = args.tftp_listen.unwrap_or(SocketAddr::new(IpAddr::V4(net.server), 69));
         let tftp_socket = super::bind_udp(tftp_addr, "TFTP")?;
