@@ -18,14 +18,10 @@ use std::net::{SocketAddr, UdpSocket};
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
-use bootfleet::tftp::batch::send_segmented;
+use bootfleet::tftp::batch::{MAX_PAYLOAD, MAX_SEGMENTS, send_segmented};
 use bootfleet::tftp::options::{Limits, MAX_BLKSIZE, negotiate};
-use bootfleet::tftp::packet::{Options, Packet};
+use bootfleet::tftp::packet::{Options, Packet, data_header};
 use bootfleet::tftp::server::DEFAULT_WINDOW_BYTES;
-
-/// The kernel's limits on one segmented send.
-const MAX_SEGMENTS: usize = 64;
-const MAX_PAYLOAD: usize = 65_487;
 
 /// A file as DATA datagrams of one block size, end to end.
 struct Laid {
@@ -42,8 +38,7 @@ impl Laid {
         let mut bytes = Vec::with_capacity(file.len() + 4 * blocks);
         for i in 0..blocks {
             let data = &file[i * blksize..((i + 1) * blksize).min(file.len())];
-            bytes.extend_from_slice(&3u16.to_be_bytes());
-            bytes.extend_from_slice(&(((i + 1) % 65_536) as u16).to_be_bytes());
+            bytes.extend_from_slice(&data_header(((i + 1) % 65_536) as u16));
             bytes.extend_from_slice(data);
         }
         Laid {

@@ -171,15 +171,15 @@ fn a_quick_clients_answers_are_caught_by_polling_unless_polling_is_off() {
     if !have("atftp") {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    // A cap far above any round trip here, so the test does not hang on
-    // this machine's speed: it checks that polling catches a real
-    // client's ACKs, not where the threshold lies (the unit tests do).
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     if cores < 2 {
         eprintln!("SKIP: one core, where the server never polls");
         return;
     }
+    let dir = tempfile::tempdir().unwrap();
+    // A cap far above any round trip here, so the test does not hang on
+    // this machine's speed: it checks that polling catches a real
+    // client's ACKs, not where the threshold lies (the unit tests do).
     for (spin, polls) in [("100000", true), ("0", false)] {
         let s = start(&["--spin-us", spin]);
         let file = bytes(4 << 20, 99);

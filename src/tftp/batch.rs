@@ -23,10 +23,10 @@ use tokio::net::UdpSocket;
 /// `UDP_SEGMENT` from `linux/udp.h` (not in the libc crate for glibc).
 const UDP_SEGMENT: libc::c_int = 103;
 /// The kernel's limit of segments in one send (`UDP_MAX_SEGMENTS`).
-const MAX_SEGMENTS: usize = 64;
+pub const MAX_SEGMENTS: usize = 64;
 /// The most payload one UDP send may carry (IPv6's 65535 less its 40-byte
 /// header and UDP's 8, which also fits IPv4).
-const MAX_PAYLOAD: usize = 65_487;
+pub const MAX_PAYLOAD: usize = 65_487;
 
 /// Set once any send here had segmentation refused.
 static REFUSED: AtomicBool = AtomicBool::new(false);
@@ -106,21 +106,26 @@ impl Batch {
         }
     }
 
+    /// Datagram `i`'s head (its range in `heads`) and body range.
+    fn part(&self, i: usize) -> (Range<usize>, &Range<usize>) {
+        let start = if i == 0 { 0 } else { self.parts[i - 1].0 };
+        let (end, body) = &self.parts[i];
+        (start..*end, body)
+    }
+
     /// Datagram `i`'s head and body.
     fn pieces<'a>(&'a self, i: usize, body: &'a [u8]) -> [IoSlice<'a>; 2] {
-        let start = if i == 0 { 0 } else { self.parts[i - 1].0 };
-        let (end, range) = &self.parts[i];
+        let (head, range) = self.part(i);
         [
-            IoSlice::new(&self.heads[start..*end]),
+            IoSlice::new(&self.heads[head]),
             IoSlice::new(body.get(range.clone()).unwrap_or_default()),
         ]
     }
 
     /// Datagram `i`'s length.
     fn datagram_len(&self, i: usize) -> usize {
-        let start = if i == 0 { 0 } else { self.parts[i - 1].0 };
-        let (end, range) = &self.parts[i];
-        end - start + range.len()
+        let (head, body) = self.part(i);
+        head.len() + body.len()
     }
 
     /// Turns off segmentation offload (for tests of the fallback).

@@ -245,16 +245,8 @@ impl Files {
     /// from the same shared copies, for HTTP's `/assets/`: refused unless
     /// it lies under the root and is a regular file.
     pub async fn open_path(&self, path: &Path) -> Result<Shared, Refusal> {
-        if !path.starts_with(&self.root) {
-            return Err(Refusal::OutsideRoot);
-        }
-        let meta = match std::fs::metadata(path) {
-            Ok(m) if m.is_file() => m,
-            Ok(_) => return Err(Refusal::NotAFile),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Refusal::NotFound),
-            Err(e) => return Err(Refusal::Unreadable(e.to_string())),
-        };
-        self.load(path.to_owned(), meta, false).await
+        let (path, meta) = self.regular_file(path.to_owned())?;
+        self.load(path, meta, false).await
     }
 
     /// The shared copy of the file at `path` (metadata `meta`), read now
@@ -336,12 +328,19 @@ impl Files {
             }
             Err(e) => return Err(Refusal::Unreadable(e.to_string())),
         };
+        self.regular_file(real)
+    }
+
+    /// `real` (a real path) with its metadata, if it is a regular file
+    /// under the root.
+    fn regular_file(&self, real: PathBuf) -> Result<(PathBuf, std::fs::Metadata), Refusal> {
         if !real.starts_with(&self.root) {
             return Err(Refusal::OutsideRoot);
         }
         match std::fs::metadata(&real) {
             Ok(m) if m.is_file() => Ok((real, m)),
             Ok(_) => Err(Refusal::NotAFile),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Refusal::NotFound),
             Err(e) => Err(Refusal::Unreadable(e.to_string())),
         }
     }
