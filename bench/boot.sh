@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Time from QEMU start to the guest printing its cloud-config: the same VM
 # (TCG, BIOS, virtio, QEMU's iPXE ROM) booting the test OS
-# (tests/testos/build.sh) from `bootfleet serve`, then from dnsmasq (DHCP)
+# (src/images/testos.sh) from `bootfleet serve`, then from dnsmasq (DHCP)
 # plus python3's static HTTP server serving the same rendered files, in one
 # run, RUNS times each alternating. Prints each run and the medians.
 # Needs root and: apt-get install qemu-system-x86 ipxe-qemu dnsmasq-base python3 iproute2
@@ -15,7 +15,7 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; ip netns del "$ns" 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 cargo build --release --quiet
-tests/testos/build.sh target/tmp/testos >/dev/null
+src/images/testos.sh target/tmp/testos >/dev/null
 mac=52:54:00:e2:00:01
 mkdir -p "$work/images/testos"
 cp target/tmp/testos/vmlinuz target/tmp/testos/initrd.img "$work/images/testos/"

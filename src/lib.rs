@@ -4,6 +4,7 @@
 //! maps errors to exit codes. See `DESIGN.md`-style notes in each module.
 
 pub mod boot;
+pub mod cluster;
 pub mod cli;
 pub mod cloudconfig;
 pub mod dhcp;

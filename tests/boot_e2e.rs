@@ -1,6 +1,6 @@
 //! The whole loop with real firmware: `bootfleet serve` on a bridge in a
 //! network namespace, QEMU (TCG) booting from the network with its iPXE
-//! ROM, a real kernel and the test OS (tests/testos/build.sh) that fetches
+//! ROM, a real kernel and the test OS (src/images/testos.sh) that fetches
 //! its cloud-config, prints it on the serial console and calls home. Needs
 //! root, qemu-system-x86, ipxe-qemu and apt-get access to build the test
 //! OS; skips with a message elsewhere. CI runs it.
@@ -85,7 +85,7 @@ console = ["ttyS0"]
 /// Builds the test OS once per target directory.
 fn test_os() -> Option<PathBuf> {
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("testos");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/testos/build.sh");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/images/testos.sh");
     let o = Command::new(script).arg(&out).output().ok()?;
     if !o.status.success() {
         eprintln!(

@@ -12,7 +12,7 @@ use crate::images::{ImagesError, Staged, stage};
 /// Boot loaders and images for the images directory.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  bootfleet images stage\n  bootfleet images stage --images /var/lib/bootfleet/images\n  bootfleet images fetch flatcar --channel stable\n  bootfleet images fetch flatcar --version 4081.2.0 --key Flatcar_Image_Signing_Key.asc"
+    after_help = "Examples:\n  bootfleet images stage\n  bootfleet images stage --images /var/lib/bootfleet/images\n  bootfleet images fetch flatcar --channel stable\n  bootfleet images testos\n  bootfleet images fetch flatcar --version 4081.2.0 --key Flatcar_Image_Signing_Key.asc"
 )]
 pub struct Args {
     #[command(subcommand)]
@@ -33,6 +33,15 @@ enum Command {
     /// images/flatcar/<version>/, verified against the release's signed
     /// SHA512 digests before anything is kept.
     Fetch(FetchArgs),
+    /// Build the test OS into images/testos/ (`[boot] testos = true`):
+    /// Debian's kernel and a busybox initramfs that fetches its
+    /// cloud-config, prints it on the serial console, phones home and
+    /// powers off. Proves a PXE path before Flatcar is fetched.
+    Testos {
+        /// The images directory `serve` uses.
+        #[arg(long, default_value = "images", value_name = "DIR")]
+        images: PathBuf,
+    },
 }
 
 /// Which OS `fetch` knows.
@@ -82,6 +91,11 @@ pub fn run(args: Args) -> Result<(), CliError> {
     match args.command {
         Command::Stage { images } => stage_into(&images),
         Command::Fetch(a) => fetch(&a),
+        Command::Testos { images } => {
+            let dir = crate::images::testos::build(&images).map_err(anyhow::Error::from)?;
+            println!("test OS in {} (boot it with `testos = true` under [boot])", dir.display());
+            Ok(())
+        }
     }
 }
 

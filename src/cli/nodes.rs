@@ -1,9 +1,5 @@
 //! `bootfleet nodes SPEC`: the status page's table, from a running server.
 
-use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
-use std::time::Duration;
-
 use anyhow::Context as _;
 
 use super::CliError;
@@ -27,29 +23,6 @@ pub struct Args {
     server: Option<String>,
 }
 
-/// A plain HTTP/1.1 GET; the API answers with Content-Length and closes.
-fn get(addr: &str, path: &str) -> anyhow::Result<String> {
-    let target = addr
-        .to_socket_addrs()
-        .with_context(|| format!("resolving {addr}"))?
-        .next()
-        .with_context(|| format!("{addr} has no address"))?;
-    let mut s = TcpStream::connect_timeout(&target, Duration::from_secs(5))
-        .with_context(|| format!("connecting to {addr}: is `bootfleet serve` running?"))?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw)?;
-    let text = String::from_utf8_lossy(&raw);
-    let (head, body) = text.split_once("\r\n\r\n").context("not an HTTP answer")?;
-    let status = head.split_whitespace().nth(1).unwrap_or("?");
-    anyhow::ensure!(status == "200", "{addr}{path} answered {status}");
-    Ok(body.to_owned())
-}
-
 fn secs(ms: u64) -> String {
     format!("{:.1}s", ms as f64 / 1000.0)
 }
@@ -59,7 +32,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
     let addr = args
         .server
         .unwrap_or_else(|| format!("{}:{}", spec.network.server, spec.network.http_port));
-    let body = get(&addr, "/api/v1/nodes")?;
+    let body = crate::http::client::get(&addr, "/api/v1/nodes").map_err(anyhow::Error::from)?;
     if args.json {
         println!("{body}");
         return Ok(());

@@ -8,6 +8,7 @@
 //! sees the path, the client's address and the status.
 
 mod assets;
+pub mod client;
 mod machines;
 mod metrics;
 mod page;

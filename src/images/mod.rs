@@ -3,6 +3,7 @@
 //! kernel and initrd fetched and verified ([`fetch`], [`verify`]).
 
 pub mod fetch;
+pub mod testos;
 pub mod verify;
 
 use std::path::{Path, PathBuf};
@@ -10,6 +11,10 @@ use std::path::{Path, PathBuf};
 /// Why staging failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ImagesError {
+    #[error(
+        "the test OS could not be built: {0}\n  help: it needs apt-get with Debian's package lists (apt-get update), dpkg, gzip, xz-utils and zstd"
+    )]
+    Testos(String),
     #[error(
         "no boot loader found on this system\n  help: install them first (Debian: apt-get install ipxe pxelinux syslinux-common)"
     )]

@@ -127,10 +127,11 @@ pub(super) fn check(path: &Path, source: &str) -> (Option<Spec>, Vec<Diagnostic>
             return (None, c.diags);
         }
     };
+    let cluster_name = file.cluster.name.get_ref().clone();
     let cluster = cluster(&mut c, file.cluster);
     let network = network(&mut c, file.network);
     let boot = boot(&mut c, file.boot);
-    let nodes = super::check_nodes::nodes(&mut c, &file.nodes, network.as_ref());
+    let nodes = super::check_nodes::nodes(&mut c, &cluster_name, &file.nodes, network.as_ref());
     let enrolment =
         super::check_nodes::enrolment(&mut c, file.enrolment.as_ref(), network.as_ref());
     let etcd = super::check_services::etcd(&mut c, file.etcd.as_ref(), &nodes, &file.nodes);
@@ -143,8 +144,14 @@ pub(super) fn check(path: &Path, source: &str) -> (Option<Spec>, Vec<Diagnostic>
         .templates
         .as_ref()
         .and_then(|t| templates_dir(&mut c, t));
-    let spec = match (cluster, network, boot, etcd, fleet) {
-        (Some(cluster), Some(network), Some(boot), Some(mut etcd), Some(fleet)) => Some(Spec {
+    let libvirt = super::check_libvirt::libvirt(
+        &mut c,
+        file.libvirt.as_ref(),
+        &cluster_name,
+        boot.as_ref().is_some_and(|b| b.kernel.starts_with("flatcar/")),
+    );
+    let spec = match (cluster, network, boot, etcd, fleet, libvirt) {
+        (Some(cluster), Some(network), Some(boot), Some(mut etcd), Some(fleet), Some(libvirt)) => Some(Spec {
             etcd: {
                 if etcd.token.is_empty() {
                     etcd.token = format!("{}-etcd", cluster.name);
@@ -160,6 +167,7 @@ pub(super) fn check(path: &Path, source: &str) -> (Option<Spec>, Vec<Diagnostic>
             fleet,
             load,
             templates_dir,
+            libvirt,
         }),
         _ => None,
     };
@@ -448,8 +456,9 @@ pub(super) fn parse_duration(s: &str) -> Option<Duration> {
 
 fn boot(c: &mut Checker, w: wire::Boot) -> Option<Boot> {
     let mut ok = true;
-    let image = match (&w.flatcar, &w.kernel, &w.initrd) {
-        (Some(v), None, None) => {
+    let testos = w.testos.as_ref().filter(|t| *t.get_ref());
+    let image = match (&w.flatcar, testos, &w.kernel, &w.initrd) {
+        (Some(v), None, None, None) => {
             let valid = c.charset(
                 v,
                 "Flatcar version",
@@ -464,22 +473,32 @@ fn boot(c: &mut Checker, w: wire::Boot) -> Option<Boot> {
                 )
             })
         }
-        (None, Some(k), Some(i)) => {
+        (None, Some(_), None, None) => Some((
+            crate::images::testos::KERNEL.to_owned(),
+            crate::images::testos::INITRD.to_owned(),
+        )),
+        (None, None, Some(k), Some(i)) => {
             let k_ok = image_path(c, k, "kernel");
             let i_ok = image_path(c, i, "initrd");
             (k_ok && i_ok).then(|| (k.get_ref().clone(), i.get_ref().clone()))
         }
-        (Some(v), _, _) => {
-            c.error(
-                v.span(),
-                "give either flatcar or kernel and initrd, not both",
-                "remove `flatcar` to boot your own kernel, or remove `kernel` and `initrd`",
-            );
+        (None, None, k, i) => {
+            let span = k.as_ref().or(i.as_ref()).map_or(0..0, |s| s.span());
+            c.error(span, "[boot] names no image", "add `flatcar = \"VERSION\"` (files under images/flatcar/VERSION/), `testos = true` (built by `bootfleet images testos`) or both `kernel` and `initrd`");
             None
         }
-        (None, k, i) => {
-            let span = k.as_ref().or(i.as_ref()).map_or(0..0, |s| s.span());
-            c.error(span, "[boot] names no image", "add `flatcar = \"VERSION\"` (files under images/flatcar/VERSION/) or both `kernel` and `initrd`");
+        (f, t, k, _) => {
+            let span = f
+                .as_ref()
+                .map(|v| v.span())
+                .or(t.map(|v| v.span()))
+                .or(k.as_ref().map(|v| v.span()))
+                .unwrap_or(0..0);
+            c.error(
+                span,
+                "give one image: flatcar, testos, or kernel and initrd",
+                "keep one of `flatcar`, `testos = true` or `kernel` + `initrd` and remove the others",
+            );
             None
         }
     };

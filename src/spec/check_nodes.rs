@@ -10,7 +10,12 @@ use super::check::Checker;
 use super::{DhcpMode, Enrolment, Mac, Network, NodeSpec, Roles, wire};
 
 /// Checks every node; returns the ones that passed, in spec order.
-pub(super) fn nodes(c: &mut Checker, nodes: &[wire::Node], net: Option<&Network>) -> Vec<NodeSpec> {
+pub(super) fn nodes(
+    c: &mut Checker,
+    cluster: &str,
+    nodes: &[wire::Node],
+    net: Option<&Network>,
+) -> Vec<NodeSpec> {
     let mut out = Vec::new();
     let mut names: HashMap<&str, usize> = HashMap::new();
     let mut macs: HashMap<Mac, usize> = HashMap::new();
@@ -28,16 +33,26 @@ pub(super) fn nodes(c: &mut Checker, nodes: &[wire::Node], net: Option<&Network>
             );
             ok = false;
         }
-        let mac = mac(c, &n.mac);
+        let mac = match &n.mac {
+            Some(m) => mac(c, m),
+            None => derived_mac(c, cluster, i, &n.name),
+        };
         if let Some(m) = mac {
             if let Some(first) = macs.insert(m, i) {
+                let span = n.mac.as_ref().unwrap_or(&n.name).span();
+                let other = nodes[first].mac.as_ref().unwrap_or(&nodes[first].name);
                 c.error(
-                    n.mac.span(),
+                    span,
                     format!("MAC {m} is given to two nodes"),
                     format!(
-                        "each machine has its own MAC; `{}` at line {} has it too",
+                        "each machine has its own MAC; `{}` at line {} has it too{}",
                         nodes[first].name.get_ref(),
-                        line_of(c, &nodes[first].mac)
+                        line_of(c, other),
+                        if n.mac.is_none() || nodes[first].mac.is_none() {
+                            " (a node without `mac` gets 52:54:00 plus a hash of the cluster name and its index: give one of them a `mac`)"
+                        } else {
+                            ""
+                        }
                     ),
                 );
                 ok = false;
@@ -82,6 +97,21 @@ pub(super) fn nodes(c: &mut Checker, nodes: &[wire::Node], net: Option<&Network>
 
 fn line_of<T>(c: &Checker, v: &Spanned<T>) -> usize {
     super::diag::line_col(c.source, v.span().start).0
+}
+
+/// The MAC of a node the spec gives none (a VM of `bootfleet cluster`):
+/// derived from the cluster name and the node's index, so render, DHCP and
+/// the VM agree without being told.
+fn derived_mac(c: &mut Checker, cluster: &str, index: usize, name: &Spanned<String>) -> Option<Mac> {
+    let derived = Mac::derived(cluster, index);
+    if derived.is_none() {
+        c.error(
+            name.span(),
+            "only the first 256 nodes can go without a `mac`",
+            "give this node its MAC (`mac = \"52:54:00:12:34:56\"`)",
+        );
+    }
+    derived
 }
 
 fn mac(c: &mut Checker, v: &Spanned<String>) -> Option<Mac> {

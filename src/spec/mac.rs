@@ -35,6 +35,17 @@ impl Mac {
         hex::encode(self.0)
     }
 
+    /// The MAC of node `index` of cluster `cluster` when the spec gives
+    /// none: QEMU's locally administered prefix 52:54:00, two bytes of
+    /// SHA-256 of the cluster name (so two clusters on one host differ) and
+    /// the index. `None` past index 255.
+    pub fn derived(cluster: &str, index: usize) -> Option<Mac> {
+        use sha2::Digest as _;
+        let index = u8::try_from(index).ok()?;
+        let h = sha2::Sha256::digest(format!("bootfleet-mac:{cluster}").as_bytes());
+        Some(Mac([0x52, 0x54, 0x00, h[0], h[1], index]))
+    }
+
     /// True when the group bit is set (a multicast or broadcast address).
     pub fn is_multicast(&self) -> bool {
         self.0[0] & 1 == 1

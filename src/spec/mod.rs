@@ -7,6 +7,7 @@
 //! names file, line and fix.
 
 mod check;
+mod check_libvirt;
 mod check_nodes;
 mod check_services;
 pub mod diag;
@@ -92,6 +93,57 @@ pub struct Spec {
     pub load: Option<Load>,
     /// Directory whose files override built-in templates of the same name.
     pub templates_dir: Option<PathBuf>,
+    /// How `bootfleet cluster` builds the cluster as VMs.
+    pub libvirt: Libvirt,
+}
+
+/// `[libvirt]`: the VMs of a test cluster.
+#[derive(Debug, Clone, Serialize)]
+pub struct Libvirt {
+    /// The libvirt connection, e.g. `qemu:///system`.
+    pub uri: String,
+    pub forward: Forward,
+    pub memory_mib: u32,
+    pub vcpus: u32,
+    pub disk_gib: u32,
+    pub firmware: Firmware,
+    pub accel: Accel,
+    /// The directory of the cluster's own storage pool.
+    pub pool_dir: PathBuf,
+    /// How long `cluster up` waits for every node to phone home.
+    #[serde(serialize_with = "serialize_secs")]
+    pub boot_timeout: Duration,
+}
+
+/// Whether the cluster's network reaches beyond the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Forward {
+    /// VMs reach only the host and each other.
+    Isolated,
+    /// VMs reach out through the host's routes (NAT).
+    Nat,
+}
+
+/// The VMs' firmware.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Firmware {
+    /// SeaBIOS; the NIC's iPXE ROM does the PXE boot.
+    Bios,
+    /// OVMF (x86-64 UEFI), with an NVRAM file per VM.
+    Uefi,
+}
+
+/// How QEMU runs the guests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Accel {
+    /// KVM when a probe guest really runs under it, else TCG.
+    Auto,
+    Kvm,
+    /// Software emulation: slow, works everywhere.
+    Tcg,
 }
 
 /// Cluster identity and logins.

@@ -24,6 +24,7 @@ pub struct SpecFile {
     pub fleet: Option<Fleet>,
     pub load: Option<Load>,
     pub templates: Option<Templates>,
+    pub libvirt: Option<Libvirt>,
 }
 
 /// `[cluster]`: identity and logins shared by every node.
@@ -71,6 +72,7 @@ pub struct Network {
 #[serde(deny_unknown_fields)]
 pub struct Boot {
     pub flatcar: Option<Spanned<String>>,
+    pub testos: Option<Spanned<bool>>,
     pub kernel: Option<Spanned<String>>,
     pub initrd: Option<Spanned<String>>,
     #[serde(default)]
@@ -86,7 +88,7 @@ pub struct Boot {
 #[serde(deny_unknown_fields)]
 pub struct Node {
     pub name: Spanned<String>,
-    pub mac: Spanned<String>,
+    pub mac: Option<Spanned<String>>,
     pub ip: Spanned<String>,
     pub roles: Spanned<Vec<String>>,
     #[serde(default)]
@@ -147,4 +149,19 @@ pub struct Load {
 #[serde(deny_unknown_fields)]
 pub struct Templates {
     pub dir: Spanned<String>,
+}
+
+/// `[libvirt]`: how `bootfleet cluster` builds a test cluster of VMs.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Libvirt {
+    pub uri: Option<Spanned<String>>,
+    pub network: Option<Spanned<String>>,
+    pub memory_mib: Option<Spanned<u32>>,
+    pub vcpus: Option<Spanned<u32>>,
+    pub disk_gib: Option<Spanned<u32>>,
+    pub firmware: Option<Spanned<String>>,
+    pub accel: Option<Spanned<String>>,
+    pub pool_dir: Option<Spanned<String>>,
+    pub boot_timeout: Option<Spanned<String>>,
 }

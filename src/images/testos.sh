@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Builds the tiny test OS that stands in for Flatcar in the end-to-end
-# tests (Flatcar cannot be downloaded here): Debian's kernel and a busybox
+# Builds the test OS (`bootfleet images testos` runs this script): a small
+# OS that proves a PXE path before Flatcar is fetched: Debian's kernel and a busybox
 # initramfs whose /init brings up the NIC, takes an address by DHCP, reads
 # cloud-config-url= from the kernel command line, fetches it, prints it to
 # the serial console between markers, calls the phone-home URL found in it,
 # and powers off. Packages are fetched with apt-get download and unpacked
 # here, nothing is installed.
-# Usage: tests/testos/build.sh OUT_DIR   (writes OUT_DIR/vmlinuz, OUT_DIR/initrd.img)
+# Usage: testos.sh OUT_DIR   (writes OUT_DIR/vmlinuz, OUT_DIR/initrd.img)
 set -euo pipefail
 out=$(realpath -m "$1")
 [ -s "$out/vmlinuz" ] && [ -s "$out/initrd.img" ] && exit 0

@@ -1,0 +1,108 @@
+//! Waiting for the nodes to phone home, from the boot server's timelines
+//! (`/api/v1/nodes`): one live line per node on a terminal (indicatif),
+//! a line per change otherwise, and who stalled where when time runs out.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use super::ClusterError;
+use super::plan::Plan;
+use crate::boot::{NodeStatus, State};
+
+/// The server's view of every node, by node name.
+pub fn fetch(http: &str) -> Result<HashMap<String, NodeStatus>, crate::http::client::ClientError> {
+    let body = crate::http::client::get(http, "/api/v1/nodes")?;
+    let rows: Vec<NodeStatus> = serde_json::from_str(&body).unwrap_or_default();
+    Ok(rows.into_iter().filter(|n| !n.name.is_empty()).map(|n| (n.name.clone(), n)).collect())
+}
+
+/// One line about a node: its state, stage and last event.
+pub fn describe(n: Option<&NodeStatus>) -> String {
+    let Some(n) = n else { return "waiting for its first DHCP request".into() };
+    let stage = n.stage.map_or("-", |s| s.name());
+    match n.state {
+        State::Booted => "booted (phoned home)".into(),
+        State::Waiting => "waiting for its first DHCP request".into(),
+        State::Failed => format!("failed at {stage}: {}", n.failure.as_deref().unwrap_or(&n.last_event)),
+        State::Stalled => format!("stalled at {stage}: {}", n.last_event),
+        State::Booting => format!("{stage}: {}", n.last_event),
+    }
+}
+
+/// Whether `n` phoned home in this boot: after `since` (Unix ms) when the
+/// node was started now, at any time when it was already running.
+fn booted(n: Option<&NodeStatus>, since: u64, fresh: bool) -> bool {
+    let Some(n) = n else { return false };
+    n.state == State::Booted
+        && (!fresh || n.stages.iter().any(|s| s.stage == crate::boot::Stage::Booted && s.at >= since))
+}
+
+/// Waits until every node of `plan` has phoned home. `started` names the
+/// nodes whose VMs were started now (older phone-homes do not count for
+/// them); `stop` ends the wait early (a signal).
+pub fn until_booted(
+    plan: &Plan,
+    http: &str,
+    started: &[String],
+    since: u64,
+    timeout: Duration,
+    stop: &AtomicBool,
+) -> Result<HashMap<String, NodeStatus>, ClusterError> {
+    let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+    let live = !multi.is_hidden();
+    let style = ProgressStyle::with_template("{spinner} {prefix:<12} {elapsed:>4} {wide_msg}").expect("style");
+    let bars: Vec<ProgressBar> = plan
+        .domains
+        .iter()
+        .map(|d| {
+            let b = multi.add(ProgressBar::new_spinner().with_style(style.clone()).with_prefix(d.node.clone()));
+            b.enable_steady_tick(Duration::from_millis(200));
+            b
+        })
+        .collect();
+    let mut last: HashMap<String, String> = HashMap::new();
+    let deadline = Instant::now() + timeout;
+    loop {
+        let now = fetch(http).unwrap_or_default();
+        let mut all = true;
+        for (d, bar) in plan.domains.iter().zip(&bars) {
+            let n = now.get(&d.node);
+            let fresh = started.contains(&d.node);
+            let done = booted(n, since, fresh);
+            all &= done;
+            let text = if done { "booted (phoned home)".to_owned() } else if fresh && n.is_some_and(|n| n.state == State::Booted) { "booting".to_owned() } else { describe(n) };
+            if last.get(&d.node) != Some(&text) {
+                if !live {
+                    eprintln!("{}: {text}", d.node);
+                }
+                last.insert(d.node.clone(), text.clone());
+            }
+            if done && !bar.is_finished() {
+                bar.finish_with_message(text);
+            } else if !done {
+                bar.set_message(text);
+            }
+        }
+        if all {
+            return Ok(now);
+        }
+        if stop.load(Ordering::Relaxed) {
+            bars.iter().for_each(ProgressBar::abandon);
+            return Err(ClusterError::Interrupted);
+        }
+        if Instant::now() > deadline {
+            bars.iter().for_each(ProgressBar::abandon);
+            let stalled = plan
+                .domains
+                .iter()
+                .filter(|d| !booted(now.get(&d.node), since, started.contains(&d.node)))
+                .map(|d| format!("{}: {} (console: {})", d.node, describe(now.get(&d.node)), d.console_log.display()))
+                .collect();
+            return Err(ClusterError::Stalled { timeout, stalled });
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
