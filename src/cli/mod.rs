@@ -2,6 +2,7 @@
 //! calling the library. Exit status: 0 ok, 1 runtime failure, 2 bad input.
 
 mod check;
+mod cluster;
 mod completions;
 mod dhcp;
 mod images;
@@ -47,6 +48,7 @@ enum Command {
     Tftp(tftp::Args),
     Dhcp(dhcp::Args),
     Serve(serve::Args),
+    Cluster(cluster::Args),
     Nodes(nodes::Args),
     Images(images::Args),
     Completions(completions::Args),
@@ -170,6 +172,7 @@ pub fn main() -> ExitCode {
         Command::Tftp(args) => tftp::run(args, &state_dir),
         Command::Dhcp(args) => dhcp::run(args, &state_dir),
         Command::Serve(args) => serve::run(args, &state_dir),
+        Command::Cluster(args) => cluster::run(args, &state_dir),
         Command::Nodes(args) => nodes::run(args),
         Command::Images(args) => images::run(args),
         Command::Completions(args) => completions::run(args),

@@ -67,6 +67,10 @@ pub struct Args {
     /// Serve a node's cloud-config only to the address the spec gives it.
     #[arg(long)]
     check_source: bool,
+    /// Mark this server as the boot server of `bootfleet cluster` NAME, so
+    /// `cluster status` and `cluster down` find it (by its command line).
+    #[arg(long, value_name = "NAME")]
+    cluster: Option<String>,
 }
 
 pub fn run(args: Args, state_dir: &Path) -> Result<(), CliError> {

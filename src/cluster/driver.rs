@@ -58,7 +58,7 @@ impl Libvirt {
             } else {
                 format!("check that `virsh -c {uri} list` works")
             };
-            ClusterError::Connect { uri: uri.to_owned(), source, help }
+            ClusterError::Connect { uri: uri.to_owned(), message: source.message().to_owned(), help }
         })?;
         Ok(Libvirt { conn, uri: uri.to_owned() })
     }
@@ -186,21 +186,33 @@ impl Libvirt {
         Ok(())
     }
 
-    /// Defines each missing domain and starts every one not running.
-    /// Returns the names of the domains that were started.
+    /// Defines each missing domain, then starts every one not running, all
+    /// at once (libvirt takes seconds to start each QEMU). Returns the
+    /// nodes whose domains were started.
     pub fn ensure_domains(&self, plan: &Plan) -> Result<Vec<String>, ClusterError> {
-        let mut started = Vec::new();
+        let mut stopped = Vec::new();
         for d in &plan.domains {
             let dom = match self.domain(&d.name)? {
                 Some(dom) => dom,
                 None => self.conn.define_domain_xml(&xml::domain(plan, d)?).map_err(lv(format!("defining domain {}", d.name)))?,
             };
             if !dom.is_active().map_err(lv("reading a domain's state"))? {
-                dom.create().map_err(lv(format!("starting domain {}", d.name)))?;
-                started.push(d.node.clone());
+                stopped.push((d, dom));
             }
         }
-        Ok(started)
+        let results: Vec<Result<String, ClusterError>> = std::thread::scope(|s| {
+            let handles: Vec<_> = stopped
+                .iter()
+                .map(|(d, dom)| {
+                    s.spawn(move || {
+                        dom.create().map_err(lv(format!("starting domain {}", d.name)))?;
+                        Ok(d.node.clone())
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().expect("domain start thread")).collect()
+        });
+        results.into_iter().collect()
     }
 
     /// The libvirt state of `d`'s domain: running, shut off, ... or absent.

@@ -29,9 +29,9 @@ use plan::Plan;
 /// Why a cluster command failed; each says what to do about it.
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
-    #[error("cannot connect to libvirt at {uri}: {source}\n  help: {help}")]
-    Connect { uri: String, source: virt::error::Error, help: String },
-    #[error("libvirt failed {what}: {source}")]
+    #[error("cannot connect to libvirt at {uri}: {message}\n  help: {help}")]
+    Connect { uri: String, message: String, help: String },
+    #[error("libvirt failed {what}")]
     Libvirt { what: String, source: virt::error::Error },
     #[error("{kind} `{name}` exists but is not this cluster's (it carries no tag of cluster `{cluster}`); nothing was changed\n  help: rename or remove it yourself (`virsh {kind}-...`), or give the cluster another name")]
     NotOurs { kind: &'static str, name: String, cluster: String },
@@ -47,7 +47,7 @@ pub enum ClusterError {
     Xml(#[from] xml::XmlError),
     #[error("{0}")]
     Server(String),
-    #[error("{what}: {source}")]
+    #[error("{what}")]
     Io { what: String, source: std::io::Error },
     #[error("not every node phoned home within {} s:\n  {}\n  help: `bootfleet cluster console SPEC NODE` shows a node's console; `bootfleet cluster down SPEC` removes the cluster", timeout.as_secs(), stalled.join("\n  "))]
     Stalled { timeout: Duration, stalled: Vec<String> },
