@@ -8,6 +8,7 @@ mod bad_input;
 mod boot_e2e;
 mod browser_run;
 mod cli;
+mod cluster;
 mod dhcp;
 mod dhcp_proxy;
 mod etcd_cluster;

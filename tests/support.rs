@@ -311,3 +311,13 @@ pub fn stage_names(row: &serde_json::Value) -> Vec<&str> {
         .map(|s| s["stage"].as_str().expect("each stage has a name"))
         .collect()
 }
+
+/// Says why a test cannot run here and returns, or fails the test when
+/// `BOOTFLEET_TESTS_REQUIRE_ALL=1` (as `.ci/run` sets it), so that a run
+/// in CI proves every test ran.
+pub fn cannot_run(why: &str) {
+    if std::env::var_os("BOOTFLEET_TESTS_REQUIRE_ALL").is_some_and(|v| v == "1") {
+        panic!("this test must run here (BOOTFLEET_TESTS_REQUIRE_ALL=1) but cannot: {why}");
+    }
+    eprintln!("SKIP: {why}");
+}

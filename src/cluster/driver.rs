@@ -68,6 +68,11 @@ impl Libvirt {
         &self.uri
     }
 
+    /// The libvirt connection itself (tests look at it directly).
+    pub fn connection(&self) -> &Connect {
+        &self.conn
+    }
+
     fn network(&self, name: &str) -> Result<Option<Network>, ClusterError> {
         match self.conn.lookup_network_by_name(name) {
             Ok(n) => Ok(Some(n)),
@@ -247,7 +252,8 @@ impl Libvirt {
                 }
             }
         }
-        dom.undefine_flags(sys::VIR_DOMAIN_UNDEFINE_NVRAM | sys::VIR_DOMAIN_UNDEFINE_MANAGED_SAVE)
+        let flags = if d.uefi { sys::VIR_DOMAIN_UNDEFINE_NVRAM } else { 0 };
+        dom.undefine_flags(flags)
             .map_err(lv(format!("removing domain {}", d.name)))?;
         Ok(true)
     }
