@@ -9,6 +9,7 @@ mod boot_e2e;
 mod browser_run;
 mod cli;
 mod cluster;
+mod cluster_libvirtd;
 mod dhcp;
 mod dhcp_proxy;
 mod etcd_cluster;
