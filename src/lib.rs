@@ -4,9 +4,9 @@
 //! maps errors to exit codes. See `DESIGN.md`-style notes in each module.
 
 pub mod boot;
-pub mod cluster;
 pub mod cli;
 pub mod cloudconfig;
+pub mod cluster;
 pub mod dhcp;
 pub mod http;
 pub mod images;

@@ -17,9 +17,21 @@ fn counts(lv: &Libvirt, name: &str) -> (usize, usize, usize) {
     let c = lv.connection();
     let ours = |n: String| n.starts_with(&format!("{name}-")) || n == format!("bootfleet-{name}");
     (
-        c.list_all_domains(0).unwrap().into_iter().filter(|d| ours(d.name().unwrap())).count(),
-        c.list_all_networks(0).unwrap().into_iter().filter(|n| ours(n.name().unwrap())).count(),
-        c.list_all_storage_pools(0).unwrap().into_iter().filter(|p| ours(p.name().unwrap())).count(),
+        c.list_all_domains(0)
+            .unwrap()
+            .into_iter()
+            .filter(|d| ours(d.name().unwrap()))
+            .count(),
+        c.list_all_networks(0)
+            .unwrap()
+            .into_iter()
+            .filter(|n| ours(n.name().unwrap()))
+            .count(),
+        c.list_all_storage_pools(0)
+            .unwrap()
+            .into_iter()
+            .filter(|p| ours(p.name().unwrap()))
+            .count(),
     )
 }
 
@@ -27,12 +39,19 @@ fn counts(lv: &Libvirt, name: &str) -> (usize, usize, usize) {
 /// checks each document), then removes them again.
 fn validate(lv: &Libvirt, plan: &Plan) {
     let c = lv.connection();
-    let n = c.define_network_xml(&xml::network(plan).unwrap()).expect("network XML");
-    let p = c.define_storage_pool_xml(&xml::pool(plan).unwrap(), 0).expect("pool XML");
+    let n = c
+        .define_network_xml(&xml::network(plan).unwrap())
+        .expect("network XML");
+    let p = c
+        .define_storage_pool_xml(&xml::pool(plan).unwrap(), 0)
+        .expect("pool XML");
     p.create(0).unwrap();
     for d in &plan.domains {
-        let v = virt::storage_vol::StorageVol::create_xml(&p, &xml::volume(d).unwrap(), 0).expect("volume XML");
-        let dom = c.define_domain_xml(&xml::domain(plan, d).unwrap()).expect("domain XML");
+        let v = virt::storage_vol::StorageVol::create_xml(&p, &xml::volume(d).unwrap(), 0)
+            .expect("volume XML");
+        let dom = c
+            .define_domain_xml(&xml::domain(plan, d).unwrap())
+            .expect("domain XML");
         dom.undefine().unwrap();
         v.delete(0).unwrap();
     }
@@ -50,7 +69,10 @@ fn spec_of(path: &Path) -> bootfleet::spec::Spec {
 fn test_driver_spec(dir: &Path, name: &str) -> bootfleet::spec::Spec {
     let text = std::fs::read_to_string(root().join("examples/quickstart.toml")).unwrap();
     let text = text
-        .replace("[libvirt]\n", "[libvirt]\nuri = \"test:///default\"\naccel = \"tcg\"\n")
+        .replace(
+            "[libvirt]\n",
+            "[libvirt]\nuri = \"test:///default\"\naccel = \"tcg\"\n",
+        )
         .replace("name = \"quickstart\"", &format!("name = \"{name}\""));
     let path = dir.join("spec.toml");
     std::fs::write(&path, text).unwrap();
@@ -65,10 +87,16 @@ fn the_libvirt_xml_of_every_example_matches_its_golden_file_and_libvirt_accepts_
         let stem = ex.file_stem().unwrap().to_string_lossy().into_owned();
         let console = format!("/var/lib/bootfleet/clusters/{}/console", spec.cluster.name);
         let plan = Plan::new(&spec, false, Path::new(&console));
-        let mut docs = vec![("network".to_owned(), xml::network(&plan).unwrap()), ("pool".to_owned(), xml::pool(&plan).unwrap())];
+        let mut docs = vec![
+            ("network".to_owned(), xml::network(&plan).unwrap()),
+            ("pool".to_owned(), xml::pool(&plan).unwrap()),
+        ];
         for d in &plan.domains {
             docs.push((format!("volume__{}", d.node), xml::volume(d).unwrap()));
-            docs.push((format!("domain__{}", d.node), xml::domain(&plan, d).unwrap()));
+            docs.push((
+                format!("domain__{}", d.node),
+                xml::domain(&plan, d).unwrap(),
+            ));
         }
         insta::with_settings!({snapshot_path => "golden/libvirt", prepend_module_to_snapshot => false, omit_expression => true}, {
             for (name, text) in &docs {
@@ -78,7 +106,10 @@ fn the_libvirt_xml_of_every_example_matches_its_golden_file_and_libvirt_accepts_
         // libvirt's own parser takes each document (and names what it
         // does not like, which fails the test).
         for (name, text) in &docs {
-            assert!(roxmltree::Document::parse(text).is_ok(), "{stem} {name}: not XML");
+            assert!(
+                roxmltree::Document::parse(text).is_ok(),
+                "{stem} {name}: not XML"
+            );
             assert_eq!(
                 xml::owner(text).is_some(),
                 name == "network" || name.starts_with("domain"),
@@ -92,14 +123,24 @@ fn the_libvirt_xml_of_every_example_matches_its_golden_file_and_libvirt_accepts_
 #[test]
 fn a_uefi_domain_loads_ovmf_with_an_nvram_file_of_its_own() {
     let dir = tempfile::tempdir().unwrap();
-    let text = std::fs::read_to_string(root().join("examples/ci.toml")).unwrap() + "firmware = \"uefi\"\n";
+    let text =
+        std::fs::read_to_string(root().join("examples/ci.toml")).unwrap() + "firmware = \"uefi\"\n";
     let path = dir.path().join("uefi.toml");
     std::fs::write(&path, text).unwrap();
     let spec = spec_of(&path);
     let plan = Plan::new(&spec, false, dir.path());
     let x = xml::domain(&plan, &plan.domains[0]).unwrap();
-    assert!(x.contains(&format!("<loader readonly=\"yes\" type=\"pflash\">{}</loader>", xml::OVMF_CODE)), "{x}");
-    assert!(x.contains("/var/lib/libvirt/qemu/nvram/ci-ci0_VARS.fd"), "{x}");
+    assert!(
+        x.contains(&format!(
+            "<loader readonly=\"yes\" type=\"pflash\">{}</loader>",
+            xml::OVMF_CODE
+        )),
+        "{x}"
+    );
+    assert!(
+        x.contains("/var/lib/libvirt/qemu/nvram/ci-ci0_VARS.fd"),
+        "{x}"
+    );
     assert!(!x.contains("useserial"), "{x}");
 }
 
@@ -108,14 +149,26 @@ fn values_from_the_spec_are_escaped_in_the_xml() {
     let dir = tempfile::tempdir().unwrap();
     let text = std::fs::read_to_string(root().join("examples/ci.toml"))
         .unwrap()
-        .replace("boot_timeout = \"5m\"", "boot_timeout = \"5m\"\npool_dir = \"/srv/a&b<c>'d\\\"\"");
+        .replace(
+            "boot_timeout = \"5m\"",
+            "boot_timeout = \"5m\"\npool_dir = \"/srv/a&b<c>'d\\\"\"",
+        );
     let path = dir.path().join("esc.toml");
     std::fs::write(&path, text).unwrap();
     let plan = Plan::new(&spec_of(&path), false, dir.path());
     let x = xml::pool(&plan).unwrap();
-    assert!(x.contains("<path>/srv/a&amp;b&lt;c&gt;&apos;d&quot;</path>"), "{x}");
+    assert!(
+        x.contains("<path>/srv/a&amp;b&lt;c&gt;&apos;d&quot;</path>"),
+        "{x}"
+    );
     let doc = roxmltree::Document::parse(&x).unwrap();
-    assert_eq!(doc.descendants().find(|n| n.has_tag_name("path")).unwrap().text(), Some("/srv/a&b<c>'d\""));
+    assert_eq!(
+        doc.descendants()
+            .find(|n| n.has_tag_name("path"))
+            .unwrap()
+            .text(),
+        Some("/srv/a&b<c>'d\"")
+    );
 }
 
 #[test]
@@ -132,18 +185,31 @@ fn a_second_up_in_the_test_driver_converges_without_duplicating_anything() {
         if round == 0 {
             assert_eq!(started, ["node0", "node1", "node2"]);
         } else {
-            assert!(started.is_empty(), "running domains are not started again: {started:?}");
+            assert!(
+                started.is_empty(),
+                "running domains are not started again: {started:?}"
+            );
         }
         let now = counts(&lv, "converge");
-        assert_eq!(now, (before.0 + 3, before.1 + 1, before.2 + 1), "round {round}: domains, networks, pools");
+        assert_eq!(
+            now,
+            (before.0 + 3, before.1 + 1, before.2 + 1),
+            "round {round}: domains, networks, pools"
+        );
         assert_eq!(lv.volumes(&plan).unwrap().len(), 3);
     }
-    assert_eq!(lv.network_found(&plan).unwrap(), Found::Ours { active: true });
+    assert_eq!(
+        lv.network_found(&plan).unwrap(),
+        Found::Ours { active: true }
+    );
     assert_eq!(lv.pool_found(&plan).unwrap(), Found::Ours { active: true });
     // A missing piece is added back, the rest left as it is.
     assert!(lv.remove_domain(&plan, &plan.domains[1]).unwrap());
     assert_eq!(lv.ensure_domains(&plan).unwrap(), ["node1"]);
-    assert_eq!(counts(&lv, "converge"), (before.0 + 3, before.1 + 1, before.2 + 1));
+    assert_eq!(
+        counts(&lv, "converge"),
+        (before.0 + 3, before.1 + 1, before.2 + 1)
+    );
     // Down removes all of it.
     for d in &plan.domains {
         assert!(lv.remove_domain(&plan, d).unwrap());
@@ -167,7 +233,14 @@ fn untagged_namesakes_in_the_test_driver_are_never_the_clusters_and_never_remove
         plan.network.name
     ))
     .unwrap();
-    c.define_storage_pool_xml(&format!("<pool type='dir'><name>{}</name><target><path>/tmp/other</path></target></pool>", plan.pool.name), 0).unwrap();
+    c.define_storage_pool_xml(
+        &format!(
+            "<pool type='dir'><name>{}</name><target><path>/tmp/other</path></target></pool>",
+            plan.pool.name
+        ),
+        0,
+    )
+    .unwrap();
     c.define_domain_xml(&format!(
         "<domain type='qemu'><name>{}</name><memory unit='MiB'>128</memory><os><type arch='x86_64'>hvm</type></os></domain>",
         d.name
@@ -180,8 +253,15 @@ fn untagged_namesakes_in_the_test_driver_are_never_the_clusters_and_never_remove
     assert!(!lv.remove_domain(&plan, d).unwrap());
     assert!(!lv.remove_network(&plan).unwrap());
     assert!(!lv.remove_storage(&plan).unwrap());
-    assert_eq!(counts(&lv, "namesakes"), before, "nothing of someone else's was removed");
+    assert_eq!(
+        counts(&lv, "namesakes"),
+        before,
+        "nothing of someone else's was removed"
+    );
     // A tag of another cluster is not this one's either.
-    let other = xml::domain(&plan, d).unwrap().replace(&format!("name=\"{}\" node", plan.cluster), "name=\"someone-else\" node");
+    let other = xml::domain(&plan, d).unwrap().replace(
+        &format!("name=\"{}\" node", plan.cluster),
+        "name=\"someone-else\" node",
+    );
     assert_eq!(xml::owner(&other).as_deref(), Some("someone-else"));
 }

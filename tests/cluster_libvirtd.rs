@@ -21,18 +21,28 @@ fn ready() -> Option<PathBuf> {
     }
     for tool in ["qemu-system-x86_64", "virsh", "libvirtd", "qemu-img"] {
         if !have(tool) {
-            cannot_run(&format!("{tool} is not installed (apt-get install libvirt-daemon-system qemu-system-x86 qemu-utils)"));
+            cannot_run(&format!(
+                "{tool} is not installed (apt-get install libvirt-daemon-system qemu-system-x86 qemu-utils)"
+            ));
             return None;
         }
     }
-    let o = Command::new(root().join("dist/start-libvirtd.sh")).output().unwrap();
+    let o = Command::new(root().join("dist/start-libvirtd.sh"))
+        .output()
+        .unwrap();
     if !o.status.success() {
-        cannot_run(&format!("libvirtd does not start: {}", String::from_utf8_lossy(&o.stderr)));
+        cannot_run(&format!(
+            "libvirtd does not start: {}",
+            String::from_utf8_lossy(&o.stderr)
+        ));
         return None;
     }
     let images = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cluster-images");
     let state = tempfile::tempdir().unwrap();
-    let o = bootfleet(state.path(), &["images", "testos", "--images", images.to_str().unwrap()]);
+    let o = bootfleet(
+        state.path(),
+        &["images", "testos", "--images", images.to_str().unwrap()],
+    );
     if !o.status.success() {
         cannot_run(&format!("the test OS cannot be built: {}", stderr(&o)));
         return None;
@@ -59,19 +69,42 @@ impl Cluster {
             "[cluster]\nname = \"{name}\"\n\n[network]\ninterface = \"{bridge}\"\nsubnet = \"10.213.{octet}.0/24\"\nserver = \"10.213.{octet}.1\"\n\n[boot]\ntestos = true\nconsole = [\"ttyS0,115200n8\"]\n"
         );
         for i in 0..nodes {
-            let roles = if i == 0 { "[\"etcd\", \"worker\"]" } else { "[\"worker\"]" };
-            text.push_str(&format!("\n[[nodes]]\nname = \"n{i}\"\nip = \"10.213.{octet}.{}\"\nroles = {roles}\n", 10 + i));
+            let roles = if i == 0 {
+                "[\"etcd\", \"worker\"]"
+            } else {
+                "[\"worker\"]"
+            };
+            text.push_str(&format!(
+                "\n[[nodes]]\nname = \"n{i}\"\nip = \"10.213.{octet}.{}\"\nroles = {roles}\n",
+                10 + i
+            ));
         }
-        text.push_str(&format!("\n[libvirt]\naccel = \"tcg\"\nboot_timeout = \"5m\"\n{extra}\n"));
+        text.push_str(&format!(
+            "\n[libvirt]\naccel = \"tcg\"\nboot_timeout = \"5m\"\n{extra}\n"
+        ));
         let spec = state.path().join("spec.toml");
         std::fs::write(&spec, text).unwrap();
-        Cluster { name: name.into(), bridge, spec, images: images.to_owned(), state }
+        Cluster {
+            name: name.into(),
+            bridge,
+            spec,
+            images: images.to_owned(),
+            state,
+        }
     }
 
     fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_bootfleet"));
-        c.arg("--state-dir").arg(self.state.path()).arg("cluster").args(&args[..1]).arg(&self.spec).arg("--images").arg(&self.images).args(&args[1..]);
-        c.env_remove("BOOTFLEET_STATE_DIR").env_remove("BOOTFLEET_LOG");
+        c.arg("--state-dir")
+            .arg(self.state.path())
+            .arg("cluster")
+            .args(&args[..1])
+            .arg(&self.spec)
+            .arg("--images")
+            .arg(&self.images)
+            .args(&args[1..]);
+        c.env_remove("BOOTFLEET_STATE_DIR")
+            .env_remove("BOOTFLEET_LOG");
         c
     }
 
@@ -93,13 +126,36 @@ impl Cluster {
     /// Everything of the cluster that still exists anywhere.
     fn leftovers(&self) -> Vec<String> {
         let virsh = |args: &[&str]| {
-            let o = Command::new("virsh").args(["-c", "qemu:///system"]).args(args).output().unwrap();
-            String::from_utf8_lossy(&o.stdout).lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect::<Vec<_>>()
+            let o = Command::new("virsh")
+                .args(["-c", "qemu:///system"])
+                .args(args)
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
         };
-        let mut out: Vec<String> = virsh(&["list", "--all", "--name"]).into_iter().filter(|d| d.starts_with(&format!("{}-", self.name))).map(|d| format!("domain {d}")).collect();
+        let mut out: Vec<String> = virsh(&["list", "--all", "--name"])
+            .into_iter()
+            .filter(|d| d.starts_with(&format!("{}-", self.name)))
+            .map(|d| format!("domain {d}"))
+            .collect();
         let own = format!("bootfleet-{}", self.name);
-        out.extend(virsh(&["net-list", "--all", "--name"]).into_iter().filter(|n| *n == own).map(|n| format!("network {n}")));
-        out.extend(virsh(&["pool-list", "--all", "--name"]).into_iter().filter(|n| *n == own).map(|n| format!("pool {n}")));
+        out.extend(
+            virsh(&["net-list", "--all", "--name"])
+                .into_iter()
+                .filter(|n| *n == own)
+                .map(|n| format!("network {n}")),
+        );
+        out.extend(
+            virsh(&["pool-list", "--all", "--name"])
+                .into_iter()
+                .filter(|n| *n == own)
+                .map(|n| format!("pool {n}")),
+        );
         if Path::new("/sys/class/net").join(&self.bridge).exists() {
             out.push(format!("bridge {}", self.bridge));
         }
@@ -108,9 +164,18 @@ impl Cluster {
             out.push(format!("directory {pool_dir}"));
         }
         if let Ok(dir) = std::fs::read_dir("/var/lib/libvirt/qemu/nvram") {
-            out.extend(dir.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).filter(|f| f.starts_with(&format!("{}-", self.name))).map(|f| format!("nvram {f}")));
+            out.extend(
+                dir.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|f| f.starts_with(&format!("{}-", self.name)))
+                    .map(|f| format!("nvram {f}")),
+            );
         }
-        out.extend(bootfleet::cluster::process::find(&self.name).into_iter().map(|p| format!("server pid {p}")));
+        out.extend(
+            bootfleet::cluster::process::find(&self.name)
+                .into_iter()
+                .map(|p| format!("server pid {p}")),
+        );
         out
     }
 }
@@ -123,42 +188,97 @@ impl Drop for Cluster {
 }
 
 fn all_booted(report: &serde_json::Value) -> bool {
-    report["nodes"].as_array().unwrap().iter().all(|n| n["stage"] == "booted (phoned home)")
+    report["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|n| n["stage"] == "booted (phoned home)")
 }
 
 #[test]
-fn three_test_os_nodes_come_up_converge_on_a_second_up_and_go_down_leaving_nothing_needs_root_and_libvirtd() {
+fn three_test_os_nodes_come_up_converge_on_a_second_up_and_go_down_leaving_nothing_needs_root_and_libvirtd()
+ {
     let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
     let Some(images) = ready() else { return };
     let c = Cluster::new(&images, "three", 20, 3, "");
     let up = c.json(&["up", "--json"]);
     assert!(all_booted(&up), "{up:#}");
     assert_eq!(up["server"]["running"], true, "{up:#}");
-    assert_eq!(up["etcd_endpoints"], serde_json::json!(["http://10.213.20.10:2379"]));
+    assert_eq!(
+        up["etcd_endpoints"],
+        serde_json::json!(["http://10.213.20.10:2379"])
+    );
     for n in up["nodes"].as_array().unwrap() {
-        assert!(n["seconds"]["dhcp"].as_f64().is_some(), "per-stage seconds: {n:#}");
+        assert!(
+            n["seconds"]["dhcp"].as_f64().is_some(),
+            "per-stage seconds: {n:#}"
+        );
     }
     let status = c.json(&["status", "--json"]);
     assert!(all_booted(&status), "{status:#}");
     assert_eq!(status["server"]["running"], true);
     let console = c.run(&["console", "n1"]);
-    assert!(stdout(&console).contains("testos: phoned home"), "{}", stdout(&console));
+    assert!(
+        stdout(&console).contains("testos: phoned home"),
+        "{}",
+        stdout(&console)
+    );
     let text = c.run(&["status"]);
-    assert!(stdout(&text).contains("server running"), "{}", stdout(&text));
+    assert!(
+        stdout(&text).contains("server running"),
+        "{}",
+        stdout(&text)
+    );
 
     // A second up finds everything and duplicates nothing.
     let again = c.json(&["up", "--json"]);
     assert!(all_booted(&again), "{again:#}");
-    let vols = Command::new("virsh").args(["-c", "qemu:///system", "vol-list", &format!("bootfleet-{}", c.name)]).output().unwrap();
-    assert_eq!(stdout(&vols).lines().filter(|l| l.contains(".qcow2")).count(), 3, "{}", stdout(&vols));
-    assert_eq!(c.leftovers().iter().filter(|l| l.starts_with("domain")).count(), 3);
-    assert_eq!(c.leftovers().iter().filter(|l| l.starts_with("server")).count(), 1, "one server, not two");
+    let vols = Command::new("virsh")
+        .args([
+            "-c",
+            "qemu:///system",
+            "vol-list",
+            &format!("bootfleet-{}", c.name),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        stdout(&vols)
+            .lines()
+            .filter(|l| l.contains(".qcow2"))
+            .count(),
+        3,
+        "{}",
+        stdout(&vols)
+    );
+    assert_eq!(
+        c.leftovers()
+            .iter()
+            .filter(|l| l.starts_with("domain"))
+            .count(),
+        3
+    );
+    assert_eq!(
+        c.leftovers()
+            .iter()
+            .filter(|l| l.starts_with("server"))
+            .count(),
+        1,
+        "one server, not two"
+    );
 
     c.down();
     assert_eq!(c.leftovers(), Vec::<String>::new());
     let status = c.json(&["status", "--json"]);
     assert_eq!(status["server"]["running"], false);
-    assert!(status["nodes"].as_array().unwrap().iter().all(|n| n["state"] == "absent"), "{status:#}");
+    assert!(
+        status["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["state"] == "absent"),
+        "{status:#}"
+    );
 }
 
 #[test]
@@ -169,7 +289,12 @@ fn an_up_killed_at_any_step_is_cleaned_up_by_down_needs_root_and_libvirtd() {
     let c = Cluster::new(&images, "killed", 21, 2, "");
     // Before the network, after the disks, while waiting for the nodes.
     for step in ["accelerator:", "pool ", "VMs, "] {
-        let mut child = c.cmd(&["up"]).stderr(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
+        let mut child = c
+            .cmd(&["up"])
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
         let mut seen = Vec::new();
         for line in BufReader::new(child.stderr.take().unwrap()).lines() {
             let line = line.unwrap();
@@ -178,11 +303,18 @@ fn an_up_killed_at_any_step_is_cleaned_up_by_down_needs_root_and_libvirtd() {
                 break;
             }
         }
-        assert!(seen.last().is_some_and(|l| l.contains(step)), "up never printed {step:?}: {seen:?}");
+        assert!(
+            seen.last().is_some_and(|l| l.contains(step)),
+            "up never printed {step:?}: {seen:?}"
+        );
         child.kill().unwrap();
         child.wait().unwrap();
         c.down();
-        assert_eq!(c.leftovers(), Vec::<String>::new(), "after up was killed at {step:?}");
+        assert_eq!(
+            c.leftovers(),
+            Vec::<String>::new(),
+            "after up was killed at {step:?}"
+        );
     }
 }
 
@@ -212,19 +344,38 @@ fn run_interrupted_by_sigterm_stops_the_command_and_tears_down_needs_root_and_li
     let c = Cluster::new(&images, "runterm", 23, 1, "");
     let started = c.state.path().join("started");
     let script = format!("echo $$ > {}; exec sleep 600", started.display());
-    let mut child = c.cmd(&["run", "--", "sh", "-c", &script]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let mut child = c
+        .cmd(&["run", "--", "sh", "-c", &script])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(300);
     while !std::fs::read_to_string(&started).is_ok_and(|s| s.ends_with('\n')) {
         assert!(Instant::now() < deadline, "the command never started");
-        assert!(child.try_wait().unwrap().is_none(), "run ended before its command started");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "run ended before its command started"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
-    let sleeper: i32 = std::fs::read_to_string(&started).unwrap().trim().parse().unwrap();
+    let sleeper: i32 = std::fs::read_to_string(&started)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     // SAFETY: kill takes no pointers.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(143), "run exits as a SIGTERM'd command does");
-    assert!(!Path::new(&format!("/proc/{sleeper}")).exists(), "the command was stopped");
+    assert_eq!(
+        status.code(),
+        Some(143),
+        "run exits as a SIGTERM'd command does"
+    );
+    assert!(
+        !Path::new(&format!("/proc/{sleeper}")).exists(),
+        "the command was stopped"
+    );
     assert_eq!(c.leftovers(), Vec::<String>::new());
 }
 
@@ -272,7 +423,10 @@ fn up_refuses_what_is_in_the_way_names_the_fix_and_creates_nothing_needs_root_an
     virsh(&["define", xml.to_str().unwrap()]);
     refused("namesake", "`inway-n0` exists but is not this cluster's");
     c.down();
-    let o = Command::new("virsh").args(["-c", "qemu:///system", "dominfo", "inway-n0"]).output().unwrap();
+    let o = Command::new("virsh")
+        .args(["-c", "qemu:///system", "dominfo", "inway-n0"])
+        .output()
+        .unwrap();
     assert!(o.status.success(), "down removed someone else's domain");
     virsh(&["undefine", "inway-n0"]);
     assert_eq!(c.leftovers(), Vec::<String>::new());
@@ -280,17 +434,33 @@ fn up_refuses_what_is_in_the_way_names_the_fix_and_creates_nothing_needs_root_an
     // Images missing: the error names the command that builds them.
     let empty = tempfile::tempdir().unwrap();
     let o = Command::new(env!("CARGO_BIN_EXE_bootfleet"))
-        .arg("--state-dir").arg(c.state.path())
-        .args(["cluster", "up"]).arg(&c.spec).arg("--images").arg(empty.path())
-        .output().unwrap();
+        .arg("--state-dir")
+        .arg(c.state.path())
+        .args(["cluster", "up"])
+        .arg(&c.spec)
+        .arg("--images")
+        .arg(empty.path())
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-    assert!(stderr(&o).contains("bootfleet images testos --images"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("bootfleet images testos --images"),
+        "{}",
+        stderr(&o)
+    );
 
     // libvirtd that cannot be reached.
-    let spec = std::fs::read_to_string(&c.spec).unwrap().replace("[libvirt]\n", "[libvirt]\nuri = \"qemu+unix:///system?socket=/nonexistent/libvirt-sock\"\n");
+    let spec = std::fs::read_to_string(&c.spec).unwrap().replace(
+        "[libvirt]\n",
+        "[libvirt]\nuri = \"qemu+unix:///system?socket=/nonexistent/libvirt-sock\"\n",
+    );
     std::fs::write(&c.spec, spec).unwrap();
     let o = c.run(&["up"]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    assert!(stderr(&o).contains("libvirtd is not running"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("libvirtd is not running"),
+        "{}",
+        stderr(&o)
+    );
     assert_eq!(c.leftovers(), Vec::<String>::new());
 }

@@ -87,7 +87,10 @@ enum Sub {
 impl From<ClusterError> for CliError {
     fn from(e: ClusterError) -> Self {
         match e {
-            e @ (ClusterError::NotOurs { .. } | ClusterError::Conflict(_) | ClusterError::ImagesMissing { .. } | ClusterError::FirmwareMissing { .. }) => CliError::BadInput(format!("error: {e}")),
+            e @ (ClusterError::NotOurs { .. }
+            | ClusterError::Conflict(_)
+            | ClusterError::ImagesMissing { .. }
+            | ClusterError::FirmwareMissing { .. }) => CliError::BadInput(format!("error: {e}")),
             e => CliError::Runtime(e.into()),
         }
     }
@@ -114,15 +117,31 @@ fn signals() -> Result<Arc<AtomicBool>, CliError> {
 
 pub fn run(args: Args, state_dir: &Path) -> Result<(), CliError> {
     match args.command {
-        Sub::Up { common, json, no_wait } => {
+        Sub::Up {
+            common,
+            json,
+            no_wait,
+        } => {
             let (spec, paths) = load(&common, state_dir)?;
             let stop = AtomicBool::new(false);
-            let r = cluster::up(&spec, &paths, &UpOptions { wait: !no_wait, stop: &stop, say: &say })?;
+            let r = cluster::up(
+                &spec,
+                &paths,
+                &UpOptions {
+                    wait: !no_wait,
+                    stop: &stop,
+                    say: &say,
+                },
+            )?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&r).expect("report"));
             } else {
                 print_report(&r);
-                println!("\nstatus: bootfleet cluster status {}\ntear down: bootfleet cluster down {}", common.spec.display(), common.spec.display());
+                println!(
+                    "\nstatus: bootfleet cluster status {}\ntear down: bootfleet cluster down {}",
+                    common.spec.display(),
+                    common.spec.display()
+                );
             }
             Ok(())
         }
@@ -137,8 +156,23 @@ pub fn run(args: Args, state_dir: &Path) -> Result<(), CliError> {
                 "removed {} VMs{}{}{} in {:.1} s",
                 r.domains.len(),
                 if r.network { ", the network" } else { "" },
-                if r.pool { ", the disks and their pool" } else { "" },
-                if r.servers.is_empty() { String::new() } else { format!(", the boot server (pid {})", r.servers.iter().map(i32::to_string).collect::<Vec<_>>().join(", ")) },
+                if r.pool {
+                    ", the disks and their pool"
+                } else {
+                    ""
+                },
+                if r.servers.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        ", the boot server (pid {})",
+                        r.servers
+                            .iter()
+                            .map(i32::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                },
                 t.elapsed().as_secs_f64()
             );
             Ok(())
@@ -153,10 +187,21 @@ pub fn run(args: Args, state_dir: &Path) -> Result<(), CliError> {
             }
             Ok(())
         }
-        Sub::Console { common, node, follow } => {
+        Sub::Console {
+            common,
+            node,
+            follow,
+        } => {
             let (spec, paths) = load(&common, state_dir)?;
             let path = cluster::console_path(&spec, &paths, &node).ok_or_else(|| {
-                CliError::BadInput(format!("the spec has no node `{node}`\n  help: one of: {}", spec.nodes.iter().map(|n| n.name.as_str()).collect::<Vec<_>>().join(", ")))
+                CliError::BadInput(format!(
+                    "the spec has no node `{node}`\n  help: one of: {}",
+                    spec.nodes
+                        .iter()
+                        .map(|n| n.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
             })?;
             console(&path, follow)
         }
@@ -168,13 +213,26 @@ fn print_report(r: &Report) {
     println!(
         "cluster {}: server {} ({})",
         r.cluster,
-        if r.server.running { format!("running, pid {}", r.server.pid.unwrap_or_default()) } else { "not running".to_owned() },
+        if r.server.running {
+            format!("running, pid {}", r.server.pid.unwrap_or_default())
+        } else {
+            "not running".to_owned()
+        },
         r.server.url
     );
     let rows: Vec<[String; 6]> = r
         .nodes
         .iter()
-        .map(|n| [n.name.clone(), n.domain.clone(), n.state.clone(), n.mac.clone(), n.ip.to_string(), n.stage.clone()])
+        .map(|n| {
+            [
+                n.name.clone(),
+                n.domain.clone(),
+                n.state.clone(),
+                n.mac.clone(),
+                n.ip.to_string(),
+                n.stage.clone(),
+            ]
+        })
         .collect();
     let header = ["NODE", "DOMAIN", "STATE", "MAC", "IP", "BOOT"].map(str::to_owned);
     let mut width = [0usize; 5];
@@ -207,7 +265,8 @@ fn console(path: &Path, follow: bool) -> Result<(), CliError> {
     loop {
         let n = f.read(&mut buf).map_err(|e| CliError::Runtime(e.into()))?;
         if n > 0 {
-            out.write_all(&buf[..n]).map_err(|e| CliError::Runtime(e.into()))?;
+            out.write_all(&buf[..n])
+                .map_err(|e| CliError::Runtime(e.into()))?;
             out.flush().ok();
             continue;
         }
@@ -231,7 +290,15 @@ fn signal_status(sig: i32) -> u8 {
 fn run_command(common: &Common, command: &[String], state_dir: &Path) -> Result<(), CliError> {
     let (spec, paths) = load(common, state_dir)?;
     let stop = signals()?;
-    let up = cluster::up(&spec, &paths, &UpOptions { wait: true, stop: &stop, say: &say });
+    let up = cluster::up(
+        &spec,
+        &paths,
+        &UpOptions {
+            wait: true,
+            stop: &stop,
+            say: &say,
+        },
+    );
     let outcome = match up {
         Ok(report) if !stop.load(Ordering::Relaxed) => run_child(&report, &paths, command, &stop),
         Ok(_) => Err(CliError::Runtime(ClusterError::Interrupted.into())),
@@ -246,7 +313,12 @@ fn run_command(common: &Common, command: &[String], state_dir: &Path) -> Result<
                 return Err(e.into());
             }
         }
-        (_, Ok(r)) => eprintln!("removed {} VMs, network: {}, pool: {}", r.domains.len(), r.network, r.pool),
+        (_, Ok(r)) => eprintln!(
+            "removed {} VMs, network: {}, pool: {}",
+            r.domains.len(),
+            r.network,
+            r.pool
+        ),
     }
     match outcome {
         Ok(0) => Ok(()),
@@ -257,19 +329,46 @@ fn run_command(common: &Common, command: &[String], state_dir: &Path) -> Result<
 
 /// Runs the user's command with the cluster in its environment; its exit
 /// status, or 128+N when a signal ended it (or ended `run`).
-fn run_child(report: &Report, paths: &Paths, command: &[String], stop: &AtomicBool) -> Result<u8, CliError> {
+fn run_child(
+    report: &Report,
+    paths: &Paths,
+    command: &[String],
+    stop: &AtomicBool,
+) -> Result<u8, CliError> {
     let summary = paths.dir.join("summary.json");
-    std::fs::write(&summary, serde_json::to_string_pretty(report).expect("report")).map_err(|e| CliError::Runtime(e.into()))?;
+    std::fs::write(
+        &summary,
+        serde_json::to_string_pretty(report).expect("report"),
+    )
+    .map_err(|e| CliError::Runtime(e.into()))?;
     let mut cmd = Command::new(&command[0]);
     cmd.args(&command[1..])
         .env("BOOTFLEET_CLUSTER", &report.cluster)
         .env("BOOTFLEET_SERVER", &report.server.url)
-        .env("BOOTFLEET_NODES", report.nodes.iter().map(|n| n.name.as_str()).collect::<Vec<_>>().join(" "))
-        .env("BOOTFLEET_NODE_ADDRESSES", report.nodes.iter().map(|n| format!("{}={}", n.name, n.ip)).collect::<Vec<_>>().join(" "))
+        .env(
+            "BOOTFLEET_NODES",
+            report
+                .nodes
+                .iter()
+                .map(|n| n.name.as_str())
+                .collect::<Vec<_>>()
+                .join(" "),
+        )
+        .env(
+            "BOOTFLEET_NODE_ADDRESSES",
+            report
+                .nodes
+                .iter()
+                .map(|n| format!("{}={}", n.name, n.ip))
+                .collect::<Vec<_>>()
+                .join(" "),
+        )
         .env("BOOTFLEET_ETCD_ENDPOINTS", report.etcd_endpoints.join(","))
         .env("BOOTFLEET_SUMMARY", &summary);
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-    let mut child = cmd.spawn().map_err(|e| CliError::BadInput(format!("cannot run {}: {e}", command[0])))?;
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| CliError::BadInput(format!("cannot run {}: {e}", command[0])))?;
     let pgid = child.id() as i32;
     let mut signalled = false;
     loop {
@@ -278,7 +377,9 @@ fn run_child(report: &Report, paths: &Paths, command: &[String], stop: &AtomicBo
             if signalled {
                 return Ok(signal_status(libc::SIGTERM));
             }
-            return Ok(status.code().map_or_else(|| signal_status(status.signal().unwrap_or(0)), |c| c as u8));
+            return Ok(status
+                .code()
+                .map_or_else(|| signal_status(status.signal().unwrap_or(0)), |c| c as u8));
         }
         if stop.load(Ordering::Relaxed) && !signalled {
             eprintln!("signal received: stopping {}", command[0]);

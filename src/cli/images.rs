@@ -93,7 +93,10 @@ pub fn run(args: Args) -> Result<(), CliError> {
         Command::Fetch(a) => fetch(&a),
         Command::Testos { images } => {
             let dir = crate::images::testos::build(&images).map_err(anyhow::Error::from)?;
-            println!("test OS in {} (boot it with `testos = true` under [boot])", dir.display());
+            println!(
+                "test OS in {} (boot it with `testos = true` under [boot])",
+                dir.display()
+            );
             Ok(())
         }
     }

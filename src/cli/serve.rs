@@ -227,7 +227,7 @@ pub fn run(args: Args, state_dir: &Path) -> Result<(), CliError> {
         println!("listening: dhcp {dhcp_text}, tftp {tftp_addr}, http http://{http_addr}/");
         use std::io::Write as _;
         std::io::stdout().flush().ok();
-        tracing::info!(%tftp_addr, %http_addr, dhcp = %dhcp_text, "serving");
+        tracing::info!(%tftp_addr, %http_addr, dhcp = %dhcp_text, cluster = args.cluster.as_deref().unwrap_or("-"), "serving");
 
         // Timelines are written behind, once a second.
         let reg = registry.clone();

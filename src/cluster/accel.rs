@@ -25,12 +25,25 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 /// file the answer is kept in.
 pub fn decide(accel: Accel, kernel: &Path, cache: &Path) -> Decision {
     match accel {
-        Accel::Kvm => return Decision { kvm: true, why: "KVM, as the spec says".into() },
-        Accel::Tcg => return Decision { kvm: false, why: "TCG (software emulation), as the spec says".into() },
+        Accel::Kvm => {
+            return Decision {
+                kvm: true,
+                why: "KVM, as the spec says".into(),
+            };
+        }
+        Accel::Tcg => {
+            return Decision {
+                kvm: false,
+                why: "TCG (software emulation), as the spec says".into(),
+            };
+        }
         Accel::Auto => {}
     }
     if !Path::new("/dev/kvm").exists() {
-        return Decision { kvm: false, why: "TCG (software emulation): this host has no /dev/kvm".into() };
+        return Decision {
+            kvm: false,
+            why: "TCG (software emulation): this host has no /dev/kvm".into(),
+        };
     }
     let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
     let key = format!("{} {}", boot_id.trim(), kernel.display());
@@ -44,7 +57,10 @@ pub fn decide(accel: Accel, kernel: &Path, cache: &Path) -> Decision {
     if let Some(dir) = cache.parent() {
         let _ = std::fs::create_dir_all(dir);
     }
-    let _ = std::fs::write(cache, format!("{key} {}\n", if kvm { "kvm" } else { "tcg" }));
+    let _ = std::fs::write(
+        cache,
+        format!("{key} {}\n", if kvm { "kvm" } else { "tcg" }),
+    );
     decision(kvm, "")
 }
 
@@ -54,7 +70,10 @@ fn decision(kvm: bool, note: &str) -> Decision {
         why: if kvm {
             format!("KVM: a probe guest booted under it{note}")
         } else {
-            format!("TCG (software emulation, slow): /dev/kvm exists but a probe guest did not boot under it within {} s{note}; set `accel = \"kvm\"` under [libvirt] to insist", PROBE_TIMEOUT.as_secs())
+            format!(
+                "TCG (software emulation, slow): /dev/kvm exists but a probe guest did not boot under it within {} s{note}; set `accel = \"kvm\"` under [libvirt] to insist",
+                PROBE_TIMEOUT.as_secs()
+            )
         },
     }
 }
@@ -63,7 +82,20 @@ fn decision(kvm: bool, note: &str) -> Decision {
 /// panic and QEMU exits by itself.
 fn probe(kernel: &Path) -> bool {
     let child = Command::new("qemu-system-x86_64")
-        .args(["-accel", "kvm", "-m", "128", "-nodefaults", "-display", "none", "-monitor", "none", "-serial", "none", "-no-reboot"])
+        .args([
+            "-accel",
+            "kvm",
+            "-m",
+            "128",
+            "-nodefaults",
+            "-display",
+            "none",
+            "-monitor",
+            "none",
+            "-serial",
+            "none",
+            "-no-reboot",
+        ])
         .arg("-kernel")
         .arg(kernel)
         .args(["-append", "panic=-1 root=/dev/nonexistent"])

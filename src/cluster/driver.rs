@@ -21,7 +21,9 @@ use super::xml;
 pub enum Found {
     Absent,
     /// The cluster's own; `active` is running (domain, network) or started (pool).
-    Ours { active: bool },
+    Ours {
+        active: bool,
+    },
     /// A namesake that is not the cluster's: never touched.
     Foreign,
 }
@@ -60,7 +62,10 @@ impl Libvirt {
             };
             ClusterError::Connect { uri: uri.to_owned(), message: source.message().to_owned(), help }
         })?;
-        Ok(Libvirt { conn, uri: uri.to_owned() })
+        Ok(Libvirt {
+            conn,
+            uri: uri.to_owned(),
+        })
     }
 
     /// The connection's URI.
@@ -99,37 +104,52 @@ impl Libvirt {
 
     /// Whether the planned network exists and is the cluster's.
     pub fn network_found(&self, plan: &Plan) -> Result<Found, ClusterError> {
-        let Some(n) = self.network(&plan.network.name)? else { return Ok(Found::Absent) };
+        let Some(n) = self.network(&plan.network.name)? else {
+            return Ok(Found::Absent);
+        };
         let x = n.xml_desc(0).map_err(lv("reading a network's XML"))?;
         if xml::owner(&x).as_deref() != Some(&plan.cluster) {
             return Ok(Found::Foreign);
         }
-        Ok(Found::Ours { active: n.is_active().map_err(lv("reading a network's state"))? })
+        Ok(Found::Ours {
+            active: n.is_active().map_err(lv("reading a network's state"))?,
+        })
     }
 
     /// Whether the planned pool exists and is the cluster's.
     pub fn pool_found(&self, plan: &Plan) -> Result<Found, ClusterError> {
-        let Some(p) = self.pool(&plan.pool.name)? else { return Ok(Found::Absent) };
+        let Some(p) = self.pool(&plan.pool.name)? else {
+            return Ok(Found::Absent);
+        };
         if p.uuid_string().map_err(lv("reading a pool's UUID"))? != plan.pool.uuid {
             return Ok(Found::Foreign);
         }
-        Ok(Found::Ours { active: p.is_active().map_err(lv("reading a pool's state"))? })
+        Ok(Found::Ours {
+            active: p.is_active().map_err(lv("reading a pool's state"))?,
+        })
     }
 
     /// Whether `d`'s domain exists and is the cluster's.
     pub fn domain_found(&self, plan: &Plan, d: &DomainPlan) -> Result<Found, ClusterError> {
-        let Some(dom) = self.domain(&d.name)? else { return Ok(Found::Absent) };
+        let Some(dom) = self.domain(&d.name)? else {
+            return Ok(Found::Absent);
+        };
         let x = dom.xml_desc(0).map_err(lv("reading a domain's XML"))?;
         if xml::owner(&x).as_deref() != Some(&plan.cluster) {
             return Ok(Found::Foreign);
         }
-        Ok(Found::Ours { active: dom.is_active().map_err(lv("reading a domain's state"))? })
+        Ok(Found::Ours {
+            active: dom.is_active().map_err(lv("reading a domain's state"))?,
+        })
     }
 
     /// Every other libvirt network: name, bridge and subnet, for the
     /// checks made before anything is created.
     pub fn other_networks(&self, plan: &Plan) -> Result<Vec<OtherNetwork>, ClusterError> {
-        let all = self.conn.list_all_networks(0).map_err(lv("listing networks"))?;
+        let all = self
+            .conn
+            .list_all_networks(0)
+            .map_err(lv("listing networks"))?;
         let mut out = Vec::new();
         for n in all {
             let name = n.name().map_err(lv("reading a network's name"))?;
@@ -146,10 +166,14 @@ impl Libvirt {
     pub fn ensure_network(&self, plan: &Plan) -> Result<(), ClusterError> {
         let n = match self.network(&plan.network.name)? {
             Some(n) => n,
-            None => self.conn.define_network_xml(&xml::network(plan)?).map_err(lv(format!("defining network {}", plan.network.name)))?,
+            None => self
+                .conn
+                .define_network_xml(&xml::network(plan)?)
+                .map_err(lv(format!("defining network {}", plan.network.name)))?,
         };
         if !n.is_active().map_err(lv("reading a network's state"))? {
-            n.create().map_err(lv(format!("starting network {}", plan.network.name)))?;
+            n.create()
+                .map_err(lv(format!("starting network {}", plan.network.name)))?;
         }
         Ok(())
     }
@@ -159,13 +183,20 @@ impl Libvirt {
         let p = match self.pool(&plan.pool.name)? {
             Some(p) => p,
             None => {
-                let p = self.conn.define_storage_pool_xml(&xml::pool(plan)?, 0).map_err(lv(format!("defining pool {}", plan.pool.name)))?;
-                p.build(0).map_err(lv(format!("creating the directory {}", plan.pool.path.display())))?;
+                let p = self
+                    .conn
+                    .define_storage_pool_xml(&xml::pool(plan)?, 0)
+                    .map_err(lv(format!("defining pool {}", plan.pool.name)))?;
+                p.build(0).map_err(lv(format!(
+                    "creating the directory {}",
+                    plan.pool.path.display()
+                )))?;
                 p
             }
         };
         if !p.is_active().map_err(lv("reading a pool's state"))? {
-            p.create(0).map_err(lv(format!("starting pool {}", plan.pool.name)))?;
+            p.create(0)
+                .map_err(lv(format!("starting pool {}", plan.pool.name)))?;
         }
         p.refresh(0).map_err(lv("refreshing the pool"))?;
         let info = p.info().map_err(lv("reading the pool's free space"))?;
@@ -186,7 +217,8 @@ impl Libvirt {
             });
         }
         for d in missing {
-            StorageVol::create_xml(&p, &xml::volume(d)?, 0).map_err(lv(format!("creating disk {}", d.volume)))?;
+            StorageVol::create_xml(&p, &xml::volume(d)?, 0)
+                .map_err(lv(format!("creating disk {}", d.volume)))?;
         }
         Ok(())
     }
@@ -199,7 +231,10 @@ impl Libvirt {
         for d in &plan.domains {
             let dom = match self.domain(&d.name)? {
                 Some(dom) => dom,
-                None => self.conn.define_domain_xml(&xml::domain(plan, d)?).map_err(lv(format!("defining domain {}", d.name)))?,
+                None => self
+                    .conn
+                    .define_domain_xml(&xml::domain(plan, d)?)
+                    .map_err(lv(format!("defining domain {}", d.name)))?,
             };
             if !dom.is_active().map_err(lv("reading a domain's state"))? {
                 stopped.push((d, dom));
@@ -210,12 +245,20 @@ impl Libvirt {
                 .iter()
                 .map(|(d, dom)| {
                     s.spawn(move || {
-                        dom.create().map_err(lv(format!("starting domain {}", d.name)))?;
+                        if let Err(e) = dom.create() {
+                            // Another `up` may have started it meanwhile.
+                            if !dom.is_active().unwrap_or(false) {
+                                return Err(lv(format!("starting domain {}", d.name))(e));
+                            }
+                        }
                         Ok(d.node.clone())
                     })
                 })
                 .collect();
-            handles.into_iter().map(|h| h.join().expect("domain start thread")).collect()
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("domain start thread"))
+                .collect()
         });
         results.into_iter().collect()
     }
@@ -223,7 +266,9 @@ impl Libvirt {
     /// The libvirt state of `d`'s domain: running, shut off, ... or absent.
     pub fn domain_state(&self, d: &DomainPlan) -> Result<String, ClusterError> {
         use virt::domain::DomainState as S;
-        let Some(dom) = self.domain(&d.name)? else { return Ok("absent".into()) };
+        let Some(dom) = self.domain(&d.name)? else {
+            return Ok("absent".into());
+        };
         let (state, _) = dom.state().map_err(lv("reading a domain's state"))?;
         Ok(match state.into() {
             Ok(S::Running) => "running",
@@ -244,7 +289,9 @@ impl Libvirt {
         if self.domain_found(plan, d)? == Found::Foreign {
             return Ok(false);
         }
-        let Some(dom) = self.domain(&d.name)? else { return Ok(false) };
+        let Some(dom) = self.domain(&d.name)? else {
+            return Ok(false);
+        };
         if dom.is_active().unwrap_or(false) {
             if let Err(e) = dom.destroy() {
                 if dom.is_active().unwrap_or(true) {
@@ -252,7 +299,11 @@ impl Libvirt {
                 }
             }
         }
-        let flags = if d.uefi { sys::VIR_DOMAIN_UNDEFINE_NVRAM } else { 0 };
+        let flags = if d.uefi {
+            sys::VIR_DOMAIN_UNDEFINE_NVRAM
+        } else {
+            0
+        };
         dom.undefine_flags(flags)
             .map_err(lv(format!("removing domain {}", d.name)))?;
         Ok(true)
@@ -260,38 +311,61 @@ impl Libvirt {
 
     /// Stops and removes the cluster's network.
     pub fn remove_network(&self, plan: &Plan) -> Result<bool, ClusterError> {
-        let Found::Ours { active } = self.network_found(plan)? else { return Ok(false) };
-        let Some(n) = self.network(&plan.network.name)? else { return Ok(false) };
+        let Found::Ours { active } = self.network_found(plan)? else {
+            return Ok(false);
+        };
+        let Some(n) = self.network(&plan.network.name)? else {
+            return Ok(false);
+        };
         if active {
-            n.destroy().map_err(lv(format!("stopping network {}", plan.network.name)))?;
+            n.destroy()
+                .map_err(lv(format!("stopping network {}", plan.network.name)))?;
         }
-        n.undefine().map_err(lv(format!("removing network {}", plan.network.name)))?;
+        n.undefine()
+            .map_err(lv(format!("removing network {}", plan.network.name)))?;
         Ok(true)
     }
 
     /// Deletes the pool's volumes (the nodes' disks), its directory and
     /// the pool itself.
     pub fn remove_storage(&self, plan: &Plan) -> Result<bool, ClusterError> {
-        let Found::Ours { active } = self.pool_found(plan)? else { return Ok(false) };
-        let Some(p) = self.pool(&plan.pool.name)? else { return Ok(false) };
+        let Found::Ours { active } = self.pool_found(plan)? else {
+            return Ok(false);
+        };
+        let Some(p) = self.pool(&plan.pool.name)? else {
+            return Ok(false);
+        };
         if !active {
-            p.create(0).map_err(lv(format!("starting pool {}", plan.pool.name)))?;
+            p.create(0)
+                .map_err(lv(format!("starting pool {}", plan.pool.name)))?;
         }
         p.refresh(0).map_err(lv("refreshing the pool"))?;
-        for v in p.list_all_volumes(0).map_err(lv("listing the pool's disks"))? {
+        for v in p
+            .list_all_volumes(0)
+            .map_err(lv("listing the pool's disks"))?
+        {
             let name = v.name().unwrap_or_default();
             v.delete(0).map_err(lv(format!("deleting disk {name}")))?;
         }
-        p.destroy().map_err(lv(format!("stopping pool {}", plan.pool.name)))?;
-        p.delete(0).map_err(lv(format!("removing the directory {}", plan.pool.path.display())))?;
-        p.undefine().map_err(lv(format!("removing pool {}", plan.pool.name)))?;
+        p.destroy()
+            .map_err(lv(format!("stopping pool {}", plan.pool.name)))?;
+        p.delete(0).map_err(lv(format!(
+            "removing the directory {}",
+            plan.pool.path.display()
+        )))?;
+        p.undefine()
+            .map_err(lv(format!("removing pool {}", plan.pool.name)))?;
         Ok(true)
     }
 
     /// The volumes of the cluster's pool, by name.
     pub fn volumes(&self, plan: &Plan) -> Result<Vec<String>, ClusterError> {
-        let Found::Ours { active: true } = self.pool_found(plan)? else { return Ok(Vec::new()) };
-        let Some(p) = self.pool(&plan.pool.name)? else { return Ok(Vec::new()) };
+        let Found::Ours { active: true } = self.pool_found(plan)? else {
+            return Ok(Vec::new());
+        };
+        let Some(p) = self.pool(&plan.pool.name)? else {
+            return Ok(Vec::new());
+        };
         p.list_volumes().map_err(lv("listing the pool's disks"))
     }
 }
@@ -307,17 +381,29 @@ pub struct OtherNetwork {
 impl OtherNetwork {
     /// Reads the bridge name and IPv4 subnets from a network's XML.
     pub fn parse(name: String, xml: &str) -> OtherNetwork {
-        let mut out = OtherNetwork { name, bridge: None, subnets: Vec::new() };
-        let Ok(doc) = roxmltree::Document::parse(xml) else { return out };
+        let mut out = OtherNetwork {
+            name,
+            bridge: None,
+            subnets: Vec::new(),
+        };
+        let Ok(doc) = roxmltree::Document::parse(xml) else {
+            return out;
+        };
         for n in doc.root_element().children().filter(|n| n.is_element()) {
             match n.tag_name().name() {
                 "bridge" => out.bridge = n.attribute("name").map(str::to_owned),
                 "ip" if n.attribute("family").is_none_or(|f| f == "ipv4") => {
-                    let Some(addr) = n.attribute("address").and_then(|a| a.parse().ok()) else { continue };
+                    let Some(addr) = n.attribute("address").and_then(|a| a.parse().ok()) else {
+                        continue;
+                    };
                     let prefix = n
                         .attribute("prefix")
                         .and_then(|p| p.parse().ok())
-                        .or_else(|| n.attribute("netmask").and_then(|m| m.parse::<std::net::Ipv4Addr>().ok()).map(|m| u32::from(m).count_ones() as u8));
+                        .or_else(|| {
+                            n.attribute("netmask")
+                                .and_then(|m| m.parse::<std::net::Ipv4Addr>().ok())
+                                .map(|m| u32::from(m).count_ones() as u8)
+                        });
                     if let Some(net) = prefix.and_then(|p| ipnet::Ipv4Net::new(addr, p).ok()) {
                         out.subnets.push(net.trunc());
                     }

@@ -30,27 +30,52 @@ use plan::Plan;
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
     #[error("cannot connect to libvirt at {uri}: {message}\n  help: {help}")]
-    Connect { uri: String, message: String, help: String },
+    Connect {
+        uri: String,
+        message: String,
+        help: String,
+    },
     #[error("libvirt failed {what}")]
-    Libvirt { what: String, source: virt::error::Error },
-    #[error("{kind} `{name}` exists but is not this cluster's (it carries no tag of cluster `{cluster}`); nothing was changed\n  help: rename or remove it yourself (`virsh {kind}-...`), or give the cluster another name")]
-    NotOurs { kind: &'static str, name: String, cluster: String },
+    Libvirt {
+        what: String,
+        source: virt::error::Error,
+    },
+    #[error(
+        "{kind} `{name}` exists but is not this cluster's (it carries no tag of cluster `{cluster}`); nothing was changed\n  help: rename or remove it yourself (`virsh {kind}-...`), or give the cluster another name"
+    )]
+    NotOurs {
+        kind: &'static str,
+        name: String,
+        cluster: String,
+    },
     #[error("{0}\n  nothing was created")]
     Conflict(String),
     #[error("{path} is missing: the VMs would stop at that step\n  help: {help}")]
     ImagesMissing { path: PathBuf, help: String },
-    #[error("the UEFI firmware {path} is missing\n  help: apt-get install ovmf, or set `firmware = \"bios\"` under [libvirt]")]
+    #[error(
+        "the UEFI firmware {path} is missing\n  help: apt-get install ovmf, or set `firmware = \"bios\"` under [libvirt]"
+    )]
     FirmwareMissing { path: PathBuf },
     #[error("the storage pool at {} has {} MiB free, the disks need {} MiB\n  help: free space there, or set `pool_dir` under [libvirt] to a larger disk", path.display(), available >> 20, need >> 20)]
-    PoolFull { path: PathBuf, available: u64, need: u64 },
+    PoolFull {
+        path: PathBuf,
+        available: u64,
+        need: u64,
+    },
     #[error(transparent)]
     Xml(#[from] xml::XmlError),
     #[error("{0}")]
     Server(String),
     #[error("{what}")]
-    Io { what: String, source: std::io::Error },
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
     #[error("not every node phoned home within {} s:\n  {}\n  help: `bootfleet cluster console SPEC NODE` shows a node's console; `bootfleet cluster down SPEC` removes the cluster", timeout.as_secs(), stalled.join("\n  "))]
-    Stalled { timeout: Duration, stalled: Vec<String> },
+    Stalled {
+        timeout: Duration,
+        stalled: Vec<String>,
+    },
     #[error("interrupted")]
     Interrupted,
 }
@@ -93,7 +118,10 @@ pub fn plan(spec: &Spec, paths: &Paths) -> (Plan, accel::Decision) {
         &paths.images.join(&spec.boot.kernel),
         &paths.dir.join("accel"),
     );
-    (Plan::new(spec, decision.kvm, &paths.console_dir()), decision)
+    (
+        Plan::new(spec, decision.kvm, &paths.console_dir()),
+        decision,
+    )
 }
 
 fn http_addr(spec: &Spec) -> String {
@@ -135,7 +163,13 @@ pub struct ServerReport {
     pub log: PathBuf,
 }
 
-fn report(spec: &Spec, plan: &Plan, paths: &Paths, lv: &Libvirt, seen: &HashMap<String, NodeStatus>) -> Result<Report, ClusterError> {
+fn report(
+    spec: &Spec,
+    plan: &Plan,
+    paths: &Paths,
+    lv: &Libvirt,
+    seen: &HashMap<String, NodeStatus>,
+) -> Result<Report, ClusterError> {
     let pid = process::find(&plan.cluster).first().copied();
     let mut nodes = Vec::new();
     for d in &plan.domains {
@@ -148,7 +182,12 @@ fn report(spec: &Spec, plan: &Plan, paths: &Paths, lv: &Libvirt, seen: &HashMap<
             ip: d.ip,
             stage: wait::describe(n),
             seconds: n
-                .map(|n| n.stages.iter().map(|s| (s.stage.name().to_owned(), s.ms as f64 / 1000.0)).collect())
+                .map(|n| {
+                    n.stages
+                        .iter()
+                        .map(|s| (s.stage.name().to_owned(), s.ms as f64 / 1000.0))
+                        .collect()
+                })
                 .unwrap_or_default(),
             console: d.console_log.clone(),
         });
@@ -184,7 +223,7 @@ fn check_files(spec: &Spec, paths: &Paths) -> Result<(), ClusterError> {
             } else if let Some(v) = f.strip_prefix("flatcar/").and_then(|r| r.split('/').next()) {
                 format!("fetch it: bootfleet images fetch flatcar --version {v} --images {images}")
             } else {
-                format!("put the file there, or point --images at the directory that has it")
+                "put the file there, or point --images at the directory that has it".to_owned()
             };
             return Err(ClusterError::ImagesMissing { path, help });
         }
@@ -222,14 +261,26 @@ pub fn up(spec: &Spec, paths: &Paths, o: &UpOptions<'_>) -> Result<Report, Clust
     // Nothing is created while anything is in the way.
     let net = lv.network_found(&plan)?;
     if net == Found::Foreign {
-        return Err(ClusterError::NotOurs { kind: "net", name: plan.network.name.clone(), cluster: plan.cluster.clone() });
+        return Err(ClusterError::NotOurs {
+            kind: "net",
+            name: plan.network.name.clone(),
+            cluster: plan.cluster.clone(),
+        });
     }
     if lv.pool_found(&plan)? == Found::Foreign {
-        return Err(ClusterError::NotOurs { kind: "pool", name: plan.pool.name.clone(), cluster: plan.cluster.clone() });
+        return Err(ClusterError::NotOurs {
+            kind: "pool",
+            name: plan.pool.name.clone(),
+            cluster: plan.cluster.clone(),
+        });
     }
     for d in &plan.domains {
         if lv.domain_found(&plan, d)? == Found::Foreign {
-            return Err(ClusterError::NotOurs { kind: "domain", name: d.name.clone(), cluster: plan.cluster.clone() });
+            return Err(ClusterError::NotOurs {
+                kind: "domain",
+                name: d.name.clone(),
+                cluster: plan.cluster.clone(),
+            });
         }
     }
     let others = lv.other_networks(&plan)?;
@@ -244,9 +295,20 @@ pub fn up(spec: &Spec, paths: &Paths, o: &UpOptions<'_>) -> Result<Report, Clust
     .map_err(ClusterError::Conflict)?;
 
     lv.ensure_network(&plan)?;
-    (o.say)(&format!("network {} (bridge {}, {}/{})", plan.network.name, plan.network.bridge, plan.network.address, plan.network.subnet.prefix_len()));
+    (o.say)(&format!(
+        "network {} (bridge {}, {}/{})",
+        plan.network.name,
+        plan.network.bridge,
+        plan.network.address,
+        plan.network.subnet.prefix_len()
+    ));
     lv.ensure_storage(&plan)?;
-    (o.say)(&format!("pool {} at {} ({} disks)", plan.pool.name, plan.pool.path.display(), plan.domains.len()));
+    (o.say)(&format!(
+        "pool {} at {} ({} disks)",
+        plan.pool.name,
+        plan.pool.path.display(),
+        plan.domains.len()
+    ));
     let http = http_addr(spec);
     match process::find(&plan.cluster).first() {
         Some(pid) => (o.say)(&format!("boot server already running (pid {pid})")),
@@ -257,21 +319,39 @@ pub fn up(spec: &Spec, paths: &Paths, o: &UpOptions<'_>) -> Result<Report, Clust
                 images: &paths.images,
                 state_dir: &paths.server_state(),
                 log: &process::log_path(&paths.dir),
-                http: http.parse().map_err(|e| ClusterError::Server(format!("bad server address {http}: {e}")))?,
+                http: http
+                    .parse()
+                    .map_err(|e| ClusterError::Server(format!("bad server address {http}: {e}")))?,
             })?;
-            (o.say)(&format!("boot server started (pid {pid}), status page http://{http}/"));
+            (o.say)(&format!(
+                "boot server started (pid {pid}), status page http://{http}/"
+            ));
         }
     }
-    std::fs::create_dir_all(paths.console_dir()).map_err(|source| ClusterError::Io { what: format!("creating {}", paths.console_dir().display()), source })?;
+    std::fs::create_dir_all(paths.console_dir()).map_err(|source| ClusterError::Io {
+        what: format!("creating {}", paths.console_dir().display()),
+        source,
+    })?;
     let started = lv.ensure_domains(&plan)?;
     (o.say)(&format!(
         "{} VMs, {} started now{}",
         plan.domains.len(),
         started.len(),
-        if started.is_empty() { String::new() } else { format!(": {}", started.join(", ")) }
+        if started.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", started.join(", "))
+        }
     ));
     let seen = if o.wait {
-        wait::until_booted(&plan, &http, &started, since, spec.libvirt.boot_timeout, o.stop)?
+        wait::until_booted(
+            &plan,
+            &http,
+            &started,
+            since,
+            spec.libvirt.boot_timeout,
+            o.stop,
+        )?
     } else {
         wait::fetch(&http).unwrap_or_default()
     };
@@ -311,11 +391,18 @@ pub fn down(spec: &Spec, paths: &Paths) -> Result<Removed, ClusterError> {
                 let (lv, plan) = (&lv, &plan);
                 s.spawn(move || {
                     let foreign = lv.domain_found(plan, d)? == Found::Foreign;
-                    Ok((d.name.clone(), foreign, !foreign && lv.remove_domain(plan, d)?))
+                    Ok((
+                        d.name.clone(),
+                        foreign,
+                        !foreign && lv.remove_domain(plan, d)?,
+                    ))
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().expect("domain removal thread")).collect()
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("domain removal thread"))
+            .collect()
     });
     for r in results {
         let (name, foreign, gone) = r?;
@@ -327,7 +414,9 @@ pub fn down(spec: &Spec, paths: &Paths) -> Result<Removed, ClusterError> {
         }
     }
     if lv.network_found(&plan)? == Found::Foreign {
-        removed.left_alone.push(format!("network {}", plan.network.name));
+        removed
+            .left_alone
+            .push(format!("network {}", plan.network.name));
     }
     removed.network = lv.remove_network(&plan)?;
     if lv.pool_found(&plan)? == Found::Foreign {
@@ -339,7 +428,10 @@ pub fn down(spec: &Spec, paths: &Paths) -> Result<Removed, ClusterError> {
     // overwrites them).
     let state = paths.server_state();
     if state.exists() {
-        std::fs::remove_dir_all(&state).map_err(|source| ClusterError::Io { what: format!("removing {}", state.display()), source })?;
+        std::fs::remove_dir_all(&state).map_err(|source| ClusterError::Io {
+            what: format!("removing {}", state.display()),
+            source,
+        })?;
     }
     Ok(removed)
 }
@@ -358,5 +450,8 @@ pub fn status(spec: &Spec, paths: &Paths) -> Result<Report, ClusterError> {
 
 /// The serial console log of `node`.
 pub fn console_path(spec: &Spec, paths: &Paths, node: &str) -> Option<PathBuf> {
-    spec.nodes.iter().any(|n| n.name == node).then(|| paths.console_dir().join(format!("{node}.log")))
+    spec.nodes
+        .iter()
+        .any(|n| n.name == node)
+        .then(|| paths.console_dir().join(format!("{node}.log")))
 }

@@ -25,11 +25,18 @@ pub fn parse_routes(text: &str) -> Vec<Route> {
         .skip(1)
         .filter_map(|line| {
             let f: Vec<&str> = line.split_whitespace().collect();
-            let hex = |s: &str| u32::from_str_radix(s, 16).ok().map(|v| Ipv4Addr::from(u32::from_be(v)));
+            let hex = |s: &str| {
+                u32::from_str_radix(s, 16)
+                    .ok()
+                    .map(|v| Ipv4Addr::from(u32::from_be(v)))
+            };
             let (iface, dest, mask) = (f.first()?, hex(f.get(1)?)?, hex(f.get(7)?)?);
             let prefix = u32::from(mask).count_ones() as u8;
             let net = Ipv4Net::new(dest, prefix).ok()?.trunc();
-            (prefix > 0).then(|| Route { iface: (*iface).to_owned(), net })
+            (prefix > 0).then(|| Route {
+                iface: (*iface).to_owned(),
+                net,
+            })
         })
         .collect()
 }
@@ -70,7 +77,10 @@ pub fn network_conflicts(
                 net.bridge, net.bridge
             ));
         }
-        if let Some(r) = routes.iter().find(|r| r.iface != net.bridge && overlaps(r.net, net.subnet)) {
+        if let Some(r) = routes
+            .iter()
+            .find(|r| r.iface != net.bridge && overlaps(r.net, net.subnet))
+        {
             return Err(format!(
                 "the subnet {} overlaps the host's route to {} on {}\n  help: pick another `[network] subnet` that this host does not reach already",
                 net.subnet, r.net, r.iface
@@ -107,8 +117,14 @@ mod tests {
         assert_eq!(
             r,
             vec![
-                Route { iface: "eth0".into(), net: "10.0.0.0/24".parse().unwrap() },
-                Route { iface: "docker0".into(), net: "172.17.0.0/16".parse().unwrap() },
+                Route {
+                    iface: "eth0".into(),
+                    net: "10.0.0.0/24".parse().unwrap()
+                },
+                Route {
+                    iface: "docker0".into(),
+                    net: "172.17.0.0/16".parse().unwrap()
+                },
             ]
         );
     }
@@ -128,6 +144,9 @@ mod tests {
             "<network><name>default</name><bridge name='virbr0'/><ip address='192.168.122.1' netmask='255.255.255.0'/><ip family='ipv6' address='fd00::1' prefix='64'/></network>",
         );
         assert_eq!(o.bridge.as_deref(), Some("virbr0"));
-        assert_eq!(o.subnets, vec!["192.168.122.0/24".parse::<Ipv4Net>().unwrap()]);
+        assert_eq!(
+            o.subnets,
+            vec!["192.168.122.0/24".parse::<Ipv4Net>().unwrap()]
+        );
     }
 }

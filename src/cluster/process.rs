@@ -15,14 +15,20 @@ use super::ClusterError;
 pub fn is_server_of(cmdline: &[u8], name: &str) -> bool {
     let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
     let serve = args.iter().skip(1).any(|a| *a == b"serve");
-    let tagged = args.windows(2).any(|w| w[0] == b"--cluster" && w[1] == name.as_bytes())
-        || args.iter().any(|a| *a == format!("--cluster={name}").as_bytes());
+    let tagged = args
+        .windows(2)
+        .any(|w| w[0] == b"--cluster" && w[1] == name.as_bytes())
+        || args
+            .iter()
+            .any(|a| *a == format!("--cluster={name}").as_bytes());
     serve && tagged
 }
 
 /// The pids of every running server of cluster `name`.
 pub fn find(name: &str) -> Vec<i32> {
-    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
     let me = std::process::id() as i32;
     dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
         .filter(|pid| *pid != me)
@@ -48,13 +54,18 @@ pub struct Start<'a> {
 /// Starts the server detached from this process (its own session, its
 /// output in `log`) and waits until its HTTP API answers.
 pub fn start(s: &Start<'_>) -> Result<i32, ClusterError> {
-    let exe = std::env::current_exe().map_err(|e| ClusterError::Io { what: "finding this program".into(), source: e })?;
+    let exe = std::env::current_exe().map_err(|e| ClusterError::Io {
+        what: "finding this program".into(),
+        source: e,
+    })?;
     let io = |what: String| move |source| ClusterError::Io { what, source };
     if let Some(dir) = s.log.parent() {
         std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
     }
     let log = std::fs::File::create(s.log).map_err(io(format!("creating {}", s.log.display())))?;
-    let err = log.try_clone().map_err(io("opening the server log".into()))?;
+    let err = log
+        .try_clone()
+        .map_err(io("opening the server log".into()))?;
     let mut cmd = Command::new(exe);
     cmd.arg("--state-dir")
         .arg(s.state_dir)
@@ -121,7 +132,10 @@ pub fn stop(pid: i32) {
 
 fn alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => !s.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('Z')),
+        Ok(s) => !s
+            .rsplit(')')
+            .next()
+            .is_some_and(|r| r.trim_start().starts_with('Z')),
         Err(_) => false,
     }
 }
@@ -144,10 +158,22 @@ mod tests {
 
     #[test]
     fn a_server_is_known_by_its_command_line() {
-        assert!(is_server_of(b"/bin/bootfleet\0--state-dir\0/x\0serve\0s.toml\0--cluster\0ci\0", "ci"));
-        assert!(is_server_of(b"bootfleet\0serve\0s.toml\0--cluster=ci\0", "ci"));
-        assert!(!is_server_of(b"bootfleet\0serve\0s.toml\0--cluster\0ci2\0", "ci"));
+        assert!(is_server_of(
+            b"/bin/bootfleet\0--state-dir\0/x\0serve\0s.toml\0--cluster\0ci\0",
+            "ci"
+        ));
+        assert!(is_server_of(
+            b"bootfleet\0serve\0s.toml\0--cluster=ci\0",
+            "ci"
+        ));
+        assert!(!is_server_of(
+            b"bootfleet\0serve\0s.toml\0--cluster\0ci2\0",
+            "ci"
+        ));
         assert!(!is_server_of(b"bootfleet\0serve\0s.toml\0", "ci"));
-        assert!(!is_server_of(b"bootfleet\0cluster\0up\0--cluster\0ci\0", "ci"));
+        assert!(!is_server_of(
+            b"bootfleet\0cluster\0up\0--cluster\0ci\0",
+            "ci"
+        ));
     }
 }

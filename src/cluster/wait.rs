@@ -16,17 +16,26 @@ use crate::boot::{NodeStatus, State};
 pub fn fetch(http: &str) -> Result<HashMap<String, NodeStatus>, crate::http::client::ClientError> {
     let body = crate::http::client::get(http, "/api/v1/nodes")?;
     let rows: Vec<NodeStatus> = serde_json::from_str(&body).unwrap_or_default();
-    Ok(rows.into_iter().filter(|n| !n.name.is_empty()).map(|n| (n.name.clone(), n)).collect())
+    Ok(rows
+        .into_iter()
+        .filter(|n| !n.name.is_empty())
+        .map(|n| (n.name.clone(), n))
+        .collect())
 }
 
 /// One line about a node: its state, stage and last event.
 pub fn describe(n: Option<&NodeStatus>) -> String {
-    let Some(n) = n else { return "waiting for its first DHCP request".into() };
+    let Some(n) = n else {
+        return "waiting for its first DHCP request".into();
+    };
     let stage = n.stage.map_or("-", |s| s.name());
     match n.state {
         State::Booted => "booted (phoned home)".into(),
         State::Waiting => "waiting for its first DHCP request".into(),
-        State::Failed => format!("failed at {stage}: {}", n.failure.as_deref().unwrap_or(&n.last_event)),
+        State::Failed => format!(
+            "failed at {stage}: {}",
+            n.failure.as_deref().unwrap_or(&n.last_event)
+        ),
         State::Stalled => format!("stalled at {stage}: {}", n.last_event),
         State::Booting => format!("{stage}: {}", n.last_event),
     }
@@ -37,7 +46,10 @@ pub fn describe(n: Option<&NodeStatus>) -> String {
 fn booted(n: Option<&NodeStatus>, since: u64, fresh: bool) -> bool {
     let Some(n) = n else { return false };
     n.state == State::Booted
-        && (!fresh || n.stages.iter().any(|s| s.stage == crate::boot::Stage::Booted && s.at >= since))
+        && (!fresh
+            || n.stages
+                .iter()
+                .any(|s| s.stage == crate::boot::Stage::Booted && s.at >= since))
 }
 
 /// Waits until every node of `plan` has phoned home. `started` names the
@@ -53,12 +65,17 @@ pub fn until_booted(
 ) -> Result<HashMap<String, NodeStatus>, ClusterError> {
     let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
     let live = !multi.is_hidden();
-    let style = ProgressStyle::with_template("{spinner} {prefix:<12} {elapsed:>4} {wide_msg}").expect("style");
+    let style = ProgressStyle::with_template("{spinner} {prefix:<12} {elapsed:>4} {wide_msg}")
+        .expect("style");
     let bars: Vec<ProgressBar> = plan
         .domains
         .iter()
         .map(|d| {
-            let b = multi.add(ProgressBar::new_spinner().with_style(style.clone()).with_prefix(d.node.clone()));
+            let b = multi.add(
+                ProgressBar::new_spinner()
+                    .with_style(style.clone())
+                    .with_prefix(d.node.clone()),
+            );
             b.enable_steady_tick(Duration::from_millis(200));
             b
         })
@@ -73,7 +90,13 @@ pub fn until_booted(
             let fresh = started.contains(&d.node);
             let done = booted(n, since, fresh);
             all &= done;
-            let text = if done { "booted (phoned home)".to_owned() } else if fresh && n.is_some_and(|n| n.state == State::Booted) { "booting".to_owned() } else { describe(n) };
+            let text = if done {
+                "booted (phoned home)".to_owned()
+            } else if fresh && n.is_some_and(|n| n.state == State::Booted) {
+                "booting".to_owned()
+            } else {
+                describe(n)
+            };
             if last.get(&d.node) != Some(&text) {
                 if !live {
                     eprintln!("{}: {text}", d.node);
@@ -99,7 +122,14 @@ pub fn until_booted(
                 .domains
                 .iter()
                 .filter(|d| !booted(now.get(&d.node), since, started.contains(&d.node)))
-                .map(|d| format!("{}: {} (console: {})", d.node, describe(now.get(&d.node)), d.console_log.display()))
+                .map(|d| {
+                    format!(
+                        "{}: {} (console: {})",
+                        d.node,
+                        describe(now.get(&d.node)),
+                        d.console_log.display()
+                    )
+                })
                 .collect();
             return Err(ClusterError::Stalled { timeout, stalled });
         }

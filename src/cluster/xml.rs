@@ -51,7 +51,8 @@ fn env() -> Environment<'static> {
         Ok(())
     });
     for (name, source) in TEMPLATES {
-        env.add_template(name, source).expect("built-in libvirt template");
+        env.add_template(name, source)
+            .expect("built-in libvirt template");
     }
     env
 }
@@ -68,17 +69,26 @@ fn render(name: &'static str, ctx: Value) -> Result<String, XmlError> {
 
 /// The network's XML.
 pub fn network(plan: &Plan) -> Result<String, XmlError> {
-    render("network.xml", context! { ns => NS, cluster => &plan.cluster, network => Value::from(Serde(&plan.network)) })
+    render(
+        "network.xml",
+        context! { ns => NS, cluster => &plan.cluster, network => Value::from(Serde(&plan.network)) },
+    )
 }
 
 /// The storage pool's XML.
 pub fn pool(plan: &Plan) -> Result<String, XmlError> {
-    render("pool.xml", context! { pool => Value::from(Serde(&plan.pool)) })
+    render(
+        "pool.xml",
+        context! { pool => Value::from(Serde(&plan.pool)) },
+    )
 }
 
 /// The XML of `domain`'s disk volume.
 pub fn volume(domain: &DomainPlan) -> Result<String, XmlError> {
-    render("volume.xml", context! { domain => Value::from(Serde(domain)) })
+    render(
+        "volume.xml",
+        context! { domain => Value::from(Serde(domain)) },
+    )
 }
 
 /// The XML of `domain`.
@@ -100,7 +110,10 @@ pub fn domain(plan: &Plan, domain: &DomainPlan) -> Result<String, XmlError> {
 /// `name` of a `cluster` element in bootfleet's namespace.
 pub fn owner(xml: &str) -> Option<String> {
     let doc = roxmltree::Document::parse(xml).ok()?;
-    let meta = doc.root_element().children().find(|n| n.has_tag_name("metadata"))?;
+    let meta = doc
+        .root_element()
+        .children()
+        .find(|n| n.has_tag_name("metadata"))?;
     meta.children()
         .find(|n| n.has_tag_name((NS, "cluster")))
         .and_then(|n| n.attribute("name"))
@@ -120,7 +133,9 @@ mod tests {
 
     #[test]
     fn the_owner_is_read_from_metadata_and_nothing_else() {
-        let tagged = format!(r#"<network><name>x</name><metadata><bf:cluster xmlns:bf="{NS}" name="ci"/></metadata></network>"#);
+        let tagged = format!(
+            r#"<network><name>x</name><metadata><bf:cluster xmlns:bf="{NS}" name="ci"/></metadata></network>"#
+        );
         assert_eq!(owner(&tagged).as_deref(), Some("ci"));
         let other_ns = r#"<network><metadata><bf:cluster xmlns:bf="urn:else" name="ci"/></metadata></network>"#;
         assert_eq!(owner(other_ns), None);

@@ -148,27 +148,30 @@ pub(super) fn check(path: &Path, source: &str) -> (Option<Spec>, Vec<Diagnostic>
         &mut c,
         file.libvirt.as_ref(),
         &cluster_name,
-        boot.as_ref().is_some_and(|b| b.kernel.starts_with("flatcar/")),
+        boot.as_ref()
+            .is_some_and(|b| b.kernel.starts_with("flatcar/")),
     );
     let spec = match (cluster, network, boot, etcd, fleet, libvirt) {
-        (Some(cluster), Some(network), Some(boot), Some(mut etcd), Some(fleet), Some(libvirt)) => Some(Spec {
-            etcd: {
-                if etcd.token.is_empty() {
-                    etcd.token = format!("{}-etcd", cluster.name);
-                }
-                etcd
-            },
-            path: path.to_owned(),
-            cluster,
-            network,
-            boot,
-            nodes,
-            enrolment,
-            fleet,
-            load,
-            templates_dir,
-            libvirt,
-        }),
+        (Some(cluster), Some(network), Some(boot), Some(mut etcd), Some(fleet), Some(libvirt)) => {
+            Some(Spec {
+                etcd: {
+                    if etcd.token.is_empty() {
+                        etcd.token = format!("{}-etcd", cluster.name);
+                    }
+                    etcd
+                },
+                path: path.to_owned(),
+                cluster,
+                network,
+                boot,
+                nodes,
+                enrolment,
+                fleet,
+                load,
+                templates_dir,
+                libvirt,
+            })
+        }
         _ => None,
     };
     (spec, c.diags)

@@ -34,7 +34,14 @@ fn choice<T: Copy>(
     None
 }
 
-fn bounded(c: &mut Checker, v: Option<&Spanned<u32>>, default: u32, what: &str, min: u32, max: u32) -> Option<u32> {
+fn bounded(
+    c: &mut Checker,
+    v: Option<&Spanned<u32>>,
+    default: u32,
+    what: &str,
+    min: u32,
+    max: u32,
+) -> Option<u32> {
     let Some(v) = v else { return Some(default) };
     if (min..=max).contains(v.get_ref()) {
         return Some(*v.get_ref());
@@ -50,7 +57,12 @@ fn bounded(c: &mut Checker, v: Option<&Spanned<u32>>, default: u32, what: &str, 
 /// Checks `[libvirt]` (or takes every default when it is absent).
 /// `in_ram_os` says the boot image runs from memory (Flatcar's PXE image
 /// needs about 3 GiB), which sets the default memory.
-pub(super) fn libvirt(c: &mut Checker, w: Option<&wire::Libvirt>, cluster: &str, in_ram_os: bool) -> Option<Libvirt> {
+pub(super) fn libvirt(
+    c: &mut Checker,
+    w: Option<&wire::Libvirt>,
+    cluster: &str,
+    in_ram_os: bool,
+) -> Option<Libvirt> {
     let empty = wire::Libvirt {
         uri: None,
         network: None,
@@ -63,15 +75,46 @@ pub(super) fn libvirt(c: &mut Checker, w: Option<&wire::Libvirt>, cluster: &str,
         boot_timeout: None,
     };
     let w = w.unwrap_or(&empty);
-    let uri = w.uri.as_ref().map_or(DEFAULT_URI.to_owned(), |u| u.get_ref().clone());
-    let forward = choice(c, w.network.as_ref(), "libvirt network", &[("isolated", Forward::Isolated), ("nat", Forward::Nat)]);
-    let firmware = choice(c, w.firmware.as_ref(), "firmware", &[("bios", Firmware::Bios), ("uefi", Firmware::Uefi)]);
-    let accel = choice(c, w.accel.as_ref(), "accelerator", &[("auto", Accel::Auto), ("kvm", Accel::Kvm), ("tcg", Accel::Tcg)]);
-    let memory_mib = bounded(c, w.memory_mib.as_ref(), if in_ram_os { 3072 } else { 512 }, "memory_mib", 128, 1 << 20);
+    let uri = w
+        .uri
+        .as_ref()
+        .map_or(DEFAULT_URI.to_owned(), |u| u.get_ref().clone());
+    let forward = choice(
+        c,
+        w.network.as_ref(),
+        "libvirt network",
+        &[("isolated", Forward::Isolated), ("nat", Forward::Nat)],
+    );
+    let firmware = choice(
+        c,
+        w.firmware.as_ref(),
+        "firmware",
+        &[("bios", Firmware::Bios), ("uefi", Firmware::Uefi)],
+    );
+    let accel = choice(
+        c,
+        w.accel.as_ref(),
+        "accelerator",
+        &[
+            ("auto", Accel::Auto),
+            ("kvm", Accel::Kvm),
+            ("tcg", Accel::Tcg),
+        ],
+    );
+    let memory_mib = bounded(
+        c,
+        w.memory_mib.as_ref(),
+        if in_ram_os { 3072 } else { 512 },
+        "memory_mib",
+        128,
+        1 << 20,
+    );
     let vcpus = bounded(c, w.vcpus.as_ref(), 1, "vcpus", 1, 256);
     let disk_gib = bounded(c, w.disk_gib.as_ref(), 8, "disk_gib", 1, 1 << 16);
     let pool_dir = match &w.pool_dir {
-        None => Some(PathBuf::from(format!("/var/lib/libvirt/images/bootfleet-{cluster}"))),
+        None => Some(PathBuf::from(format!(
+            "/var/lib/libvirt/images/bootfleet-{cluster}"
+        ))),
         Some(p) if p.get_ref().starts_with('/') && !p.get_ref().split('/').any(|s| s == "..") => {
             Some(PathBuf::from(p.get_ref()))
         }
@@ -89,7 +132,11 @@ pub(super) fn libvirt(c: &mut Checker, w: Option<&wire::Libvirt>, cluster: &str,
         Some(t) => match parse_duration(t.get_ref()) {
             Some(d) => Some(d),
             None => {
-                c.error(t.span(), format!("`{}` is not a duration", t.get_ref()), "write a number and a unit: 90s, 10m, 1h");
+                c.error(
+                    t.span(),
+                    format!("`{}` is not a duration", t.get_ref()),
+                    "write a number and a unit: 90s, 10m, 1h",
+                );
                 None
             }
         },

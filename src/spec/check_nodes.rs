@@ -102,7 +102,12 @@ fn line_of<T>(c: &Checker, v: &Spanned<T>) -> usize {
 /// The MAC of a node the spec gives none (a VM of `bootfleet cluster`):
 /// derived from the cluster name and the node's index, so render, DHCP and
 /// the VM agree without being told.
-fn derived_mac(c: &mut Checker, cluster: &str, index: usize, name: &Spanned<String>) -> Option<Mac> {
+fn derived_mac(
+    c: &mut Checker,
+    cluster: &str,
+    index: usize,
+    name: &Spanned<String>,
+) -> Option<Mac> {
     let derived = Mac::derived(cluster, index);
     if derived.is_none() {
         c.error(
