@@ -12,5 +12,6 @@ pub mod http;
 pub mod images;
 pub mod inventory;
 pub mod render;
+pub mod server;
 pub mod spec;
 pub mod tftp;

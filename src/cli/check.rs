@@ -3,7 +3,6 @@
 use std::path::{Path, PathBuf};
 
 use super::CliError;
-use super::prepare::Prepared;
 
 /// Check a cluster spec: parse it, apply every rule, render every file in
 /// memory and validate each cloud-config. Writes nothing.
@@ -19,7 +18,7 @@ pub struct Args {
 pub fn run(args: Args, state_dir: &Path) -> Result<(), CliError> {
     let started = std::time::Instant::now();
     // A missing site key is not created by a check: tokens only shape URLs here.
-    let p = Prepared::load(&args.spec, state_dir)?;
+    let p = super::prepare(&args.spec, state_dir)?;
     tracing::debug!(elapsed = ?started.elapsed(), "spec checked, inventory built, templates compiled");
     let files = p.all_files()?;
     tracing::debug!(elapsed = ?started.elapsed(), files = files.len(), "every file rendered and checked");

@@ -97,7 +97,7 @@ impl From<ClusterError> for CliError {
 }
 
 fn load(common: &Common, state_dir: &Path) -> Result<(crate::spec::Spec, Paths), CliError> {
-    let spec = super::prepare::load_spec(&common.spec)?;
+    let spec = super::load_spec(&common.spec)?;
     let paths = Paths::new(&spec, &common.images, state_dir);
     Ok((spec, paths))
 }

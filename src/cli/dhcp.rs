@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::Context as _;
 
 use super::CliError;
-use crate::dhcp::server::{Port, Server, bind};
+use crate::dhcp::server::{Port, Server};
 use crate::dhcp::store::RedbStore;
 use crate::spec::DhcpMode;
 
@@ -33,7 +33,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args, state_dir: &Path) -> Result<(), CliError> {
-    let spec = super::prepare::load_spec(&args.spec)?;
+    let spec = super::load_spec(&args.spec)?;
     let iface = spec.network.interface.clone();
     let mut sockets = vec![(listen(&iface, args.port)?, Port::Dhcp)];
     if spec.network.mode == DhcpMode::Proxy {
@@ -84,13 +84,5 @@ pub fn run(args: Args, state_dir: &Path) -> Result<(), CliError> {
 
 /// Binds `port` on `iface`, or says what to fix.
 pub(super) fn listen(iface: &str, port: u16) -> Result<std::net::UdpSocket, CliError> {
-    bind(iface, port).map_err(|e| {
-        let help = match e.raw_os_error() {
-            Some(libc::EACCES) | Some(libc::EPERM) => "ports below 1024 and binding to an interface need root (or CAP_NET_BIND_SERVICE and CAP_NET_RAW)".to_owned(),
-            Some(libc::ENODEV) => format!("there is no interface `{iface}`: fix [network] interface (ip -br link lists them)"),
-            Some(libc::EADDRINUSE) => "another DHCP server uses this port: stop it (dnsmasq, kea, dhcpd) or use proxy mode".to_owned(),
-            _ => "check [network] interface and your privileges".to_owned(),
-        };
-        CliError::Runtime(anyhow::anyhow!("cannot listen for DHCP on {iface} port {port}: {e}\n  help: {help}"))
-    })
+    crate::server::sockets::dhcp(iface, port).map_err(|e| CliError::Runtime(e.into()))
 }

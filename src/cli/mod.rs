@@ -7,7 +7,6 @@ mod completions;
 mod dhcp;
 mod images;
 mod nodes;
-mod prepare;
 mod render;
 mod serve;
 mod tftp;
@@ -82,6 +81,28 @@ impl From<SpecError> for CliError {
     }
 }
 
+impl From<crate::server::PrepareError> for CliError {
+    fn from(e: crate::server::PrepareError) -> Self {
+        use crate::server::PrepareError as P;
+        match e {
+            P::Spec(e) => e.into(),
+            P::Render(e) => e.into(),
+            e @ P::Key { .. } => CliError::Runtime(e.into()),
+        }
+    }
+}
+
+impl From<crate::server::ServerError> for CliError {
+    fn from(e: crate::server::ServerError) -> Self {
+        use crate::server::ServerError as S;
+        match e {
+            S::Prepare(e) => e.into(),
+            e @ S::NoImages { .. } => CliError::BadInput(e.to_string()),
+            e => CliError::Runtime(e.into()),
+        }
+    }
+}
+
 impl From<crate::render::RenderError> for CliError {
     fn from(e: crate::render::RenderError) -> Self {
         use crate::render::RenderError as R;
@@ -96,21 +117,31 @@ impl From<crate::render::RenderError> for CliError {
 /// non-blocking, for the runtime that will serve it.
 pub(crate) fn bind_udp(
     addr: std::net::SocketAddr,
-    what: &str,
+    what: &'static str,
 ) -> Result<std::net::UdpSocket, CliError> {
-    let std_socket = std::net::UdpSocket::bind(addr).map_err(|e| {
-        let help = match e.kind() {
-            std::io::ErrorKind::AddrInUse => format!("another program serves {what} on this port: stop it, or pick another with --listen"),
-            std::io::ErrorKind::PermissionDenied => "ports below 1024 need root (or CAP_NET_BIND_SERVICE); run as root or use --listen with a higher port".to_owned(),
-            std::io::ErrorKind::AddrNotAvailable => "this machine has no such address: give one of its own (ip -br addr) or 0.0.0.0".to_owned(),
-            _ => "check the address given with --listen".to_owned(),
-        };
-        CliError::Runtime(anyhow::anyhow!("cannot listen for {what} on {addr}: {e}\n  help: {help}"))
-    })?;
-    std_socket
-        .set_nonblocking(true)
-        .map_err(|e| CliError::Runtime(e.into()))?;
-    Ok(std_socket)
+    crate::server::sockets::udp(addr, what).map_err(|e| CliError::Runtime(e.into()))
+}
+
+/// Loads and checks a spec, printing its warnings.
+pub(crate) fn load_spec(path: &std::path::Path) -> Result<crate::spec::Spec, CliError> {
+    Ok(crate::server::prepare::load_spec(path, &print_warning)?)
+}
+
+/// Prints a spec warning as the commands do.
+pub(crate) fn print_warning(w: &Diagnostic) {
+    eprintln!("{w}");
+}
+
+/// Reads and renders a spec for `check`, `render` and `tftp`.
+pub(crate) fn prepare(
+    path: &std::path::Path,
+    state_dir: &std::path::Path,
+) -> Result<crate::server::Prepared, CliError> {
+    Ok(crate::server::Prepared::load(
+        path,
+        state_dir,
+        &print_warning,
+    )?)
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -28,7 +28,7 @@ fn secs(ms: u64) -> String {
 }
 
 pub fn run(args: Args) -> Result<(), CliError> {
-    let spec = super::prepare::load_spec(&args.spec)?;
+    let spec = super::load_spec(&args.spec)?;
     let addr = args
         .server
         .unwrap_or_else(|| format!("{}:{}", spec.network.server, spec.network.http_port));

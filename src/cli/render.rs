@@ -3,7 +3,6 @@
 use std::path::{Path, PathBuf};
 
 use super::CliError;
-use super::prepare::Prepared;
 use crate::render::RenderError;
 
 /// Render every node's boot files and cloud-config, and the cluster's fleet
@@ -26,7 +25,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args, state_dir: &Path) -> Result<(), CliError> {
-    let p = Prepared::load(&args.spec, state_dir)?;
+    let p = super::prepare(&args.spec, state_dir)?;
     let output = match &args.node {
         Some(name) => {
             let node = p

@@ -64,8 +64,8 @@ pub fn run(args: Args, state_dir: &Path) -> Result<(), CliError> {
         ))
     })?;
     if let Some(spec) = &args.spec {
-        let prepared = super::prepare::Prepared::load(spec, state_dir)?;
-        let generated = super::prepare::boot_files(prepared.all_files()?);
+        let prepared = super::prepare(spec, state_dir)?;
+        let generated = crate::server::prepare::boot_files(prepared.all_files()?);
         prepared.keep_key(state_dir)?;
         tracing::info!(files = generated.len(), spec = %spec.display(), "serving boot files rendered from the spec");
         files.set_generated(

@@ -1,4 +1,4 @@
-//! What the servers serve while `serve` runs: the spec as last read, the
+//! What the servers serve while a server runs: the spec as last read, the
 //! machines enrolled so far, and the files rendered from both. A SIGHUP
 //! reads the spec again; an enrolment adds a machine; either way the new
 //! rendering reaches HTTP, TFTP, DHCP and the boot timelines together.
@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::mpsc;
 
-use super::super::CliError;
-use super::super::prepare::{Prepared, boot_files};
+use super::ServerError;
+use super::prepare::{Prepared, boot_files};
 use crate::boot::classify::Names;
 use crate::boot::{Registry, known};
 use crate::http::{AppState, EnrolRequest, Site};
@@ -20,7 +20,7 @@ use crate::spec::Mac;
 use crate::tftp::files::Files;
 
 /// Where the servers' content comes from.
-pub(super) struct Source {
+pub(crate) struct Source {
     pub spec: PathBuf,
     pub images: PathBuf,
     pub check_source: bool,
@@ -28,7 +28,7 @@ pub(super) struct Source {
 }
 
 /// The spec and enrolled machines rendered into what the servers need.
-pub(super) struct Loaded {
+pub(crate) struct Loaded {
     pub site: Site,
     pub tftp_files: Vec<(String, Vec<u8>)>,
     pub dhcp: crate::dhcp::policy::Config,
@@ -37,14 +37,23 @@ pub(super) struct Loaded {
 
 impl Source {
     /// Reads and checks the spec (and takes the site key).
-    pub fn read(&self) -> Result<Prepared, CliError> {
-        Prepared::load(&self.spec, &self.state_dir)
+    pub fn read(&self) -> Result<Prepared, ServerError> {
+        Ok(Prepared::load(&self.spec, &self.state_dir, &|w| {
+            tracing::warn!("{w}")
+        })?)
     }
 
     /// Renders `prepared` with the `enrolled` machines added.
-    pub fn render(&self, prepared: &Prepared, enrolled: &[Enrolled]) -> Result<Loaded, CliError> {
+    pub fn render(
+        &self,
+        prepared: &Prepared,
+        enrolled: &[Enrolled],
+    ) -> Result<Loaded, ServerError> {
         let (spec, inventory) = prepared.with_nodes(enrol::as_nodes(&prepared.spec, enrolled));
-        let files = prepared.renderer.all_files(&spec, &inventory)?;
+        let files = prepared
+            .renderer
+            .all_files(&spec, &inventory)
+            .map_err(super::PrepareError::from)?;
         prepared.keep_key(&self.state_dir)?;
         let http_files: HashMap<String, String> = files
             .iter()
@@ -83,7 +92,7 @@ impl Source {
 }
 
 /// The running servers' content, and the means to replace it.
-pub(super) struct Live {
+pub(crate) struct Live {
     pub source: Source,
     /// The spec as last read from disk (without enrolled machines).
     base: Mutex<Prepared>,
@@ -129,7 +138,7 @@ impl Live {
     }
 
     /// Reads the spec again; a bad one is refused and the old one kept.
-    pub fn reload(&self) -> Result<(), CliError> {
+    pub fn reload(&self) -> Result<(), ServerError> {
         let prepared = self.source.read()?;
         let mut base = lock(&self.base);
         let enrolled = lock(&self.enrolled);
@@ -142,7 +151,7 @@ impl Live {
     /// Enrols the machines among `seen` that the spec may enrol and does
     /// not know yet; returns their names. They are on disk before any of
     /// their files is served.
-    pub fn enrol(&self, seen: &[(Mac, Ipv4Addr)]) -> Result<Vec<String>, CliError> {
+    pub fn enrol(&self, seen: &[(Mac, Ipv4Addr)]) -> Result<Vec<String>, ServerError> {
         let base = lock(&self.base);
         let mut enrolled = lock(&self.enrolled);
         let before = enrolled.len();
@@ -159,8 +168,12 @@ impl Live {
         if enrolled.len() == before {
             return Ok(Vec::new());
         }
-        let saved = enrol::save(&self.source.state_dir, &enrolled)
-            .map_err(|e| CliError::Runtime(anyhow::Error::from(e)));
+        let saved = enrol::save(&self.source.state_dir, &enrolled).map_err(|source| {
+            ServerError::Inventory {
+                what: "saving the enrolled machines",
+                source,
+            }
+        });
         let loaded = saved.and_then(|()| self.source.render(&base, &enrolled));
         let loaded = match loaded {
             Ok(l) => l,

@@ -1,21 +1,33 @@
-//! What every command that renders does first: load and check the spec,
-//! print its warnings, take the site key, build the inventory and the
-//! template environment. Nothing is written until [`Prepared::keep_key`].
+//! What everything that renders does first (the server, `check`,
+//! `render`, `tftp`): load and check the spec, report its warnings, take the
+//! site key, build the inventory and the template environment. Nothing is
+//! written until [`Prepared::keep_key`].
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Context as _;
+use crate::inventory::{Inventory, InventoryError, SiteKey};
+use crate::render::{File, RenderError, Renderer};
+use crate::spec::{Diagnostic, Spec, SpecError};
 
-use super::CliError;
-use crate::inventory::{Inventory, SiteKey};
-use crate::render::{File, Renderer};
-use crate::spec::Spec;
+/// Why a spec could not be prepared.
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    #[error(transparent)]
+    Render(#[from] RenderError),
+    #[error("{what}")]
+    Key {
+        what: &'static str,
+        source: InventoryError,
+    },
+}
 
-/// Loads and checks a spec, printing its warnings.
-pub fn load_spec(path: &Path) -> Result<Spec, CliError> {
+/// Loads and checks a spec, handing each warning to `warn`.
+pub fn load_spec(path: &Path, warn: &dyn Fn(&Diagnostic)) -> Result<Spec, PrepareError> {
     let loaded = crate::spec::load(path)?;
     for w in &loaded.warnings {
-        eprintln!("{w}");
+        warn(w);
     }
     Ok(loaded.spec)
 }
@@ -31,11 +43,19 @@ pub struct Prepared {
 }
 
 impl Prepared {
-    /// Loads `spec_path`; uses the site key in `state_dir`, or a new one
-    /// that [`Prepared::keep_key`] saves once rendering has succeeded.
-    pub fn load(spec_path: &Path, state_dir: &Path) -> Result<Prepared, CliError> {
-        let spec = load_spec(spec_path)?;
-        let existing = SiteKey::load(state_dir).context("reading the site key")?;
+    /// Loads `spec_path` (its warnings to `warn`); uses the site key in
+    /// `state_dir`, or a new one that [`Prepared::keep_key`] saves once
+    /// rendering has succeeded.
+    pub fn load(
+        spec_path: &Path,
+        state_dir: &Path,
+        warn: &dyn Fn(&Diagnostic),
+    ) -> Result<Prepared, PrepareError> {
+        let spec = load_spec(spec_path, warn)?;
+        let existing = SiteKey::load(state_dir).map_err(|source| PrepareError::Key {
+            what: "reading the site key",
+            source,
+        })?;
         let key_is_new = existing.is_none();
         let key = existing.unwrap_or_else(SiteKey::generate);
         let inventory = Inventory::build(&spec, &key);
@@ -59,20 +79,23 @@ impl Prepared {
     }
 
     /// Every file of the cluster, rendered and checked.
-    pub fn all_files(&self) -> Result<Vec<File>, CliError> {
+    pub fn all_files(&self) -> Result<Vec<File>, PrepareError> {
         Ok(self.renderer.all_files(&self.spec, &self.inventory)?)
     }
 
     /// Saves a newly made site key, so the tokens just rendered stay
     /// valid; once (later calls do nothing).
-    pub fn keep_key(&self, state_dir: &Path) -> Result<Option<PathBuf>, CliError> {
+    pub fn keep_key(&self, state_dir: &Path) -> Result<Option<PathBuf>, PrepareError> {
         use std::sync::atomic::Ordering;
         if !self.key_is_new.swap(false, Ordering::SeqCst) {
             return Ok(None);
         }
-        let path = self.key.save(state_dir).map_err(|e| {
+        let path = self.key.save(state_dir).map_err(|source| {
             self.key_is_new.store(true, Ordering::SeqCst);
-            anyhow::Error::from(e).context("saving the new site key")
+            PrepareError::Key {
+                what: "saving the new site key",
+                source,
+            }
         })?;
         tracing::info!(path = %path.display(), "created the site key that node tokens derive from");
         Ok(Some(path))

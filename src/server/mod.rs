@@ -1,0 +1,410 @@
+//! The boot server as a library piece: [`start`] binds DHCP, TFTP and HTTP
+//! for a spec and returns a [`Server`] that reports its addresses, whether
+//! it still runs, reloads the spec on request and stops on request. The
+//! `serve` command runs one until a signal; `cluster up` runs one per
+//! cluster as a process of its own. Nothing here is process-wide: two
+//! servers in one process share no state and install no signal handler.
+
+mod events;
+mod gauges;
+mod live;
+pub mod prepare;
+pub mod sockets;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use gauges::{DhcpGauges, FileGauges, TftpGauges};
+use live::{Live, Source};
+pub use prepare::{PrepareError, Prepared};
+
+use crate::boot::{BootError, Registry, known};
+use crate::dhcp::server::{Port, Server as DhcpServer};
+use crate::dhcp::store::RedbStore;
+use crate::http::{AppState, EnrolRequest, Gauges};
+use crate::spec::DhcpMode;
+use crate::tftp::files::Files;
+use crate::tftp::server::{Config as TftpConfig, Server as TftpServer};
+
+/// Why the server could not start, or failed while running.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Prepare(#[from] PrepareError),
+    #[error(
+        "the images directory {} does not exist\n  help: create it and put the kernel ({kernel}), initrd ({initrd}) and boot loaders there, or point --images at it",
+        images.display()
+    )]
+    NoImages {
+        images: PathBuf,
+        kernel: String,
+        initrd: String,
+    },
+    #[error(transparent)]
+    Bind(#[from] sockets::BindError),
+    #[error("{what}")]
+    Io {
+        what: &'static str,
+        source: std::io::Error,
+    },
+    #[error("{what}")]
+    Inventory {
+        what: &'static str,
+        source: crate::inventory::InventoryError,
+    },
+    #[error("{what}")]
+    Boot {
+        what: &'static str,
+        source: BootError,
+    },
+    #[error("{what}")]
+    Store {
+        what: &'static str,
+        source: crate::dhcp::store::StoreError,
+    },
+    #[error("the DHCP server failed")]
+    Dhcp(#[source] std::io::Error),
+    #[error("the {0} thread panicked")]
+    Panicked(&'static str),
+}
+
+/// What a server serves and where.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The cluster spec (TOML), read again by [`Server::reload`].
+    pub spec: PathBuf,
+    /// Kernel, initrd and boot loaders (TFTP, and HTTP `/assets/`).
+    pub images: PathBuf,
+    /// Leases, enrolled machines, the site key, the boot timelines.
+    pub state_dir: PathBuf,
+    /// Milliseconds without news before a booting machine is stalled.
+    pub stall_after_ms: u64,
+    /// HTTP address (default: the spec's server address and http_port).
+    pub http_listen: Option<SocketAddr>,
+    /// TFTP address (default: the spec's server address, port 69).
+    pub tftp_listen: Option<SocketAddr>,
+    /// How long a TFTP transfer polls for a quick client's ACK.
+    pub tftp_spin: Duration,
+    /// File data held in memory at once, TFTP and HTTP together.
+    pub max_memory_bytes: u64,
+    /// The DHCP port on the spec's interface; `None` serves no DHCP.
+    pub dhcp_port: Option<u16>,
+    /// Serve a node's cloud-config only to the address the spec gives it.
+    pub check_source: bool,
+}
+
+/// Where a started server answers.
+#[derive(Debug, Clone)]
+pub struct Addrs {
+    pub http: SocketAddr,
+    pub tftp: SocketAddr,
+    /// `interface port N`, or `off`.
+    pub dhcp: String,
+}
+
+/// A running server. Dropping it without [`Server::stop`] stops it too.
+pub struct Server {
+    addrs: Addrs,
+    live: Arc<Live>,
+    stop_dhcp: Arc<AtomicBool>,
+    stop_http: Option<tokio::sync::oneshot::Sender<()>>,
+    http_thread: Option<std::thread::JoinHandle<Result<(), ServerError>>>,
+    dhcp_thread: Option<std::thread::JoinHandle<std::io::Result<()>>>,
+    registry: Arc<Registry>,
+}
+
+/// Loads the spec and the state, binds every socket and starts DHCP (a
+/// thread of its own), TFTP (a runtime of its own) and HTTP (a runtime
+/// whose threads sit below DHCP and TFTP in priority). Returns once all
+/// three listen.
+pub fn start(o: Options) -> Result<Server, ServerError> {
+    let source = Source {
+        spec: o.spec.clone(),
+        images: o.images.clone(),
+        check_source: o.check_source,
+        state_dir: o.state_dir.clone(),
+    };
+    let enrolled =
+        crate::inventory::enrol::load(&o.state_dir).map_err(|source| ServerError::Inventory {
+            what: "reading the enrolled machines",
+            source,
+        })?;
+    let prepared = source.read()?;
+    let loaded = source.render(&prepared, &enrolled)?;
+    if !o.images.is_dir() {
+        return Err(ServerError::NoImages {
+            images: o.images.clone(),
+            kernel: loaded.spec.boot.kernel.clone(),
+            initrd: loaded.spec.boot.initrd.clone(),
+        });
+    }
+    for f in [&loaded.spec.boot.kernel, &loaded.spec.boot.initrd] {
+        if !o.images.join(f).is_file() {
+            tracing::warn!(file = %o.images.join(f).display(), "not found: machines will stop at this step");
+        }
+    }
+    let registry = Arc::new(
+        Registry::open(
+            known(&loaded.site.inventory),
+            o.stall_after_ms,
+            Some(&o.state_dir),
+        )
+        .map_err(|source| ServerError::Boot {
+            what: "opening the boot timelines",
+            source,
+        })?,
+    );
+    let net = loaded.spec.network.clone();
+    let iface = net.interface.clone();
+
+    // Machines to enrol, from DHCP and from script requests.
+    let (enrol_tx, enrol_rx) = tokio::sync::mpsc::channel::<EnrolRequest>(1024);
+
+    // DHCP: its own thread, blocking sockets.
+    let stop_dhcp = Arc::new(AtomicBool::new(false));
+    let mut dhcp_thread = None;
+    let mut dhcp_pending = None;
+    let mut gauges: Vec<Arc<dyn Gauges>> = Vec::new();
+    if let Some(port) = o.dhcp_port {
+        let mut socks = vec![(sockets::dhcp(&iface, port)?, Port::Dhcp)];
+        if net.mode == DhcpMode::Proxy {
+            socks.push((sockets::dhcp(&iface, 4011)?, Port::PxeBoot));
+        }
+        let store = RedbStore::open(&o.state_dir.join("leases.redb")).map_err(|source| {
+            ServerError::Store {
+                what: "opening the lease store",
+                source,
+            }
+        })?;
+        let mut server =
+            DhcpServer::new(loaded.dhcp.clone(), store).map_err(|source| ServerError::Store {
+                what: "loading leases",
+                source,
+            })?;
+        server.observer = Some(events::dhcp_observer(registry.clone(), enrol_tx.clone()));
+        gauges.push(Arc::new(DhcpGauges(server.stats.clone())));
+        dhcp_pending = Some(server.pending.clone());
+        let flag = stop_dhcp.clone();
+        dhcp_thread = Some(
+            std::thread::Builder::new()
+                .name("dhcp".into())
+                .spawn(move || server.run(&socks, &flag))
+                .map_err(|source| ServerError::Io {
+                    what: "starting the DHCP thread",
+                    source,
+                })?,
+        );
+    }
+
+    // Whole files in memory, shared by TFTP and HTTP's /assets/: an
+    // initrd fetched both ways is held once.
+    let files =
+        Arc::new(
+            Files::new(&o.images, o.max_memory_bytes).map_err(|source| ServerError::Io {
+                what: "serving the images directory",
+                source,
+            })?,
+        );
+    files.set_generated(loaded.tftp_files.clone());
+    let tftp_socket = sockets::udp(
+        o.tftp_listen
+            .unwrap_or(SocketAddr::new(IpAddr::V4(net.server), 69)),
+        "TFTP",
+    )?;
+    let tftp_addr = tftp_socket.local_addr().map_err(|source| ServerError::Io {
+        what: "reading the TFTP address",
+        source,
+    })?;
+    let tftp = TftpServer::observed(
+        files.clone(),
+        TftpConfig {
+            spin: o.tftp_spin,
+            ..TftpConfig::default()
+        },
+        Some(events::tftp_observer(
+            registry.clone(),
+            loaded.site.names.clone(),
+        )),
+    );
+    gauges.push(Arc::new(TftpGauges(tftp.stats())));
+    gauges.push(Arc::new(FileGauges(files.clone())));
+    let tftp_running = tftp
+        .spawn_runtime(tftp_socket)
+        .map_err(|source| ServerError::Io {
+            what: "starting the TFTP server",
+            source,
+        })?;
+
+    // HTTP.
+    let http_addr = o
+        .http_listen
+        .unwrap_or(SocketAddr::new(IpAddr::V4(net.server), net.http_port));
+    let listener = sockets::tcp(http_addr)?;
+    let http_addr = listener.local_addr().map_err(|source| ServerError::Io {
+        what: "reading the HTTP address",
+        source,
+    })?;
+    let mut state = AppState::new(loaded.site, registry.clone(), gauges, files.clone());
+    state.enrol = Some(enrol_tx);
+    let app = crate::http::router(state.clone());
+    let mut live = Live::new(source, prepared, enrolled, state, files, registry.clone());
+    live.dhcp_pending = dhcp_pending;
+    let live = Arc::new(live);
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("http")
+        .on_thread_start(defer_to_udp)
+        .build()
+        .map_err(|source| ServerError::Io {
+            what: "starting the HTTP runtime",
+            source,
+        })?;
+    let (stop_http, stopped) = tokio::sync::oneshot::channel::<()>();
+    let reg = registry.clone();
+    let l = live.clone();
+    let http_thread = std::thread::Builder::new()
+        .name("http-main".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                // Timelines are written behind, once a second.
+                tokio::spawn(async move {
+                    loop {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        if let Err(e) = reg.flush() {
+                            tracing::warn!(error = %e, "boot timelines not saved");
+                        }
+                    }
+                });
+                tokio::spawn(live::enrol_loop(l, enrol_rx));
+                let listener = tokio::net::TcpListener::from_std(listener).map_err(|source| {
+                    ServerError::Io {
+                        what: "serving HTTP",
+                        source,
+                    }
+                })?;
+                let serve = axum::serve(
+                    listener,
+                    app.into_make_service_with_connect_info::<SocketAddr>(),
+                )
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                });
+                let r = serve.await.map_err(|source| ServerError::Io {
+                    what: "serving HTTP",
+                    source,
+                });
+                drop(tftp_running);
+                r
+            })
+        })
+        .map_err(|source| ServerError::Io {
+            what: "starting the HTTP thread",
+            source,
+        })?;
+    let dhcp = match o.dhcp_port {
+        Some(port) => format!("{iface} port {port}"),
+        None => "off".to_owned(),
+    };
+    Ok(Server {
+        addrs: Addrs {
+            http: http_addr,
+            tftp: tftp_addr,
+            dhcp,
+        },
+        live,
+        stop_dhcp,
+        stop_http: Some(stop_http),
+        http_thread: Some(http_thread),
+        dhcp_thread,
+        registry,
+    })
+}
+
+impl Server {
+    /// Where it answers.
+    pub fn addrs(&self) -> &Addrs {
+        &self.addrs
+    }
+
+    /// True while DHCP (if served) and HTTP both still run.
+    pub fn is_running(&self) -> bool {
+        let alive =
+            |t: &Option<std::thread::JoinHandle<_>>| t.as_ref().is_none_or(|t| !t.is_finished());
+        alive(&self.dhcp_thread) && self.http_thread.as_ref().is_some_and(|t| !t.is_finished())
+    }
+
+    /// Reads the spec again and serves it; a bad spec is refused and the
+    /// running one stays.
+    pub fn reload(&self) -> Result<(), ServerError> {
+        self.live.reload()
+    }
+
+    /// The spec file it serves.
+    pub fn spec_path(&self) -> &std::path::Path {
+        &self.live.source.spec
+    }
+
+    /// Stops every part, waits for them, and saves the boot timelines.
+    pub fn stop(mut self) -> Result<(), ServerError> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> Result<(), ServerError> {
+        self.stop_dhcp.store(true, Ordering::Relaxed);
+        if let Some(tx) = self.stop_http.take() {
+            let _ = tx.send(());
+        }
+        let mut result = Ok(());
+        if let Some(t) = self.http_thread.take() {
+            result = t.join().unwrap_or(Err(ServerError::Panicked("HTTP")));
+        }
+        if let Some(t) = self.dhcp_thread.take() {
+            match t.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => result = result.and(Err(ServerError::Dhcp(e))),
+                Err(_) => result = result.and(Err(ServerError::Panicked("DHCP"))),
+            }
+        }
+        self.registry.flush().map_err(|source| ServerError::Boot {
+            what: "saving the boot timelines",
+            source,
+        })?;
+        result
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if self.http_thread.is_some() {
+            if let Err(e) = self.shutdown() {
+                tracing::error!("stopping the boot server: {e:#}");
+            }
+        }
+    }
+}
+
+/// How many nice levels the HTTP runtime's threads sit below DHCP and TFTP.
+const HTTP_NICE: libc::c_int = 5;
+
+/// Lowers the calling thread's priority by [`HTTP_NICE`]. The HTTP
+/// runtime's threads stream hundreds of megabytes to every booting machine
+/// while DHCP and TFTP answer small packets that each keep a firmware
+/// waiting; at equal priority, a 200-machine boot storm took the TFTP
+/// loader fetch from 0.9 to 1.8 s (median), and 1.4 s at nice 5
+/// (bench/storm.sh). Lowering a thread's own priority needs no privilege.
+fn defer_to_udp() {
+    // SAFETY: gettid and getpriority/setpriority on the calling thread
+    // take no pointers.
+    unsafe {
+        let tid = libc::gettid() as libc::id_t;
+        *libc::__errno_location() = 0;
+        let now = libc::getpriority(libc::PRIO_PROCESS, tid);
+        if *libc::__errno_location() == 0 {
+            libc::setpriority(libc::PRIO_PROCESS, tid, (now + HTTP_NICE).min(19));
+        }
+    }
+}
