@@ -464,3 +464,46 @@ fn up_refuses_what_is_in_the_way_names_the_fix_and_creates_nothing_needs_root_an
     );
     assert_eq!(c.leftovers(), Vec::<String>::new());
 }
+
+#[test]
+fn the_accelerator_probe_decides_says_why_and_is_kept_until_the_host_reboots_needs_root_and_qemu() {
+    use bootfleet::cluster::accel;
+    use bootfleet::spec::Accel;
+    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(images) = ready() else { return };
+    let kernel = images.join("testos/vmlinuz");
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("accel");
+    let t = Instant::now();
+    let first = accel::decide(Accel::Auto, &kernel, &cache);
+    assert!(
+        t.elapsed() < Duration::from_secs(20),
+        "the probe is bounded: {:?}",
+        t.elapsed()
+    );
+    assert!(
+        first.why.starts_with(if first.kvm { "KVM" } else { "TCG" }),
+        "{first:?}"
+    );
+    if Path::new("/dev/kvm").exists() {
+        assert!(
+            std::fs::read_to_string(&cache)
+                .unwrap()
+                .trim()
+                .ends_with(if first.kvm { " kvm" } else { " tcg" })
+        );
+        let t = Instant::now();
+        let again = accel::decide(Accel::Auto, &kernel, &cache);
+        assert_eq!(again.kvm, first.kvm);
+        assert!(again.why.contains("probed earlier"), "{again:?}");
+        assert!(
+            t.elapsed() < Duration::from_secs(1),
+            "the kept answer needs no probe"
+        );
+    } else {
+        assert!(first.why.contains("no /dev/kvm"), "{first:?}");
+    }
+    // The spec's word needs no probe.
+    assert!(!accel::decide(Accel::Tcg, &kernel, &cache).kvm);
+    assert!(accel::decide(Accel::Kvm, &kernel, &cache).kvm);
+}

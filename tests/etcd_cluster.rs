@@ -100,7 +100,7 @@ fn rendered_etcd_units_form_a_real_cluster_that_fleet_can_use_needs_root() {
             &host.name,
             "addr",
             "add",
-            &format!("192.168.122.1{i}/24"),
+            &format!("10.213.0.1{i}/24"),
             "dev",
             "eth0",
         ]);

@@ -184,7 +184,7 @@ fn tftp_runs_on_threads_of_its_own_ahead_of_the_http_workers() {
             .collect();
         let workers: Vec<i64> = threads
             .iter()
-            .filter(|(n, _)| n.starts_with("tokio-r"))
+            .filter(|(n, _)| n == "http")
             .map(|t| t.1)
             .collect();
         let settled = !tftp.is_empty() && !workers.is_empty();

@@ -100,7 +100,7 @@ pub fn run(args: Args, state_dir: &Path) -> Result<(), CliError> {
                     let s = watched.clone();
                     match tokio::task::spawn_blocking(move || s.reload()).await {
                         Ok(Ok(())) => tracing::info!(spec = %watched.spec_path().display(), "spec reloaded"),
-                        Ok(Err(e)) => tracing::error!("spec not reloaded, the old one stays in force:\n{e:#}"),
+                        Ok(Err(e)) => tracing::error!("spec not reloaded, the old one stays in force:\n{}", describe(e)),
                         Err(e) => tracing::error!(error = %e, "reload task failed"),
                     }
                 }
@@ -117,4 +117,13 @@ pub fn run(args: Args, state_dir: &Path) -> Result<(), CliError> {
     server.stop()?;
     tracing::info!("stopped; leases and timelines are on disk");
     Ok(())
+}
+
+/// A server error as the command line prints it (a bad spec with every
+/// diagnostic and its help).
+fn describe(e: crate::server::ServerError) -> String {
+    match CliError::from(e) {
+        CliError::BadInput(text) => text,
+        CliError::Runtime(e) => format!("{e:#}"),
+    }
 }

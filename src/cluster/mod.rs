@@ -311,7 +311,14 @@ pub fn up(spec: &Spec, paths: &Paths, o: &UpOptions<'_>) -> Result<Report, Clust
     ));
     let http = http_addr(spec);
     match process::find(&plan.cluster).first() {
-        Some(pid) => (o.say)(&format!("boot server already running (pid {pid})")),
+        Some(&pid) => {
+            // It re-reads the spec, so a changed spec takes effect.
+            // SAFETY: kill takes no pointers.
+            unsafe { libc::kill(pid, libc::SIGHUP) };
+            (o.say)(&format!(
+                "boot server already running (pid {pid}); told it to re-read the spec"
+            ));
+        }
         None => {
             let pid = process::start(&process::Start {
                 cluster: &plan.cluster,
