@@ -507,3 +507,52 @@ fn the_accelerator_probe_decides_says_why_and_is_kept_until_the_host_reboots_nee
     assert!(!accel::decide(Accel::Tcg, &kernel, &cache).kvm);
     assert!(accel::decide(Accel::Kvm, &kernel, &cache).kvm);
 }
+
+#[test]
+fn a_node_that_cannot_boot_is_named_with_its_stage_and_console_when_up_times_out_needs_root_and_libvirtd()
+ {
+    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(images) = ready() else { return };
+    // The real kernel with an initrd that is not one: the node gets
+    // everything it asks for and never phones home.
+    let bad = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(bad.path().join("testos")).unwrap();
+    std::fs::copy(
+        images.join("testos/vmlinuz"),
+        bad.path().join("testos/vmlinuz"),
+    )
+    .unwrap();
+    std::fs::write(bad.path().join("testos/initrd.img"), b"not an initramfs").unwrap();
+    let c = Cluster::new(bad.path(), "stall", 26, 1, "");
+    let spec = std::fs::read_to_string(&c.spec)
+        .unwrap()
+        .replace("boot_timeout = \"5m\"", "boot_timeout = \"45s\"");
+    std::fs::write(&c.spec, spec).unwrap();
+    let o = c.run(&["up"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("not every node phoned home within 45 s"),
+        "{err}"
+    );
+    let console = c.state.path().join("clusters/stall/console/n0.log");
+    assert!(
+        err.contains(
+            "n0: got as far as initrd (http GET /assets/testos/initrd.img 200), nothing since for"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("(console: {})", console.display())),
+        "{err}"
+    );
+    assert!(err.contains("bootfleet cluster console SPEC NODE"), "{err}");
+    assert!(
+        std::fs::read_to_string(&console)
+            .unwrap()
+            .contains("Linux version"),
+        "the console log has the kernel's output"
+    );
+    c.down();
+    assert_eq!(c.leftovers(), Vec::<String>::new());
+}

@@ -41,6 +41,21 @@ pub fn describe(n: Option<&NodeStatus>) -> String {
     }
 }
 
+/// Where a node that did not phone home got to, for the timeout's error.
+fn stuck(n: Option<&NodeStatus>) -> String {
+    match n {
+        Some(n) if matches!(n.state, State::Booting | State::Stalled) => {
+            let quiet = crate::boot::now_ms().saturating_sub(n.last_event_at) / 1000;
+            format!(
+                "got as far as {} ({}), nothing since for {quiet} s",
+                n.stage.map_or("-", |s| s.name()),
+                n.last_event
+            )
+        }
+        other => describe(other),
+    }
+}
+
 /// Whether `n` phoned home in this boot: after `since` (Unix ms) when the
 /// node was started now, at any time when it was already running.
 fn booted(n: Option<&NodeStatus>, since: u64, fresh: bool) -> bool {
@@ -126,7 +141,7 @@ pub fn until_booted(
                     format!(
                         "{}: {} (console: {})",
                         d.node,
-                        describe(now.get(&d.node)),
+                        stuck(now.get(&d.node)),
                         d.console_log.display()
                     )
                 })
