@@ -88,10 +88,10 @@ fn test_os() -> Option<PathBuf> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/images/testos.sh");
     let o = Command::new(script).arg(&out).output().ok()?;
     if !o.status.success() {
-        eprintln!(
-            "SKIP: the test OS could not be built: {}",
+        cannot_run(&format!(
+            "the test OS could not be built: {}",
             String::from_utf8_lossy(&o.stderr)
-        );
+        ));
         return None;
     }
     Some(out)
@@ -111,8 +111,8 @@ fn ready(vm: Vm) -> bool {
         && (vm != Vm::Uefi || Path::new("/usr/share/ovmf/OVMF.fd").exists())
         && (vm != Vm::BiosE1000 || PXELINUX.iter().all(|p| Path::new(p).exists()));
     if !ok {
-        eprintln!(
-            "SKIP: needs root, qemu-system-x86, ipxe-qemu, ovmf (UEFI), pxelinux and syslinux-common (pxelinux) and curl"
+        cannot_run(
+            "needs root, qemu-system-x86, ipxe-qemu, ovmf (UEFI), pxelinux and syslinux-common (pxelinux) and curl",
         );
     }
     ok

@@ -227,7 +227,7 @@ fn images_stage_copies_the_systems_boot_loaders() {
         .iter()
         .any(|(_, p)| !std::path::Path::new(p).exists())
     {
-        eprintln!("SKIP: needs the ipxe, pxelinux and syslinux-common packages");
+        cannot_run("needs the ipxe, pxelinux and syslinux-common packages");
         return;
     }
     let state = tempfile::tempdir().unwrap();

@@ -187,7 +187,7 @@ fn ready() -> bool {
         && Command::new("busybox").arg("--help").output().is_ok()
         && Command::new("ip").arg("-V").output().is_ok();
     if !ok {
-        eprintln!("SKIP: needs root, busybox and iproute2");
+        cannot_run("needs root, busybox and iproute2");
     }
     ok
 }
@@ -408,7 +408,7 @@ fn a_relayed_request_is_answered_by_unicast_to_the_relay_with_option_82_needs_ro
     use dhcproto::v4::{DhcpOption, Message, MessageType, relay};
     use dhcproto::{Decodable, Decoder, Encodable};
     if !ready() || Command::new("python3").arg("--version").output().is_err() {
-        eprintln!("SKIP: also needs python3 to play the relay");
+        cannot_run("also needs python3 to play the relay");
         return;
     }
     let seg = Segment::new("r");
@@ -533,7 +533,7 @@ fn isc_or_dhcpcd(seg: &Segment, dir: &Path, client: &str) -> HashMap<String, Str
 #[test]
 fn dhclient_and_dhcpcd_get_their_reservation_and_a_pool_address_needs_root() {
     if !ready() || !have("dhclient") || !have("dhcpcd") {
-        eprintln!("SKIP: also needs dhclient (isc-dhcp-client) and dhcpcd (dhcpcd-base)");
+        cannot_run("also needs dhclient (isc-dhcp-client) and dhcpcd (dhcpcd-base)");
         return;
     }
     let (seg, dir, _server) = served("c");

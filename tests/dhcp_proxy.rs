@@ -18,7 +18,7 @@ fn ready() -> bool {
         && have("python3")
         && Path::new("/usr/lib/ipxe/qemu/pxe-virtio.rom").exists();
     if !ok {
-        eprintln!("SKIP: needs root, qemu-system-x86, ipxe-qemu, dnsmasq and python3");
+        cannot_run("needs root, qemu-system-x86, ipxe-qemu, dnsmasq and python3");
     }
     ok
 }

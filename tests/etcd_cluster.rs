@@ -34,7 +34,7 @@ fn rendered_etcd_units_form_a_real_cluster_that_fleet_can_use_needs_root() {
         || Command::new("etcd").arg("--version").output().is_err()
         || Command::new("curl").arg("--version").output().is_err()
     {
-        eprintln!("SKIP: needs root, etcd (apt-get install etcd-server) and curl");
+        cannot_run("needs root, etcd (apt-get install etcd-server) and curl");
         return;
     }
     // The libvirt example: three members that are also workers, with etcd

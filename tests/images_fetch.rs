@@ -14,7 +14,7 @@ use crate::support::*;
 fn ready() -> bool {
     let ok = have("gpg") && have("python3") && have("sha512sum");
     if !ok {
-        eprintln!("SKIP: needs gnupg, python3 and coreutils");
+        cannot_run("needs gnupg, python3 and coreutils");
     }
     ok
 }

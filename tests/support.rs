@@ -148,7 +148,7 @@ pub fn run(args: &[&str]) {
     );
 }
 
-/// True when `tool` is on the PATH; says SKIP otherwise.
+/// True when `tool` is on the PATH; otherwise says so ([`cannot_run`]).
 pub fn have(tool: &str) -> bool {
     let found = Command::new("sh")
         .arg("-c")
@@ -156,7 +156,7 @@ pub fn have(tool: &str) -> bool {
         .output()
         .is_ok_and(|o| o.status.success());
     if !found {
-        eprintln!("SKIP: {tool} is not installed");
+        cannot_run(&format!("{tool} is not installed"));
     }
     found
 }

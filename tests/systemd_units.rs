@@ -14,7 +14,7 @@ fn have_systemd_analyze() -> bool {
         .output()
         .is_ok();
     if !ok {
-        eprintln!("SKIP: systemd-analyze is not installed (apt-get install systemd)");
+        cannot_run("systemd-analyze is not installed (apt-get install systemd)");
     }
     ok
 }

@@ -173,7 +173,7 @@ fn a_quick_clients_answers_are_caught_by_polling_unless_polling_is_off() {
     }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     if cores < 2 {
-        eprintln!("SKIP: one core, where the server never polls");
+        cannot_run("one core, where the server never polls");
         return;
     }
     let dir = tempfile::tempdir().unwrap();

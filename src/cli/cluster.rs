@@ -234,23 +234,7 @@ fn print_report(r: &Report) {
             ]
         })
         .collect();
-    let header = ["NODE", "DOMAIN", "STATE", "MAC", "IP", "BOOT"].map(str::to_owned);
-    let mut width = [0usize; 5];
-    for row in std::iter::once(&header).chain(&rows) {
-        for (w, cell) in width.iter_mut().zip(row.iter()) {
-            *w = (*w).max(cell.len());
-        }
-    }
-    for row in std::iter::once(&header).chain(&rows) {
-        let mut line = String::new();
-        for (i, cell) in row.iter().enumerate() {
-            match width.get(i) {
-                Some(w) => line.push_str(&format!("{cell:<w$}  ")),
-                None => line.push_str(cell),
-            }
-        }
-        println!("{}", line.trim_end());
-    }
+    super::print_table(&["NODE", "DOMAIN", "STATE", "MAC", "IP", "BOOT"], &rows);
     if let Some(s) = r.up_seconds {
         println!("up in {s:.1} s");
     }

@@ -144,6 +144,29 @@ pub(crate) fn prepare(
     )?)
 }
 
+/// Prints `rows` under `header` in columns (the last one unpadded).
+pub(crate) fn print_table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) {
+    let header = header.map(str::to_owned);
+    let mut width = [0usize; N];
+    for row in std::iter::once(&header).chain(rows) {
+        for (w, cell) in width.iter_mut().zip(row.iter()) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    for row in std::iter::once(&header).chain(rows) {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            if i + 1 < N {
+                let w = width[i];
+                line.push_str(&format!("{cell:<w$}  "));
+            } else {
+                line.push_str(cell);
+            }
+        }
+        println!("{}", line.trim_end());
+    }
+}
+
 /// Resolves on Ctrl-C or SIGTERM.
 pub(crate) async fn shutdown_signal() {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

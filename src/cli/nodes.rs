@@ -74,22 +74,9 @@ pub fn run(args: Args) -> Result<(), CliError> {
             ]
         })
         .collect();
-    let header = ["NAME", "MAC", "IP", "ROLE", "STATE", "STAGES", "LAST EVENT"].map(str::to_owned);
-    let mut width = [0usize; 6];
-    for row in std::iter::once(&header).chain(&table) {
-        for (w, cell) in width.iter_mut().zip(row.iter()) {
-            *w = (*w).max(cell.len());
-        }
-    }
-    for row in std::iter::once(&header).chain(&table) {
-        let mut line = String::new();
-        for (i, cell) in row.iter().enumerate() {
-            match width.get(i) {
-                Some(w) => line.push_str(&format!("{cell:<w$}  ")),
-                None => line.push_str(cell),
-            }
-        }
-        println!("{}", line.trim_end());
-    }
+    super::print_table(
+        &["NAME", "MAC", "IP", "ROLE", "STATE", "STAGES", "LAST EVENT"],
+        &table,
+    );
     Ok(())
 }
