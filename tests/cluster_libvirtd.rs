@@ -556,3 +556,83 @@ fn a_node_that_cannot_boot_is_named_with_its_stage_and_console_when_up_times_out
     c.down();
     assert_eq!(c.leftovers(), Vec::<String>::new());
 }
+
+#[test]
+fn a_user_without_permission_and_a_pool_without_space_are_told_the_fix_needs_root_and_libvirtd() {
+    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(images) = ready() else { return };
+    if !have("setpriv") {
+        return;
+    }
+    // An unprivileged user on qemu:///system.
+    let c = Cluster::new(&images, "perm", 27, 1, "");
+    std::fs::set_permissions(
+        c.state.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let o = Command::new("setpriv")
+        .args([
+            "--reuid",
+            "nobody",
+            "--regid",
+            "nogroup",
+            "--clear-groups",
+            "env",
+            "HOME=/tmp",
+        ])
+        .arg(env!("CARGO_BIN_EXE_bootfleet"))
+        .arg("--state-dir")
+        .arg(c.state.path())
+        .args(["cluster", "status"])
+        .arg(&c.spec)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("no permission on qemu:///system as this user"),
+        "{}",
+        stderr(&o)
+    );
+
+    // A pool directory on a 64 MiB file system: the disks are refused
+    // before any is made, with the fix.
+    let small = tempfile::tempdir().unwrap();
+    run(&[
+        "mount",
+        "-t",
+        "tmpfs",
+        "-o",
+        "size=64m",
+        "tmpfs",
+        small.path().to_str().unwrap(),
+    ]);
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(small.path().to_owned());
+    let c = Cluster::new(
+        &images,
+        "full",
+        28,
+        1,
+        &format!("pool_dir = \"{}/pool\"", small.path().display()),
+    );
+    let o = c.run(&["up", "--no-wait"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("MiB free, the disks need 256 MiB"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        stderr(&o).contains("set `pool_dir` under [libvirt]"),
+        "{}",
+        stderr(&o)
+    );
+    c.down();
+    assert_eq!(c.leftovers(), Vec::<String>::new());
+}

@@ -53,8 +53,15 @@ impl Libvirt {
         virt::error::clear_error_callback();
         let conn = Connect::open(Some(uri)).map_err(|source| {
             let m = source.message().to_lowercase();
-            let help = if m.contains("permission denied") || m.contains("authentication") || m.contains("access denied") {
-                format!("no permission on {uri}: run as root, or add yourself to the `libvirt` group and log in again")
+            // SAFETY: geteuid takes nothing and cannot fail.
+            let root = unsafe { libc::geteuid() } == 0;
+            let help = if m.contains("permission denied")
+                || m.contains("authentication")
+                || m.contains("access denied")
+                || m.contains("polkit")
+                || (!root && m.contains("system bus"))
+            {
+                format!("no permission on {uri} as this user: run as root, or add yourself to the `libvirt` group and log in again (libvirt asks polkit, which needs D-Bus)")
             } else if m.contains("no such file") || m.contains("connection refused") || m.contains("failed to connect") {
                 "libvirtd is not running: start it with `systemctl start libvirtd` (or `libvirtd -d` where systemd does not run; `virtlogd -d` too), or install it: apt-get install libvirt-daemon-system".to_owned()
             } else {
