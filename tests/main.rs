@@ -16,6 +16,7 @@ mod etcd_cluster;
 mod examples;
 mod golden;
 mod images_fetch;
+mod ra;
 mod serve;
 mod systemd_units;
 mod tftp;

@@ -182,6 +182,18 @@ impl Libvirt {
             n.create()
                 .map_err(lv(format!("starting network {}", plan.network.name)))?;
         }
+        // libvirt turns IPv6 off on an IPv4-only bridge; the boot server
+        // needs it on to tell iPXE that there is no IPv6 router (see
+        // `crate::ra`). The bridge is the cluster's own.
+        let knob = format!(
+            "/proc/sys/net/ipv6/conf/{}/disable_ipv6",
+            plan.network.bridge
+        );
+        if std::fs::read_to_string(&knob).is_ok_and(|v| v.trim() == "1") {
+            if let Err(e) = std::fs::write(&knob, "0") {
+                tracing::warn!(bridge = %plan.network.bridge, error = %e, "cannot turn IPv6 on: every boot waits ~16 s for an IPv6 router");
+            }
+        }
         Ok(())
     }
 

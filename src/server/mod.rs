@@ -113,6 +113,7 @@ pub struct Server {
     stop_http: Option<tokio::sync::oneshot::Sender<()>>,
     http_thread: Option<std::thread::JoinHandle<Result<(), ServerError>>>,
     dhcp_thread: Option<std::thread::JoinHandle<std::io::Result<()>>>,
+    ra_thread: Option<std::thread::JoinHandle<()>>,
     registry: Arc<Registry>,
 }
 
@@ -197,6 +198,32 @@ pub fn start(o: Options) -> Result<Server, ServerError> {
                     source,
                 })?,
         );
+    }
+
+    // "No IPv6 router here", so iPXE does not wait ~16 s for one.
+    let mut ra_thread = None;
+    if net.router_advertisements {
+        match crate::ra::server::Responder::bind(&iface) {
+            Ok(responder) => {
+                let flag = stop_dhcp.clone();
+                ra_thread = Some(
+                    std::thread::Builder::new()
+                        .name("ra".into())
+                        .spawn(move || responder.run(&flag))
+                        .map_err(|source| ServerError::Io {
+                            what: "starting the router advertisement thread",
+                            source,
+                        })?,
+                );
+            }
+            Err(crate::ra::server::RaError::NoInterface(_)) => {}
+            Err(e @ crate::ra::server::RaError::Ipv6Disabled(_)) => tracing::warn!(
+                "{e}: iPXE will wait about 16 s for an IPv6 router at every boot\n  help: enable IPv6 there (sysctl net.ipv6.conf.{iface}.disable_ipv6=0) so bootfleet can say there is no router, or set router_advertisements = false under [network] to silence this"
+            ),
+            Err(e) => tracing::warn!(
+                "{e:#}: no router advertisements, so iPXE waits about 16 s for an IPv6 router at every boot\n  help: run as root (or with CAP_NET_RAW)"
+            ),
+        }
     }
 
     // Whole files in memory, shared by TFTP and HTTP's /assets/: an
@@ -320,6 +347,7 @@ pub fn start(o: Options) -> Result<Server, ServerError> {
         stop_http: Some(stop_http),
         http_thread: Some(http_thread),
         dhcp_thread,
+        ra_thread,
         registry,
     })
 }
@@ -361,6 +389,9 @@ impl Server {
         let mut result = Ok(());
         if let Some(t) = self.http_thread.take() {
             result = t.join().unwrap_or(Err(ServerError::Panicked("HTTP")));
+        }
+        if let Some(t) = self.ra_thread.take() {
+            let _ = t.join();
         }
         if let Some(t) = self.dhcp_thread.take() {
             match t.join() {

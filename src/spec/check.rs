@@ -391,6 +391,7 @@ fn network(c: &mut Checker, w: wire::Network) -> Option<Network> {
         mode,
         lease_time: lease_time?,
         http_port,
+        router_advertisements: w.router_advertisements.is_none_or(|v| *v.get_ref()),
     })
 }
 

@@ -190,6 +190,8 @@ pub struct Network {
     #[serde(serialize_with = "serialize_secs")]
     pub lease_time: Duration,
     pub http_port: u16,
+    /// Answer router solicitations with "no IPv6 router here" (see `crate::ra`).
+    pub router_advertisements: bool,
 }
 
 impl Network {

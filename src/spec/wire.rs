@@ -65,6 +65,7 @@ pub struct Network {
     pub mode: Option<Spanned<String>>,
     pub lease_time: Option<Spanned<String>>,
     pub http_port: Option<Spanned<u16>>,
+    pub router_advertisements: Option<Spanned<bool>>,
 }
 
 /// `[boot]`: what the machines boot.
