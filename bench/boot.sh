@@ -2,8 +2,11 @@
 # Time from QEMU start to the guest printing its cloud-config: the same VM
 # (TCG, BIOS, virtio, QEMU's iPXE ROM) booting the test OS
 # (src/images/testos.sh) from `bootfleet serve`, then from dnsmasq (DHCP)
-# plus python3's static HTTP server serving the same rendered files, in one
-# run, RUNS times each alternating. Prints each run and the medians.
+# plus python3's static HTTP server serving the same rendered files, and
+# from dnsmasq with --enable-ra (router advertisements for a ULA prefix,
+# which end iPXE's IPv6 wait as bootfleet's "no router here" does) plus the
+# same HTTP server, in one run, RUNS times each alternating. Prints each
+# run and the medians.
 # Needs root and: apt-get install qemu-system-x86 ipxe-qemu dnsmasq-base python3 iproute2
 # Usage: sudo bench/boot.sh [RUNS]
 set -euo pipefail
@@ -48,6 +51,7 @@ ip netns add "$ns"
 ip -n "$ns" link set lo up
 ip -n "$ns" link add br0 type bridge
 ip -n "$ns" addr add 10.98.0.2/24 dev br0
+ip -n "$ns" addr add fd00:98::2/64 dev br0
 ip -n "$ns" link set br0 up
 ip -n "$ns" tuntap add bt0 mode tap
 ip -n "$ns" link set bt0 master br0 up
@@ -82,9 +86,11 @@ with_bootfleet() {
   kill "$p"; wait "$p" 2>/dev/null || true
 }
 
-with_dnsmasq() {
+with_dnsmasq() { # [ra]: also advertise fd00:98::/64 (--enable-ra)
+  local ra=()
+  [ "${1:-}" = ra ] && ra=(--enable-ra --dhcp-range=fd00:98::,ra-only)
   ip netns exec "$ns" dnsmasq --no-daemon --port=0 --interface=br0 --bind-interfaces --no-ping \
-    --dhcp-range=10.98.0.100,10.98.0.150,1h --dhcp-host="$mac,10.98.0.11" \
+    --dhcp-range=10.98.0.100,10.98.0.150,1h --dhcp-host="$mac,10.98.0.11" "${ra[@]}" \
     --dhcp-boot=http://10.98.0.2:8080/boot.ipxe --dhcp-leasefile="$work/dnsmasq.leases" --log-facility=/dev/null --quiet-dhcp 2>/dev/null &
   local d=$!
   ip netns exec "$ns" python3 -m http.server 8080 --bind 10.98.0.2 --directory "$work/www" > /dev/null 2>&1 &
@@ -95,14 +101,15 @@ with_dnsmasq() {
   rm -f "$work/dnsmasq.leases"
 }
 
-a=() b=()
-printf '%-5s %12s %22s\n' run bootfleet "dnsmasq+http.server"
+a=() b=() c=()
+printf '%-5s %12s %22s %25s\n' run bootfleet "dnsmasq+http.server" "dnsmasq --enable-ra+http"
 for i in $(seq "$runs"); do
-  x=$(with_bootfleet); y=$(with_dnsmasq)
-  a+=("$x"); b+=("$y")
-  printf '%-5s %11ss %21ss\n' "$i" "$x" "$y"
+  x=$(with_bootfleet); y=$(with_dnsmasq); z=$(with_dnsmasq ra)
+  a+=("$x"); b+=("$y"); c+=("$z")
+  printf '%-5s %11ss %21ss %24ss\n' "$i" "$x" "$y" "$z"
 done
 median() { printf '%s\n' "$@" | grep -v FAIL | sort -n | awk '{v[NR]=$1} END{if (NR==0) print "FAIL"; else print v[int((NR+1)/2)]}'; }
-ma=$(median "${a[@]}"); mb=$(median "${b[@]}")
-echo "median: bootfleet ${ma}s, dnsmasq+http.server ${mb}s"
-awk -v a="$ma" -v b="$mb" 'BEGIN{ if (a > 0 && b > 0) printf "dnsmasq+http.server time / bootfleet time: %.2fx\n", b / a }'
+spread() { printf '%s\n' "$@" | grep -v FAIL | sort -n | awk '{v[NR]=$1} END{if (NR>0) printf "%s-%s", v[1], v[NR]}'; }
+ma=$(median "${a[@]}"); mb=$(median "${b[@]}"); mc=$(median "${c[@]}")
+echo "median (spread): bootfleet ${ma}s ($(spread "${a[@]}")), dnsmasq+http.server ${mb}s ($(spread "${b[@]}")), dnsmasq --enable-ra+http.server ${mc}s ($(spread "${c[@]}"))"
+awk -v a="$ma" -v b="$mb" -v c="$mc" 'BEGIN{ if (a > 0 && b > 0 && c > 0) printf "dnsmasq / bootfleet: %.2fx; dnsmasq --enable-ra / bootfleet: %.2fx\n", b / a, c / a }'

@@ -9,23 +9,35 @@ use tokio::sync::mpsc;
 use crate::boot::classify::Names;
 use crate::boot::{Event, Registry, Stage, now_ms};
 use crate::http::EnrolRequest;
+use crate::spec::Mac;
+use crate::tftp::files::Files;
 
 /// The observer of the DHCP server: every answer becomes a DHCP-stage
 /// event of the machine; an ACK of a boot file may enrol it.
 pub fn dhcp_observer(
     reg: Arc<Registry>,
     enrol: mpsc::Sender<EnrolRequest>,
+    files: Arc<Files>,
 ) -> crate::dhcp::server::Observer {
     Box::new(move |r| {
         // A machine that booted and got its address here may be one to
         // enrol (checked by the enroller; a full queue drops it and the
         // script request enrols it instead).
         if let ("ack", Some(ip), Some(_)) = (r.outcome, r.ip, r.file) {
-            let _ = enrol.try_send(EnrolRequest {
-                mac: r.mac,
-                ip,
-                done: None,
-            });
+            // Its pxelinux config is on its way if it is enrolled: TFTP
+            // waits for it rather than answering "not found" first.
+            let config = vec![pxelinux_config(r.mac)];
+            files.coming(config.clone());
+            if enrol
+                .try_send(EnrolRequest {
+                    mac: r.mac,
+                    ip,
+                    done: None,
+                })
+                .is_err()
+            {
+                files.settled(&config);
+            }
         }
         let failed = matches!(r.outcome, "nak" | "unknown_refused");
         let mut detail = match r.outcome {
@@ -77,4 +89,9 @@ pub fn tftp_observer(reg: Arc<Registry>, names: Names) -> crate::tftp::server::O
             arch: None,
         });
     })
+}
+
+/// The generated pxelinux config of the machine with `mac`.
+pub fn pxelinux_config(mac: Mac) -> String {
+    format!("pxelinux.cfg/01-{}", mac.dashed())
 }

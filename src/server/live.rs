@@ -206,6 +206,12 @@ pub(super) async fn enrol_loop(live: Arc<Live>, mut rx: mpsc::Receiver<EnrolRequ
             Ok(Err(e)) => tracing::error!("enrolment failed; the machines stay unknown:\n{e:#}"),
             Err(e) => tracing::error!(error = %e, "enrolment task failed"),
         }
+        // Whether enrolled or refused, nobody needs to wait for their files.
+        let configs: Vec<String> = batch
+            .iter()
+            .map(|r| super::events::pxelinux_config(r.mac))
+            .collect();
+        live.files.settled(&configs);
         for r in batch {
             if let Some(done) = r.done {
                 let _ = done.send(());

@@ -164,6 +164,16 @@ pub fn start(o: Options) -> Result<Server, ServerError> {
     // Machines to enrol, from DHCP and from script requests.
     let (enrol_tx, enrol_rx) = tokio::sync::mpsc::channel::<EnrolRequest>(1024);
 
+    // Whole files in memory, shared by TFTP and HTTP's /assets/: an
+    // initrd fetched both ways is held once.
+    let files =
+        Arc::new(
+            Files::new(&o.images, o.max_memory_bytes).map_err(|source| ServerError::Io {
+                what: "serving the images directory",
+                source,
+            })?,
+        );
+    files.set_generated(loaded.tftp_files.clone());
     // DHCP: its own thread, blocking sockets.
     let stop_dhcp = Arc::new(AtomicBool::new(false));
     let mut dhcp_thread = None;
@@ -185,7 +195,11 @@ pub fn start(o: Options) -> Result<Server, ServerError> {
                 what: "loading leases",
                 source,
             })?;
-        server.observer = Some(events::dhcp_observer(registry.clone(), enrol_tx.clone()));
+        server.observer = Some(events::dhcp_observer(
+            registry.clone(),
+            enrol_tx.clone(),
+            files.clone(),
+        ));
         gauges.push(Arc::new(DhcpGauges(server.stats.clone())));
         dhcp_pending = Some(server.pending.clone());
         let flag = stop_dhcp.clone();
@@ -226,16 +240,6 @@ pub fn start(o: Options) -> Result<Server, ServerError> {
         }
     }
 
-    // Whole files in memory, shared by TFTP and HTTP's /assets/: an
-    // initrd fetched both ways is held once.
-    let files =
-        Arc::new(
-            Files::new(&o.images, o.max_memory_bytes).map_err(|source| ServerError::Io {
-                what: "serving the images directory",
-                source,
-            })?,
-        );
-    files.set_generated(loaded.tftp_files.clone());
     let tftp_socket = sockets::udp(
         o.tftp_listen
             .unwrap_or(SocketAddr::new(IpAddr::V4(net.server), 69)),

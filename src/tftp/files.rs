@@ -17,7 +17,7 @@
 //! The bytes held are bounded; kept files make room for new ones, and past
 //! the bound new files are refused as busy.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
@@ -138,7 +138,15 @@ pub struct Files {
     in_use: Arc<AtomicU64>,
     limit: u64,
     disk_reads: AtomicU64,
+    /// Generated files on their way (a machine being enrolled): a request
+    /// for one waits for them instead of being refused.
+    coming: Mutex<HashSet<String>>,
+    /// Woken whenever generated files change or stop being awaited.
+    made: tokio::sync::Notify,
 }
+
+/// How long a request for a generated file on its way waits for it.
+const COMING_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Maps a request name to a relative path under the root.
 pub fn normalize(name: &str) -> Result<String, Refusal> {
@@ -174,6 +182,8 @@ impl Files {
             in_use: Arc::new(AtomicU64::new(0)),
             limit,
             disk_reads: AtomicU64::new(0),
+            coming: Mutex::new(HashSet::new()),
+            made: tokio::sync::Notify::new(),
         })
     }
 
@@ -189,6 +199,54 @@ impl Files {
             .map(|(p, b)| (p, Shared::new(b, None)))
             .collect();
         *self.generated.write().expect("generated files lock") = map;
+        self.made.notify_waiters();
+    }
+
+    /// Says that generated files `names` are being made: until
+    /// [`Files::settled`], a request for one of them waits (up to 3 s) for
+    /// it. A machine that DHCP has just answered asks for its
+    /// `pxelinux.cfg/01-<mac>` a fraction of a second later, often before
+    /// its enrolment has rendered it.
+    pub fn coming(&self, names: impl IntoIterator<Item = String>) {
+        self.coming.lock().expect("coming lock").extend(names);
+    }
+
+    /// Files `names` are no longer awaited (made, or refused): waiting
+    /// requests look again.
+    pub fn settled(&self, names: &[String]) {
+        let mut coming = self.coming.lock().expect("coming lock");
+        for n in names {
+            coming.remove(n);
+        }
+        drop(coming);
+        self.made.notify_waiters();
+    }
+
+    fn generated(&self, rel: &str) -> Option<Shared> {
+        self.generated
+            .read()
+            .expect("generated files lock")
+            .get(rel)
+            .cloned()
+    }
+
+    /// The generated file `rel`, waiting for it while it is on its way.
+    async fn generated_or_coming(&self, rel: &str) -> Option<Shared> {
+        let deadline = tokio::time::Instant::now() + COMING_WAIT;
+        loop {
+            let made = self.made.notified();
+            tokio::pin!(made);
+            made.as_mut().enable();
+            if let Some(g) = self.generated(rel) {
+                return Some(g);
+            }
+            if !self.coming.lock().expect("coming lock").contains(rel) {
+                return None;
+            }
+            if tokio::time::timeout_at(deadline, made).await.is_err() {
+                return self.generated(rel);
+            }
+        }
     }
 
     /// Bytes of file data held now, by transfers and kept files.
@@ -226,14 +284,9 @@ impl Files {
     /// Opens `name` for reading, in netascii form if asked.
     pub async fn open(&self, name: &str, netascii: bool) -> Result<Shared, Refusal> {
         let rel = normalize(name)?;
-        if let Some(g) = self
-            .generated
-            .read()
-            .expect("generated files lock")
-            .get(&rel)
-        {
+        if let Some(g) = self.generated_or_coming(&rel).await {
             if !netascii {
-                return Ok(g.clone());
+                return Ok(g);
             }
             return Ok(Shared::new(super::netascii::encode(g.as_ref()), None));
         }
@@ -475,5 +528,41 @@ mod tests {
         files.set_generated([("pxelinux.cfg/default".to_owned(), b"DEFAULT x\n".to_vec())]);
         let f = files.open("/pxelinux.cfg/default", false).await.unwrap();
         assert_eq!(f.as_ref(), b"DEFAULT x\n");
+    }
+
+    #[tokio::test]
+    async fn a_generated_file_on_its_way_is_waited_for_and_a_settled_one_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = Arc::new(Files::new(dir.path(), 1000).unwrap());
+        let name = "pxelinux.cfg/01-52-54-00-00-00-01".to_owned();
+        files.coming([name.clone()]);
+        let f = files.clone();
+        let maker = tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            f.set_generated([(
+                "pxelinux.cfg/01-52-54-00-00-00-01".to_owned(),
+                b"LABEL x\n".to_vec(),
+            )]);
+            f.settled(&["pxelinux.cfg/01-52-54-00-00-00-01".to_owned()]);
+        });
+        let t = std::time::Instant::now();
+        let got = files.open(&name, false).await.unwrap();
+        assert_eq!(got.as_ref(), b"LABEL x\n");
+        assert!(
+            t.elapsed() >= std::time::Duration::from_millis(150),
+            "it waited for the file"
+        );
+        maker.await.unwrap();
+        // Settled without being made (a refused enrolment): not found at
+        // once, without the 3 s wait.
+        let other = "pxelinux.cfg/01-52-54-00-00-00-02".to_owned();
+        files.coming([other.clone()]);
+        files.settled(std::slice::from_ref(&other));
+        let t = std::time::Instant::now();
+        assert!(matches!(
+            files.open(&other, false).await,
+            Err(Refusal::NotFound)
+        ));
+        assert!(t.elapsed() < std::time::Duration::from_secs(1));
     }
 }
