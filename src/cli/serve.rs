@@ -71,6 +71,23 @@ pub fn run(args: Args, state_dir: &Path) -> Result<(), CliError> {
         dhcp_port: (!args.no_dhcp).then_some(args.dhcp_port),
         check_source: args.check_source,
     })?;
+    // SIGHUP reloads; SIGTERM and Ctrl-C stop; a part that dies stops too.
+    // The handlers are in place before "listening" is printed, so a signal
+    // sent as soon as the server says it is ready is never the default
+    // (fatal) one.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the signal runtime")?;
+    let (mut hup, mut term, mut int) = {
+        let _guard = runtime.enter();
+        use tokio::signal::unix::{SignalKind, signal};
+        (
+            signal(SignalKind::hangup()).context("installing the SIGHUP handler")?,
+            signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+            signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+        )
+    };
     let a = server.addrs().clone();
     println!(
         "listening: dhcp {}, tftp {}, http http://{}/",
@@ -80,22 +97,14 @@ pub fn run(args: Args, state_dir: &Path) -> Result<(), CliError> {
     std::io::stdout().flush().ok();
     tracing::info!(tftp_addr = %a.tftp, http_addr = %a.http, dhcp = %a.dhcp, cluster = args.cluster.as_deref().unwrap_or("-"), "serving");
 
-    // SIGHUP reloads; SIGTERM and Ctrl-C stop; a part that dies stops too.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the signal runtime")?;
     let server = std::sync::Arc::new(server);
     let watched = server.clone();
     runtime.block_on(async move {
-        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-            .context("installing the SIGHUP handler")?;
         let mut tick = tokio::time::interval(Duration::from_millis(500));
-        let stop = super::shutdown_signal();
-        tokio::pin!(stop);
         loop {
             tokio::select! {
-                _ = &mut stop => return Ok::<(), CliError>(()),
+                _ = int.recv() => return Ok::<(), CliError>(()),
+                _ = term.recv() => return Ok(()),
                 Some(()) = hup.recv() => {
                     let s = watched.clone();
                     match tokio::task::spawn_blocking(move || s.reload()).await {
