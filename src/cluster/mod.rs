@@ -460,5 +460,5 @@ pub fn console_path(spec: &Spec, paths: &Paths, node: &str) -> Option<PathBuf> {
     spec.nodes
         .iter()
         .any(|n| n.name == node)
-        .then(|| paths.console_dir().join(format!("{node}.log")))
+        .then(|| plan::console_log(&paths.console_dir(), node))
 }

@@ -96,7 +96,7 @@ impl Plan {
                     uefi,
                     volume: format!("{}.qcow2", n.name),
                     disk_gib: lv.disk_gib,
-                    console_log: console_dir.join(format!("{}.log", n.name)),
+                    console_log: console_log(console_dir, &n.name),
                     nvram: uefi.then(|| {
                         PathBuf::from(format!("/var/lib/libvirt/qemu/nvram/{name}_VARS.fd"))
                     }),
@@ -124,6 +124,11 @@ impl Plan {
             cluster,
         }
     }
+}
+
+/// Where node `node`'s serial console is written, under `console_dir`.
+pub fn console_log(console_dir: &Path, node: &str) -> PathBuf {
+    console_dir.join(format!("{node}.log"))
 }
 
 /// The libvirt name of node `node`'s VM.

@@ -33,9 +33,9 @@ pub fn find(name: &str) -> Vec<i32> {
     dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
         .filter(|pid| *pid != me)
         .filter(|pid| {
+            // A zombie has no command line worth stopping.
             std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| is_server_of(&c, name))
-                // A zombie has no command line worth stopping.
-                && !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('Z')))
+                && alive(*pid)
         })
         .collect()
 }
@@ -130,6 +130,8 @@ pub fn stop(pid: i32) {
     }
 }
 
+/// Whether `pid` runs: it exists and is not a zombie (state `Z` after the
+/// command name in `/proc/PID/stat`).
 fn alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(s) => !s

@@ -63,17 +63,7 @@ pub(super) fn libvirt(
     cluster: &str,
     in_ram_os: bool,
 ) -> Option<Libvirt> {
-    let empty = wire::Libvirt {
-        uri: None,
-        network: None,
-        memory_mib: None,
-        vcpus: None,
-        disk_gib: None,
-        firmware: None,
-        accel: None,
-        pool_dir: None,
-        boot_timeout: None,
-    };
+    let empty = wire::Libvirt::default();
     let w = w.unwrap_or(&empty);
     let uri = w
         .uri

@@ -153,7 +153,7 @@ pub struct Templates {
 }
 
 /// `[libvirt]`: how `bootfleet cluster` builds a test cluster of VMs.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Libvirt {
     pub uri: Option<Spanned<String>>,
