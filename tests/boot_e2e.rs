@@ -103,16 +103,20 @@ const PXELINUX: [&str; 2] = [
     "/usr/lib/syslinux/modules/bios/ldlinux.c32",
 ];
 
+/// Where Debian's ipxe package puts the UEFI loader.
+const IPXE_EFI: &str = "/usr/lib/ipxe/ipxe.efi";
+
 fn ready(vm: Vm) -> bool {
     let ok = is_root()
         && have("qemu-system-x86_64")
         && have("curl")
         && Path::new("/usr/lib/ipxe/qemu/pxe-virtio.rom").exists()
-        && (vm != Vm::Uefi || Path::new("/usr/share/ovmf/OVMF.fd").exists())
+        && (!matches!(vm, Vm::Uefi | Vm::UefiPxe) || Path::new("/usr/share/ovmf/OVMF.fd").exists())
+        && (vm != Vm::UefiPxe || Path::new(IPXE_EFI).exists())
         && (vm != Vm::BiosE1000 || PXELINUX.iter().all(|p| Path::new(p).exists()));
     if !ok {
         cannot_run(
-            "needs root, qemu-system-x86, ipxe-qemu, ovmf (UEFI), pxelinux and syslinux-common (pxelinux) and curl",
+            "needs root, qemu-system-x86, ipxe-qemu, ovmf and ipxe (UEFI), pxelinux and syslinux-common (pxelinux) and curl",
         );
     }
     ok
@@ -123,10 +127,11 @@ fn ready(vm: Vm) -> bool {
 /// cloud-config, called home, and shows as booted with every stage in the
 /// API and on the page. On `Vm::BiosE1000` the spec's BIOS loader is
 /// pxelinux: the ROM fetches pxelinux.0, its config, the kernel and the
-/// initrd over TFTP.
+/// initrd over TFTP. On `Vm::UefiPxe` OVMF's own PXE fetches bootfleet's
+/// `ipxe.efi` over TFTP and iPXE asks DHCP again: one boot all the same.
 fn boot(vms: usize, vm: Vm, enrolled: bool) {
     let guests = guests(vms, enrolled);
-    let uefi = vm == Vm::Uefi;
+    let uefi = matches!(vm, Vm::Uefi | Vm::UefiPxe);
     let pxelinux = vm == Vm::BiosE1000;
     let Some(os) = test_os() else { return };
     let id = std::process::id() % 100_000;
@@ -136,6 +141,7 @@ fn boot(vms: usize, vm: Vm, enrolled: bool) {
         Vm::BiosVirtio => "b",
         Vm::BiosE1000 => "p",
         Vm::Uefi => "u",
+        Vm::UefiPxe => "x",
     };
     let mut ns = Netns::new(&format!("bfe2e-{tag}{vms}-{id}"));
     let n = ns.name.clone();
@@ -151,6 +157,9 @@ fn boot(vms: usize, vm: Vm, enrolled: bool) {
     std::fs::create_dir_all(&images).unwrap();
     for f in ["vmlinuz", "initrd.img"] {
         std::fs::copy(os.join(f), images.join(f)).unwrap();
+    }
+    if vm == Vm::UefiPxe {
+        std::fs::copy(IPXE_EFI, d.join("images/ipxe.efi")).unwrap();
     }
     if pxelinux {
         for p in PXELINUX {
@@ -239,6 +248,7 @@ fn boot(vms: usize, vm: Vm, enrolled: bool) {
             Vm::BiosVirtio => "BIOS iPXE",
             Vm::BiosE1000 => "BIOS pxelinux",
             Vm::Uefi => "UEFI",
+            Vm::UefiPxe => "UEFI PXE to iPXE",
         },
         started.elapsed().as_secs_f64()
     );
@@ -256,13 +266,23 @@ fn boot(vms: usize, vm: Vm, enrolled: bool) {
         assert_eq!(v["arch"], if uefi { "uefi-x64" } else { "bios" }, "{api}");
         let stages = stage_names(&v);
         // pxelinux fetches itself and its config over TFTP (the loader
-        // stage) instead of an iPXE script.
-        let second = if pxelinux { "loader" } else { "script" };
+        // stage) instead of an iPXE script; OVMF's PXE fetches ipxe.efi
+        // (the loader) and iPXE then its script.
+        let loaded: &[&str] = match vm {
+            Vm::BiosE1000 => &["loader"],
+            Vm::UefiPxe => &["loader", "script"],
+            _ => &["script"],
+        };
+        let mut want = vec!["dhcp"];
+        want.extend_from_slice(loaded);
+        want.extend(["kernel", "initrd", "os_boot", "cloud_config", "booted"]);
+        assert_eq!(stages, want, "{api}");
         assert_eq!(
-            stages,
-            ["dhcp", second, "kernel", "initrd", "cloud_config", "booted"],
+            (v["boots"].as_u64(), v["tries"].as_u64()),
+            (Some(1), Some(1)),
             "{api}"
         );
+        assert!(v["failure"].is_null(), "{api}");
         assert!(
             page.contains(&format!("data-mac=\"{}\" data-state=\"booted\"", guest.mac)),
             "{page}"
@@ -291,6 +311,14 @@ fn bios_ipxe_rom_boots_the_test_os_which_prints_its_own_cloud_config_and_calls_h
  {
     if ready(Vm::BiosVirtio) {
         boot(1, Vm::BiosVirtio, false);
+    }
+}
+
+#[test]
+fn uefi_pxe_chainloading_bootfleets_ipxe_efi_is_one_boot_with_the_firmwares_stages_needs_root_and_qemu()
+ {
+    if ready(Vm::UefiPxe) {
+        boot(1, Vm::UefiPxe, false);
     }
 }
 

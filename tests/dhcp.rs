@@ -860,7 +860,7 @@ fn serve_shows_a_refused_unknown_machine_on_its_page_and_api_needs_root() {
     assert_eq!(v["known"], false, "{api}");
     assert_eq!(v["state"], "failed", "{api}");
     assert!(
-        v["failure"]
+        v["failure"]["message"]
             .as_str()
             .unwrap_or_default()
             .contains("refused"),

@@ -259,6 +259,9 @@ pub enum Vm {
     BiosE1000,
     /// OVMF, virtio NIC with iPXE's EFI driver.
     Uefi,
+    /// OVMF, virtio NIC without an option ROM: the firmware's own PXE
+    /// fetches the `ipxe.efi` bootfleet serves and chainloads it.
+    UefiPxe,
 }
 
 /// QEMU (TCG, no display) booting from the network on `tap` in `ns`
@@ -271,35 +274,74 @@ pub fn qemu_pxe(
     vm: Vm,
     serial: &Path,
 ) -> Command {
+    qemu_pxe_monitored(ns, tap, mac, memory_mib, vm, serial, None)
+}
+
+/// [`qemu_pxe`], with its monitor on the unix socket `monitor` (for
+/// `stop` and `cont`, [`monitor`]) when given.
+pub fn qemu_pxe_monitored(
+    ns: &Netns,
+    tap: &str,
+    mac: &str,
+    memory_mib: u32,
+    vm: Vm,
+    serial: &Path,
+    monitor: Option<&Path>,
+) -> Command {
+    let monitor = monitor.map_or("none".to_owned(), |p| {
+        format!("unix:{},server=on,wait=off", p.display())
+    });
     let mut q = ns.exec(&[
         "qemu-system-x86_64",
         "-accel",
         "tcg",
         "-nographic",
         "-monitor",
-        "none",
+        &monitor,
         "-no-reboot",
         "-boot",
         "n",
     ]);
     q.args(["-m", &memory_mib.to_string()]);
-    if vm == Vm::Uefi {
+    if matches!(vm, Vm::Uefi | Vm::UefiPxe) {
         q.args(["-bios", "/usr/share/ovmf/OVMF.fd"]);
     }
-    let nic = if vm == Vm::BiosE1000 {
-        "e1000"
-    } else {
-        "virtio-net-pci"
+    let nic = match vm {
+        Vm::BiosE1000 => "e1000",
+        _ => "virtio-net-pci",
     };
+    let rom = if vm == Vm::UefiPxe { ",romfile=" } else { "" };
     q.args([
         "-netdev",
         &format!("tap,id=n0,ifname={tap},script=no,downscript=no"),
     ])
-    .args(["-device", &format!("{nic},netdev=n0,mac={mac}")])
+    .args(["-device", &format!("{nic},netdev=n0,mac={mac}{rom}")])
     .args(["-serial", &format!("file:{}", serial.display())])
     .stdout(std::process::Stdio::null())
     .stderr(std::process::Stdio::null());
     q
+}
+
+/// Sends one command (`stop`, `cont`) to a QEMU monitor socket.
+pub fn monitor(socket: &Path, command: &str) {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(socket)
+        .unwrap_or_else(|e| panic!("QEMU monitor {}: {e}", socket.display()));
+    s.set_read_timeout(Some(std::time::Duration::from_millis(500)))
+        .unwrap();
+    s.write_all(format!("{command}\n").as_bytes()).unwrap();
+    // The monitor echoes its prompt and the command once it has run it.
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 512];
+    let start = std::time::Instant::now();
+    while start.elapsed() < std::time::Duration::from_secs(5) {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+            Err(_) if String::from_utf8_lossy(&seen).matches("(qemu)").count() >= 2 => break,
+            Err(_) => {}
+        }
+    }
 }
 
 /// The stage names of a machine's row from the JSON API, in order.

@@ -8,6 +8,8 @@
 //! keeps them without an fsync per packet.
 
 pub mod classify;
+pub mod failure;
+pub mod fixes;
 pub mod timeline;
 
 use std::collections::{HashMap, HashSet};
@@ -19,7 +21,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use redb::{Database, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
-pub use timeline::{Event, Stage, State, Timeline};
+pub use failure::Failure;
+pub use timeline::{Event, Stage, State, Step, Timeline};
 
 use crate::inventory::Inventory;
 use crate::spec::Mac;
@@ -68,20 +71,40 @@ pub struct NodeStatus {
     pub state: State,
     pub stage: Option<Stage>,
     pub arch: Option<String>,
-    /// Milliseconds spent in each stage reached.
+    /// The stages of the current try: when each started, how long it
+    /// took (so far, while it goes on).
     pub stages: Vec<StageTime>,
     pub last_event: String,
     /// Unix ms of the last event (0: none).
     pub last_event_at: u64,
-    pub failure: Option<String>,
+    /// The last failure, until the machine gets past it.
+    pub failure: Option<FailureStatus>,
+    /// Boots seen; a retry before the OS ran is a try of the same boot.
     pub boots: u32,
+    /// Tries of the current boot.
+    pub tries: u32,
+    /// When the current boot started (unix ms; 0: none).
+    pub boot_started_at: u64,
+}
+
+/// A failure as the page, `nodes` and the API show it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FailureStatus {
+    /// `failed at initrd: /assets/f/initrd.img not found (404), 3 tries`.
+    pub message: String,
+    #[serde(flatten)]
+    pub failure: Failure,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StageTime {
     pub stage: Stage,
+    /// When its first request arrived (unix ms).
     pub at: u64,
+    /// From then to its last answer, or to now while it goes on.
     pub ms: u64,
+    /// Served (false while it goes on).
+    pub done: bool,
 }
 
 /// The spec's machines, in spec order.
@@ -184,11 +207,28 @@ impl Registry {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Folds in one event.
+    /// Folds in one event; a failure is logged with the machine, what it
+    /// asked, what it was told and the fix.
     pub fn record(&self, e: Event) {
         let mut inner = self.lock();
         if let Some(ip) = e.ip {
             inner.by_ip.insert(ip, e.mac);
+        }
+        if let Step::Failed { answer, fix } = &e.step {
+            let name = inner
+                .known
+                .iter()
+                .find(|k| k.mac == e.mac)
+                .map_or("(unknown)", |k| k.name.as_str());
+            tracing::warn!(
+                machine = name,
+                mac = %e.mac,
+                stage = e.stage.name(),
+                asked = %e.asked,
+                answer = %answer,
+                fix = fix.as_deref().unwrap_or("-"),
+                "boot step failed"
+            );
         }
         inner.timelines.entry(e.mac).or_default().apply(&e);
         inner.dirty.insert(e.mac);
@@ -259,16 +299,22 @@ impl Registry {
             stages: t
                 .durations(now)
                 .into_iter()
-                .map(|(stage, ms)| StageTime {
+                .map(|(stage, span, ms)| StageTime {
                     stage,
-                    at: t.reached[&stage],
+                    at: span.start,
                     ms,
+                    done: span.end.is_some(),
                 })
                 .collect(),
             last_event: t.last.clone(),
             last_event_at: t.last_at,
-            failure: t.failure.clone(),
+            failure: t.failure.clone().map(|failure| FailureStatus {
+                message: failure.message(),
+                failure,
+            }),
             boots: t.boots,
+            tries: t.tries,
+            boot_started_at: t.started,
         };
         let mut out: Vec<NodeStatus> = inner
             .known
@@ -311,8 +357,9 @@ mod tests {
             mac,
             at,
             stage,
+            step: Step::Served,
+            asked: stage.name().into(),
             detail: stage.name().into(),
-            failed: false,
             ip: None,
             arch: None,
         }

@@ -1,20 +1,27 @@
 //! One machine's boot, folded from the events the servers report. Pure:
-//! events and `now` in, the stage reached, how long each stage took and
-//! whether the machine stalled, out.
+//! events and `now` in, the stage reached, how long each stage took, the
+//! last failure and whether the machine stalled, out.
 //!
 //! A machine passes through the stages in order: an address (DHCP), its
-//! boot loader or iPXE script, the kernel, the initrd, its cloud-config,
-//! then the phone-home call that says it booted. Stages may be skipped (an
-//! iPXE ROM needs no loader). A DHCP exchange after the machine got further
-//! than DHCP is a new boot when it comes from boot firmware (it declares
-//! an architecture): the timeline starts over and counts it. The booted
-//! OS asking for its address again is news, not a new boot.
+//! boot loader or iPXE script, the kernel, the initrd, the kernel's own
+//! boot, its cloud-config, then the phone-home call that says it booted.
+//! Stages may be skipped (an iPXE ROM needs no loader). A stage starts
+//! when its first request arrives and ends when its last one is served.
+//!
+//! One *boot* runs from the firmware's first DHCP through every loader it
+//! chainloads (PXE ROM → iPXE, UEFI HTTP boot → iPXE: each asks DHCP
+//! again) to phone-home. Firmware starting over before the OS ran (iPXE's
+//! retry after a 404, a kernel that panicked and rebooted) is another
+//! *try* of the same boot: its stages start again, the boot and its last
+//! failure stay. Only firmware DHCP after the OS ran is a new boot. The
+//! booted OS asking for its address is news, and ends the kernel's boot.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
 
+use super::failure::Failure;
 use crate::spec::Mac;
 
 /// The stages of a boot, in order.
@@ -31,6 +38,9 @@ pub enum Stage {
     Kernel,
     /// Fetched the initrd.
     Initrd,
+    /// The kernel and initrd run: from the initrd served to the booted
+    /// OS's first request (its DHCP or its cloud-config).
+    OsBoot,
     /// Fetched its cloud-config: the OS is up and configuring itself.
     CloudConfig,
     /// Called home: booted.
@@ -39,12 +49,13 @@ pub enum Stage {
 
 impl Stage {
     /// Every stage, in order.
-    pub const ALL: [Stage; 7] = [
+    pub const ALL: [Stage; 8] = [
         Stage::Dhcp,
         Stage::Loader,
         Stage::Script,
         Stage::Kernel,
         Stage::Initrd,
+        Stage::OsBoot,
         Stage::CloudConfig,
         Stage::Booted,
     ];
@@ -57,10 +68,29 @@ impl Stage {
             Stage::Script => "script",
             Stage::Kernel => "kernel",
             Stage::Initrd => "initrd",
+            Stage::OsBoot => "os_boot",
             Stage::CloudConfig => "cloud_config",
             Stage::Booted => "booted",
         }
     }
+}
+
+/// What an event says about its request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// It arrived: its stage starts (or goes on).
+    Asked,
+    /// It was answered.
+    Served,
+    /// It was refused or could not be served.
+    Failed {
+        /// What the machine was told, for people: `not found (404)`.
+        answer: String,
+        /// What a sysadmin can do about it.
+        fix: Option<String>,
+    },
+    /// Neither a step forward nor a failure (a DHCP NAK, an inform).
+    News,
 }
 
 /// Something a server saw a machine do.
@@ -70,31 +100,49 @@ pub struct Event {
     /// Unix milliseconds.
     pub at: u64,
     pub stage: Stage,
+    pub step: Step,
+    /// What was asked: a file, a path, a DHCP message.
+    pub asked: String,
     /// What happened, for people: `ack 10.0.0.5 bios undionly.kpxe`,
-    /// `tftp pxelinux.0 26,579 bytes`, `GET /assets/vmlinuz`.
+    /// `tftp pxelinux.0 26,579 bytes`, `GET /assets/vmlinuz 200`.
     pub detail: String,
-    /// The step failed (a transfer aborted, a 403): the stage is not
-    /// reached, but the machine is marked as failing there.
-    pub failed: bool,
     /// The address, when the event knows it (DHCP).
     pub ip: Option<Ipv4Addr>,
-    /// The firmware, when the event knows it (DHCP).
+    /// The firmware, when the event knows it (DHCP from boot firmware).
     pub arch: Option<String>,
+}
+
+/// When a stage of the current try started and, once served, ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Span {
+    pub start: u64,
+    pub end: Option<u64>,
 }
 
 /// One machine's boot so far.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Timeline {
     pub ip: Option<Ipv4Addr>,
     pub arch: Option<String>,
-    /// When each stage was first reached in this boot (unix ms).
-    pub reached: BTreeMap<Stage, u64>,
+    /// The stages of the current try.
+    pub stages: BTreeMap<Stage, Span>,
+    /// When this boot started (unix ms): its first DHCP.
+    pub started: u64,
+    /// Tries of this boot (the firmware started over before the OS ran).
+    pub tries: u32,
+    /// The current try failed somewhere.
+    pub try_failed: bool,
+    /// The OS of this boot ran (asked for anything): firmware DHCP after
+    /// this is a new boot.
+    pub os_ran: bool,
     /// The last thing that happened: when, and what.
     pub last_at: u64,
     pub last: String,
-    /// The last failure in this boot, if any.
-    pub failure: Option<String>,
-    /// Boots seen (a new DHCP exchange after the loader starts one).
+    /// The last failure, kept across tries and boots until the machine
+    /// gets past it.
+    pub failure: Option<Failure>,
+    /// Boots seen.
     pub boots: u32,
 }
 
@@ -110,7 +158,7 @@ pub enum State {
     Booted,
     /// Nothing happened for longer than the stall time.
     Stalled,
-    /// Its last step failed.
+    /// A step failed and the machine has not got past it.
     Failed,
 }
 
@@ -130,13 +178,11 @@ impl State {
 impl Timeline {
     /// Folds one event in.
     pub fn apply(&mut self, e: &Event) {
-        let beyond_dhcp = self.reached.keys().any(|s| *s > Stage::Dhcp);
-        let firmware = e.arch.is_some();
-        let new_boot = (beyond_dhcp && firmware) || self.reached.is_empty();
-        if e.stage == Stage::Dhcp && !e.failed && new_boot {
-            self.reached.clear();
-            self.failure = None;
-            self.boots += 1;
+        if e.stage == Stage::Dhcp && matches!(e.step, Step::Asked | Step::Served) {
+            self.dhcp(e);
+        }
+        if self.boots == 0 {
+            self.start_boot(e.at);
         }
         if e.ip.is_some() {
             self.ip = e.ip;
@@ -144,13 +190,59 @@ impl Timeline {
         if e.arch.is_some() {
             self.arch.clone_from(&e.arch);
         }
-        if e.failed {
-            self.failure = Some(e.detail.clone());
-        } else {
-            self.reached.entry(e.stage).or_insert(e.at);
-            if self.failure.is_some() && e.stage >= self.stage().unwrap_or(Stage::Dhcp) {
-                self.failure = None;
+        match &e.step {
+            Step::Asked => {
+                self.os_asked(e);
+                self.stages.entry(e.stage).or_insert(Span {
+                    start: e.at,
+                    end: None,
+                });
+                self.got_past(e, false);
             }
+            Step::Served => {
+                self.os_asked(e);
+                let span = self.stages.entry(e.stage).or_insert(Span {
+                    start: e.at,
+                    end: None,
+                });
+                span.end = Some(span.end.map_or(e.at, |t| t.max(e.at)));
+                if e.stage == Stage::Initrd {
+                    // The kernel boots from here until the OS asks.
+                    self.stages.insert(
+                        Stage::OsBoot,
+                        Span {
+                            start: e.at,
+                            end: None,
+                        },
+                    );
+                }
+                self.got_past(e, true);
+            }
+            Step::Failed { answer, fix } => {
+                if self.stages.get(&e.stage).is_some_and(|s| s.end.is_none()) {
+                    self.stages.remove(&e.stage);
+                }
+                self.try_failed = true;
+                match &mut self.failure {
+                    Some(f) if f.stage == e.stage && f.asked == e.asked => {
+                        f.times += 1;
+                        f.at = e.at;
+                        f.answer.clone_from(answer);
+                    }
+                    _ => {
+                        self.failure = Some(Failure {
+                            stage: e.stage,
+                            asked: e.asked.clone(),
+                            answer: answer.clone(),
+                            fix: fix.clone(),
+                            first_at: e.at,
+                            at: e.at,
+                            times: 1,
+                        })
+                    }
+                }
+            }
+            Step::News => {}
         }
         if e.at >= self.last_at {
             self.last_at = e.at;
@@ -158,153 +250,86 @@ impl Timeline {
         }
     }
 
-    /// The furthest stage reached in this boot.
+    /// A DHCP request or answer: a new boot, a new try, or neither.
+    fn dhcp(&mut self, e: &Event) {
+        let firmware = e.arch.is_some();
+        if !firmware {
+            return;
+        }
+        if self.os_ran || self.boots == 0 {
+            self.start_boot(e.at);
+        } else if self.try_failed || self.stage().is_some_and(|s| s > Stage::Loader) {
+            // Started over before the OS ran: another try of this boot.
+            self.tries += 1;
+            self.try_failed = false;
+            self.stages.clear();
+        }
+        // Else the same try: a chainloaded loader's own DHCP.
+    }
+
+    fn start_boot(&mut self, at: u64) {
+        self.boots += 1;
+        self.tries = 1;
+        self.try_failed = false;
+        self.os_ran = false;
+        self.started = at;
+        self.stages.clear();
+    }
+
+    /// A request from the booted OS ends the kernel's boot.
+    fn os_asked(&mut self, e: &Event) {
+        let from_os = match e.stage {
+            Stage::Dhcp => e.arch.is_none(),
+            Stage::OsBoot | Stage::CloudConfig | Stage::Booted => true,
+            _ => false,
+        };
+        if !from_os {
+            return;
+        }
+        self.os_ran = true;
+        if let Some(span) = self.stages.get_mut(&Stage::OsBoot) {
+            span.end.get_or_insert(e.at.max(span.start));
+        }
+    }
+
+    /// Clears the failure once the machine is beyond it: a later stage
+    /// asked for, or what failed served.
+    fn got_past(&mut self, e: &Event, served: bool) {
+        if let Some(f) = &self.failure {
+            if e.stage > f.stage || (served && e.stage == f.stage && e.asked == f.asked) {
+                self.failure = None;
+            }
+        }
+    }
+
+    /// The furthest stage of the current try.
     pub fn stage(&self) -> Option<Stage> {
-        self.reached.keys().next_back().copied()
+        self.stages.keys().next_back().copied()
     }
 
     /// The machine's state at `now`, given the stall time.
     pub fn state(&self, now: u64, stall_after_ms: u64) -> State {
         match self.stage() {
-            None if self.failure.is_some() => State::Failed,
-            None => State::Waiting,
             Some(Stage::Booted) => State::Booted,
-            Some(_) if self.failure.is_some() => State::Failed,
+            _ if self.failure.is_some() => State::Failed,
+            None => State::Waiting,
             Some(_) if now.saturating_sub(self.last_at) > stall_after_ms => State::Stalled,
             Some(_) => State::Booting,
         }
     }
 
-    /// How long each reached stage lasted, in ms: from reaching it to
-    /// reaching the next (or to `now` for the current one, unless booted).
-    pub fn durations(&self, now: u64) -> Vec<(Stage, u64)> {
-        let times: Vec<(Stage, u64)> = self.reached.iter().map(|(s, t)| (*s, *t)).collect();
-        times
+    /// How long each stage of the current try lasted, in ms: from its
+    /// first request to its last answer, or to `now` while it goes on.
+    pub fn durations(&self, now: u64) -> Vec<(Stage, Span, u64)> {
+        self.stages
             .iter()
-            .enumerate()
-            .map(|(i, (s, t))| {
-                let end = match times.get(i + 1) {
-                    Some((_, next)) => *next,
-                    None if *s == Stage::Booted => *t,
-                    None => now,
-                };
-                (*s, end.saturating_sub(*t))
+            .map(|(s, span)| {
+                let end = span.end.unwrap_or(now);
+                (*s, *span, end.saturating_sub(span.start))
             })
             .collect()
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ev(at: u64, stage: Stage) -> Event {
-        Event {
-            mac: Mac([2, 0, 0, 0, 0, 1]),
-            at,
-            stage,
-            detail: format!("{} at {at}", stage.name()),
-            failed: false,
-            ip: None,
-            arch: None,
-        }
-    }
-
-    #[test]
-    fn a_boot_goes_through_the_stages_and_each_has_a_duration() {
-        let mut t = Timeline::default();
-        assert_eq!(t.state(0, 1000), State::Waiting);
-        for (at, s) in [
-            (0, Stage::Dhcp),
-            (100, Stage::Script),
-            (150, Stage::Kernel),
-            (900, Stage::Initrd),
-        ] {
-            t.apply(&ev(at, s));
-        }
-        assert_eq!(t.stage(), Some(Stage::Initrd));
-        assert_eq!(t.state(1000, 5000), State::Booting);
-        assert_eq!(t.state(7000, 5000), State::Stalled, "nothing for 6.1 s");
-        t.apply(&ev(3000, Stage::CloudConfig));
-        t.apply(&ev(4000, Stage::Booted));
-        assert_eq!(t.state(99_999, 5000), State::Booted, "booted never stalls");
-        assert_eq!(
-            t.durations(99_999),
-            vec![
-                (Stage::Dhcp, 100),
-                (Stage::Script, 50),
-                (Stage::Kernel, 750),
-                (Stage::Initrd, 2100),
-                (Stage::CloudConfig, 1000),
-                (Stage::Booted, 0)
-            ]
-        );
-        assert_eq!(t.boots, 1);
-    }
-
-    fn firmware_dhcp(at: u64) -> Event {
-        Event {
-            arch: Some("bios".into()),
-            ..ev(at, Stage::Dhcp)
-        }
-    }
-
-    #[test]
-    fn firmware_dhcp_after_the_loader_is_a_new_boot_but_not_before_nor_the_oss_own() {
-        let mut t = Timeline::default();
-        t.apply(&firmware_dhcp(0));
-        t.apply(&firmware_dhcp(10));
-        assert_eq!(
-            (t.boots, t.reached[&Stage::Dhcp]),
-            (1, 0),
-            "iPXE's second DHCP"
-        );
-        t.apply(&ev(20, Stage::Kernel));
-        t.apply(&ev(25, Stage::Dhcp));
-        assert_eq!(
-            (t.boots, t.stage()),
-            (1, Some(Stage::Kernel)),
-            "the OS asks again"
-        );
-        t.apply(&ev(30, Stage::Booted));
-        t.apply(&firmware_dhcp(5000));
-        assert_eq!(t.boots, 2, "rebooted");
-        assert_eq!(t.stage(), Some(Stage::Dhcp));
-    }
-
-    #[test]
-    fn a_failure_marks_the_machine_until_it_gets_further() {
-        let mut t = Timeline::default();
-        t.apply(&ev(0, Stage::Dhcp));
-        let mut bad = ev(10, Stage::Loader);
-        bad.failed = true;
-        bad.detail = "tftp undionly.kpxe: not found".into();
-        t.apply(&bad);
-        assert_eq!(t.state(20, 1000), State::Failed);
-        assert_eq!(t.failure.as_deref(), Some("tftp undionly.kpxe: not found"));
-        assert_eq!(t.stage(), Some(Stage::Dhcp), "a failed step is not reached");
-        t.apply(&ev(30, Stage::Loader));
-        assert_eq!(t.state(40, 1000), State::Booting);
-    }
-
-    #[test]
-    fn state_names_are_the_apis() {
-        for st in [
-            State::Waiting,
-            State::Booting,
-            State::Booted,
-            State::Stalled,
-            State::Failed,
-        ] {
-            assert_eq!(serde_json::to_value(st).unwrap(), st.name());
-        }
-    }
-
-    #[test]
-    fn events_out_of_order_keep_the_latest_as_last() {
-        let mut t = Timeline::default();
-        t.apply(&ev(100, Stage::Dhcp));
-        t.apply(&ev(50, Stage::Dhcp));
-        assert_eq!((t.last_at, t.last.as_str()), (100, "dhcp at 100"));
-    }
-}
+mod tests;

@@ -66,17 +66,8 @@ pub fn run(args: Args, state_dir: &Path) -> Result<(), CliError> {
         flag.store(true, Ordering::Relaxed);
     });
     server.run(&sockets, &stop).context("DHCP server")?;
-    let outcomes: Vec<String> = server
-        .stats
-        .outcomes()
-        .iter()
-        .map(|((kind, outcome), n)| format!("{kind}/{outcome}={n}"))
-        .collect();
     tracing::info!(
-        received = server.stats.received.load(Ordering::Relaxed),
-        malformed = server.stats.malformed.load(Ordering::Relaxed),
-        commits = server.stats.commits.load(Ordering::Relaxed),
-        outcomes = %outcomes.join(" "),
+        counters = %server.stats.summary(),
         "DHCP server stopped; every lease is on disk"
     );
     Ok(())

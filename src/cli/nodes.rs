@@ -42,14 +42,20 @@ pub fn run(args: Args) -> Result<(), CliError> {
         .iter()
         .map(|n| {
             let stage = n.stage.map(|s| s.name()).unwrap_or("-");
-            let state = match n.state {
+            let mut state = match n.state {
                 State::Stalled => format!("stalled at {stage}"),
                 other => other.name().to_owned(),
             };
+            if n.tries > 1 && n.state != State::Booted {
+                state.push_str(&format!(" (try {})", n.tries));
+            }
             let times: Vec<String> = n
                 .stages
                 .iter()
-                .map(|t| format!("{} {}", t.stage.name(), secs(t.ms)))
+                .map(|t| {
+                    let more = if t.done { "" } else { "+" };
+                    format!("{} {}{more}", t.stage.name(), secs(t.ms))
+                })
                 .collect();
             [
                 if n.name.is_empty() {
@@ -70,7 +76,9 @@ pub fn run(args: Args) -> Result<(), CliError> {
                 } else {
                     times.join(" ")
                 },
-                n.failure.clone().unwrap_or_else(|| n.last_event.clone()),
+                n.failure
+                    .as_ref()
+                    .map_or_else(|| n.last_event.clone(), |f| f.message.clone()),
             ]
         })
         .collect();
@@ -78,5 +86,12 @@ pub fn run(args: Args) -> Result<(), CliError> {
         &["NAME", "MAC", "IP", "ROLE", "STATE", "STAGES", "LAST EVENT"],
         &table,
     );
+    // What to do about each failure, under the table.
+    for n in &rows {
+        if let Some(fix) = n.failure.as_ref().and_then(|f| f.failure.fix.as_ref()) {
+            let who = if n.name.is_empty() { &n.mac } else { &n.name };
+            println!("{who}: {fix}");
+        }
+    }
     Ok(())
 }

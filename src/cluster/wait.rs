@@ -32,10 +32,10 @@ pub fn describe(n: Option<&NodeStatus>) -> String {
     match n.state {
         State::Booted => "booted (phoned home)".into(),
         State::Waiting => "waiting for its first DHCP request".into(),
-        State::Failed => format!(
-            "failed at {stage}: {}",
-            n.failure.as_deref().unwrap_or(&n.last_event)
-        ),
+        State::Failed => match &n.failure {
+            Some(f) => f.message.clone(),
+            None => format!("failed at {stage}: {}", n.last_event),
+        },
         State::Stalled => format!("stalled at {stage}: {}", n.last_event),
         State::Booting => format!("{stage}: {}", n.last_event),
     }

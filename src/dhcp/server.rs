@@ -70,6 +70,21 @@ impl Stats {
         let m = self.outcomes.lock().unwrap_or_else(|p| p.into_inner());
         m.iter().map(|(k, v)| (*k, *v)).collect()
     }
+
+    /// The counters on one line, for the log at shutdown:
+    /// `received=9 malformed=0 commits=3 discover/offer=3 request/ack=3`.
+    pub fn summary(&self) -> String {
+        let mut line = format!(
+            "received={} malformed={} commits={}",
+            self.received.load(Ordering::Relaxed),
+            self.malformed.load(Ordering::Relaxed),
+            self.commits.load(Ordering::Relaxed)
+        );
+        for ((kind, outcome), n) in self.outcomes() {
+            line.push_str(&format!(" {kind}/{outcome}={n}"));
+        }
+        line
+    }
 }
 
 /// The metric label for a message type.

@@ -18,6 +18,8 @@ use tower::ServiceExt as _;
 use tower_http::services::ServeDir;
 
 use super::AppState;
+use super::timeline::Refused;
+use crate::boot::fixes;
 
 /// Files at least this big are served from memory; smaller ones (loaders,
 /// scripts) go through ServeDir.
@@ -39,6 +41,18 @@ fn etag(meta: &std::fs::Metadata) -> String {
     format!("\"{:x}-{:x}\"", meta.len(), mtime)
 }
 
+/// A 404 that tells the timeline what is missing and where it belongs.
+fn not_found(s: &AppState, rel: &str, answer: &str) -> Response {
+    let site = s.site();
+    let stage = crate::boot::classify::tftp(rel, &site.names);
+    let mut res = StatusCode::NOT_FOUND.into_response();
+    res.extensions_mut().insert(Refused {
+        answer: format!("{answer} (404)"),
+        fix: Some(fixes::missing_file(stage, rel, &site.images)),
+    });
+    res
+}
+
 pub async fn serve(State(s): State<AppState>, Path(rel): Path<String>, req: Request) -> Response {
     let site = s.site();
     let root = &site.images;
@@ -51,13 +65,13 @@ pub async fn serve(State(s): State<AppState>, Path(rel): Path<String>, req: Requ
             tracing::warn!(path = %rel, "asset refused: it leads outside the images directory");
             return StatusCode::NOT_FOUND.into_response();
         }
-        Err(_) => return StatusCode::NOT_FOUND.into_response(),
+        Err(_) => return not_found(&s, &rel, "not found"),
     };
     let Ok(meta) = std::fs::metadata(&target) else {
-        return StatusCode::NOT_FOUND.into_response();
+        return not_found(&s, &rel, "not found");
     };
     if !meta.is_file() {
-        return StatusCode::NOT_FOUND.into_response();
+        return not_found(&s, &rel, "not a file");
     }
     let tag = etag(&meta);
     let matches = req

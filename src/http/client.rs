@@ -1,5 +1,7 @@
 //! A minimal HTTP/1.1 client for bootfleet's own JSON API (`nodes`,
-//! `cluster`): a GET that expects Content-Length and a closed connection.
+//! `cluster`): a GET that expects Content-Length and a closed connection,
+//! and an answer from bootfleet (its `Server` header), not whatever else
+//! listens at the address.
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -21,6 +23,10 @@ pub enum ClientError {
     },
     #[error("{addr}{path} did not answer with HTTP")]
     NotHttp { addr: String, path: String },
+    #[error(
+        "{addr} answered HTTP {status}, but it is not bootfleet: is `bootfleet serve` running for this spec? (it listens on the spec's [network] server address and http_port; --server HOST:PORT asks another)"
+    )]
+    NotBootfleet { addr: String, status: String },
     #[error("{addr}{path} answered {status}")]
     Status {
         addr: String,
@@ -67,6 +73,17 @@ pub fn get(addr: &str, path: &str) -> Result<String, ClientError> {
     };
     let (head, body) = text.split_once("\r\n\r\n").ok_or_else(not_http)?;
     let status = head.split_whitespace().nth(1).ok_or_else(not_http)?;
+    let ours = head.lines().any(|l| {
+        l.split_once(':').is_some_and(|(k, v)| {
+            k.eq_ignore_ascii_case("server") && v.trim().starts_with("bootfleet/")
+        })
+    });
+    if !ours {
+        return Err(ClientError::NotBootfleet {
+            addr: addr.to_owned(),
+            status: status.to_owned(),
+        });
+    }
     if status != "200" {
         return Err(ClientError::Status {
             addr: addr.to_owned(),

@@ -8,7 +8,9 @@ use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use super::timeline::Refused;
 use super::{AppState, EnrolRequest};
+use crate::boot::fixes;
 use crate::spec::Mac;
 
 fn text(body: String, kind: &'static str) -> Response {
@@ -26,12 +28,28 @@ fn unknown_machine(mac: &str) -> Response {
     let script = format!(
         "#!ipxe\necho bootfleet: this machine ({mac}) is not in the cluster spec; add it and it boots on the next try\nsleep 30\nreboot\n"
     );
-    (
+    let mut res = (
         StatusCode::NOT_FOUND,
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
         script,
     )
-        .into_response()
+        .into_response();
+    let fix = mac.parse().ok().map(fixes::unknown_machine);
+    res.extensions_mut().insert(Refused {
+        answer: "refused: not in the spec, and no [enrolment] (404)".into(),
+        fix,
+    });
+    res
+}
+
+/// A refusal the machine is told and the timeline records.
+fn refuse(status: StatusCode, body: String, answer: &str, fix: Option<String>) -> Response {
+    let mut res = (status, body).into_response();
+    res.extensions_mut().insert(Refused {
+        answer: format!("refused: {answer} ({})", status.as_u16()),
+        fix,
+    });
+    res
 }
 
 /// `/boot.ipxe`: hands over to the machine's own script.
@@ -115,19 +133,30 @@ fn authorize(
     name: &str,
     q: &HashMap<String, String>,
     from: SocketAddr,
-) -> Result<(), (StatusCode, String)> {
+) -> Result<(), Response> {
     let site = s.site();
     let Some(node) = site.inventory.get(name) else {
-        return Err((
+        return Err(refuse(
             StatusCode::NOT_FOUND,
             format!("no node `{name}` in the spec\n"),
+            "no such node",
+            Some(format!(
+                "add a node named `{name}` to the spec, or boot the machine again so it fetches its own script"
+            )),
         ));
     };
     let token = q.get("token").map(String::as_str).unwrap_or_default();
     if !same(token, &node.token) {
-        return Err((
+        let answer = if token.is_empty() {
+            "no token"
+        } else {
+            "wrong token"
+        };
+        return Err(refuse(
             StatusCode::FORBIDDEN,
             "token missing or not this node's\n".into(),
+            answer,
+            Some(fixes::WRONG_TOKEN.into()),
         ));
     }
     if site.check_source {
@@ -138,7 +167,12 @@ fn authorize(
         };
         if !own {
             let why = format!("request must come from {}'s own address\n", node.name);
-            return Err((StatusCode::FORBIDDEN, why));
+            return Err(refuse(
+                StatusCode::FORBIDDEN,
+                why,
+                &format!("wrong source address {}", from.ip()),
+                Some(fixes::wrong_source(&node.name)),
+            ));
         }
     }
     Ok(())
@@ -152,7 +186,7 @@ pub async fn cloud_config(
     ConnectInfo(from): ConnectInfo<SocketAddr>,
 ) -> Response {
     if let Err(refusal) = authorize(&s, &name, &q, from) {
-        return refusal.into_response();
+        return refusal;
     }
     match s.site().files.get(&format!("cloud-config/{name}.yml")) {
         Some(f) => text(f.clone(), "text/yaml; charset=utf-8"),
@@ -168,7 +202,7 @@ pub async fn phone_home(
     ConnectInfo(from): ConnectInfo<SocketAddr>,
 ) -> Response {
     if let Err(refusal) = authorize(&s, &name, &q, from) {
-        return refusal.into_response();
+        return refusal;
     }
     StatusCode::NO_CONTENT.into_response()
 }

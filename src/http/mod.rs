@@ -127,5 +127,18 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             timeline::record,
         ))
+        .layer(axum::middleware::map_response(name_the_server))
         .with_state(state)
+}
+
+/// The `Server` header of every answer: how `bootfleet nodes` tells
+/// bootfleet from whatever else answers at an address.
+pub const SERVER: &str = concat!("bootfleet/", env!("CARGO_PKG_VERSION"));
+
+async fn name_the_server(mut res: axum::response::Response) -> axum::response::Response {
+    res.headers_mut().insert(
+        axum::http::header::SERVER,
+        axum::http::HeaderValue::from_static(SERVER),
+    );
+    res
 }

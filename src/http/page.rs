@@ -41,6 +41,8 @@ struct Row<'a> {
 struct StageSecs {
     stage: &'static str,
     secs: String,
+    /// Still going on.
+    open: bool,
 }
 
 fn ago(ms: u64) -> String {
@@ -66,6 +68,7 @@ pub async fn status(State(s): State<AppState>) -> Response {
                 .map(|t| StageSecs {
                     stage: t.stage.name(),
                     secs: format!("{:.1}", t.ms as f64 / 1000.0),
+                    open: !t.done,
                 })
                 .collect(),
             ago: if n.last_event_at == 0 {

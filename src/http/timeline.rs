@@ -10,10 +10,19 @@ use axum::middleware::Next;
 use axum::response::Response;
 
 use super::AppState;
-use crate::boot::{Event, classify, now_ms};
+use crate::boot::{Event, Step, classify, now_ms};
 use crate::spec::Mac;
 
-/// Runs the request, then records it.
+/// Why a handler refused a boot request, for the timeline: put on the
+/// response's extensions by the handler that knows.
+#[derive(Debug, Clone)]
+pub struct Refused {
+    /// What the machine was told: `refused: wrong token (403)`.
+    pub answer: String,
+    pub fix: Option<String>,
+}
+
+/// Records the request's arrival, runs it, then records its answer.
 pub async fn record(State(s): State<AppState>, req: Request, next: Next) -> Response {
     let path = req.uri().path().to_owned();
     let query = req.uri().query().unwrap_or_default().to_owned();
@@ -22,24 +31,49 @@ pub async fn record(State(s): State<AppState>, req: Request, next: Next) -> Resp
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
     let method = req.method().clone();
+    let stage = classify::http(&path, &s.site().names);
+    let event = |mac, step, detail: String| Event {
+        mac,
+        at: now_ms(),
+        stage: stage.unwrap_or(crate::boot::Stage::Script),
+        step,
+        asked: path.clone(),
+        detail,
+        ip: None,
+        arch: None,
+    };
+    let asker = stage.and_then(|_| machine(&s, &path, &query, from));
+    if let Some(mac) = asker {
+        s.registry.record(event(
+            mac,
+            Step::Asked,
+            format!("http {method} {path} asked"),
+        ));
+    }
     let res = next.run(req).await;
-    s.http.count(&path, res.status().as_u16());
-    let site = s.site();
-    let Some(stage) = classify::http(&path, &site.names) else {
+    let status = res.status();
+    s.http.count(&path, status.as_u16());
+    if stage.is_none() {
+        return res;
+    }
+    // A machine enrolled by this very request is known only now.
+    let Some(mac) = asker.or_else(|| machine(&s, &path, &query, from)) else {
         return res;
     };
-    if let Some(mac) = machine(&s, &path, &query, from) {
-        let status = res.status();
-        s.registry.record(Event {
-            mac,
-            at: now_ms(),
-            stage,
-            detail: format!("http {method} {path} {}", status.as_u16()),
-            failed: status.is_client_error() || status.is_server_error(),
-            ip: None,
-            arch: None,
-        });
-    }
+    let step = if status.is_client_error() || status.is_server_error() {
+        let refused = res.extensions().get::<Refused>();
+        Step::Failed {
+            answer: refused.map_or_else(
+                || format!("answered {}", status.as_u16()),
+                |r| r.answer.clone(),
+            ),
+            fix: refused.and_then(|r| r.fix.clone()),
+        }
+    } else {
+        Step::Served
+    };
+    let detail = format!("http {method} {path} {}", status.as_u16());
+    s.registry.record(event(mac, step, detail));
     res
 }
 

@@ -2,15 +2,17 @@
 //! events (and, for a DHCP ACK with a boot file, a machine to enrol).
 
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
 use crate::boot::classify::Names;
-use crate::boot::{Event, Registry, Stage, now_ms};
+use crate::boot::{Event, Registry, Stage, Step, fixes, now_ms};
 use crate::http::EnrolRequest;
 use crate::spec::Mac;
 use crate::tftp::files::Files;
+use crate::tftp::server::Progress;
 
 /// The observer of the DHCP server: every answer becomes a DHCP-stage
 /// event of the machine; an ACK of a boot file may enrol it.
@@ -39,52 +41,104 @@ pub fn dhcp_observer(
                 files.settled(&config);
             }
         }
-        let failed = matches!(r.outcome, "nak" | "unknown_refused");
-        let mut detail = match r.outcome {
-            "unknown_refused" => "dhcp refused: not in the spec and no [enrolment]".to_owned(),
-            other => format!("dhcp {other}"),
-        };
-        for part in [
-            r.ip.map(|i| i.to_string()),
-            r.arch.clone(),
-            r.file.map(str::to_owned),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            detail.push(' ');
-            detail.push_str(&part);
-        }
-        // An offer is news, an ACK (or a proxy's answer) completes the stage.
-        if matches!(
-            r.outcome,
-            "ack" | "nak" | "proxy_offer" | "proxy_ack" | "offer" | "unknown_refused"
-        ) {
-            reg.record(Event {
-                mac: r.mac,
-                at: now_ms(),
-                stage: Stage::Dhcp,
-                detail,
-                failed,
-                ip: r.ip.filter(|_| r.outcome == "ack"),
-                arch: r.arch.clone(),
-            });
+        if let Some(e) = dhcp_event(r) {
+            reg.record(e);
         }
     })
 }
 
-/// The observer of the TFTP server: each finished or failed transfer
-/// becomes an event of the machine at that address.
-pub fn tftp_observer(reg: Arc<Registry>, names: Names) -> crate::tftp::server::Observer {
+/// The timeline's view of a DHCP answer: a DISCOVER answered starts the
+/// stage, an ACK (or a proxy's answer to a REQUEST) completes it, a
+/// machine refused fails it; other answers are not boot news.
+fn dhcp_event(r: &crate::dhcp::server::Report) -> Option<Event> {
+    let (step, asked) = match r.outcome {
+        "offer" | "proxy_offer" => (Step::Asked, "DHCPDISCOVER"),
+        "ack" | "proxy_ack" => (Step::Served, "DHCPREQUEST"),
+        "nak" => (Step::News, "DHCPREQUEST"),
+        "unknown_refused" => (
+            Step::Failed {
+                answer: "refused: not in the spec, and no [enrolment]".into(),
+                fix: Some(fixes::unknown_machine(r.mac)),
+            },
+            "DHCP",
+        ),
+        _ => return None,
+    };
+    let firmware = r.arch.as_deref().map(|a| format!(" ({a} firmware)"));
+    let detail = match r.outcome {
+        "unknown_refused" => format!(
+            "dhcp refused{}: not in the spec, and no [enrolment]",
+            firmware.as_deref().unwrap_or_default()
+        ),
+        other => {
+            let mut d = format!("dhcp {other}");
+            for part in [
+                r.ip.map(|i| i.to_string()),
+                r.arch.clone(),
+                r.file.map(str::to_owned),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                d.push(' ');
+                d.push_str(&part);
+            }
+            d
+        }
+    };
+    Some(Event {
+        mac: r.mac,
+        at: now_ms(),
+        stage: Stage::Dhcp,
+        step,
+        asked: format!("{asked}{}", firmware.unwrap_or_default()),
+        detail,
+        ip: r.ip.filter(|_| r.outcome == "ack"),
+        arch: r.arch.clone(),
+    })
+}
+
+/// The observer of the TFTP server: each request and each finished or
+/// failed transfer becomes an event of the machine at that address.
+/// pxelinux looks for its config under several names before `default`
+/// (UUID, MAC, address in hex): those misses are expected, not failures.
+pub fn tftp_observer(
+    reg: Arc<Registry>,
+    names: Names,
+    root: PathBuf,
+) -> crate::tftp::server::Observer {
     Arc::new(move |r| {
         let IpAddr::V4(ip) = r.peer.ip() else { return };
         let Some(mac) = reg.mac_of_ip(ip) else { return };
+        let stage = crate::boot::classify::tftp(r.file, &names);
+        let file = r.file;
+        let (step, detail) = match &r.progress {
+            Progress::Started => (Step::Asked, format!("tftp {file} asked")),
+            Progress::Completed { bytes } => (Step::Served, format!("tftp {file} {bytes} bytes")),
+            Progress::Failed { why, refusal } => {
+                let probe = file.trim_start_matches('/').starts_with("pxelinux.cfg/")
+                    && !file.ends_with("/default");
+                let step = if probe && *refusal == Some("not_found") {
+                    Step::News
+                } else {
+                    Step::Failed {
+                        answer: why.clone(),
+                        fix: match refusal {
+                            Some("not_found") => Some(fixes::missing_file(stage, file, &root)),
+                            _ => None,
+                        },
+                    }
+                };
+                (step, format!("tftp {file}: {why}"))
+            }
+        };
         reg.record(Event {
             mac,
             at: now_ms(),
-            stage: crate::boot::classify::tftp(r.file, &names),
-            detail: r.detail.clone(),
-            failed: !r.ok,
+            stage,
+            step,
+            asked: file.to_owned(),
+            detail,
             ip: None,
             arch: None,
         });

@@ -115,6 +115,9 @@ pub struct Server {
     dhcp_thread: Option<std::thread::JoinHandle<std::io::Result<()>>>,
     ra_thread: Option<std::thread::JoinHandle<()>>,
     registry: Arc<Registry>,
+    /// Logged at shutdown.
+    dhcp_stats: Option<Arc<crate::dhcp::server::Stats>>,
+    tftp_stats: Arc<crate::tftp::server::Stats>,
 }
 
 /// Loads the spec and the state, binds every socket and starts DHCP (a
@@ -178,6 +181,7 @@ pub fn start(o: Options) -> Result<Server, ServerError> {
     let stop_dhcp = Arc::new(AtomicBool::new(false));
     let mut dhcp_thread = None;
     let mut dhcp_pending = None;
+    let mut dhcp_stats = None;
     let mut gauges: Vec<Arc<dyn Gauges>> = Vec::new();
     if let Some(port) = o.dhcp_port {
         let mut socks = vec![(sockets::dhcp(&iface, port)?, Port::Dhcp)];
@@ -201,6 +205,7 @@ pub fn start(o: Options) -> Result<Server, ServerError> {
             files.clone(),
         ));
         gauges.push(Arc::new(DhcpGauges(server.stats.clone())));
+        dhcp_stats = Some(server.stats.clone());
         dhcp_pending = Some(server.pending.clone());
         let flag = stop_dhcp.clone();
         dhcp_thread = Some(
@@ -258,9 +263,11 @@ pub fn start(o: Options) -> Result<Server, ServerError> {
         Some(events::tftp_observer(
             registry.clone(),
             loaded.site.names.clone(),
+            files.root().to_path_buf(),
         )),
     );
     gauges.push(Arc::new(TftpGauges(tftp.stats())));
+    let tftp_stats = tftp.stats();
     gauges.push(Arc::new(FileGauges(files.clone())));
     let tftp_running = tftp
         .spawn_runtime(tftp_socket)
@@ -353,6 +360,8 @@ pub fn start(o: Options) -> Result<Server, ServerError> {
         dhcp_thread,
         ra_thread,
         registry,
+        dhcp_stats,
+        tftp_stats,
     })
 }
 
@@ -404,6 +413,10 @@ impl Server {
                 Err(_) => result = result.and(Err(ServerError::Panicked("DHCP"))),
             }
         }
+        if let Some(stats) = &self.dhcp_stats {
+            tracing::info!(counters = %stats.summary(), "DHCP stopped");
+        }
+        tracing::info!(counters = %self.tftp_stats.summary(), "TFTP stopped");
         self.registry.flush().map_err(|source| ServerError::Boot {
             what: "saving the boot timelines",
             source,

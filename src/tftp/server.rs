@@ -101,19 +101,52 @@ impl Stats {
     pub fn refused(&self) -> HashMap<&'static str, u64> {
         self.refused.lock().expect("stats lock").clone()
     }
+
+    /// The counters on one line, for the log at shutdown:
+    /// `requests=4 completed=3 timed_out=0 ... refused/not_found=1`.
+    pub fn summary(&self) -> String {
+        let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let mut line = format!(
+            "requests={} completed={} client_errors={} timed_out={} malformed={} bytes_sent={}",
+            n(&self.requests),
+            n(&self.completed),
+            n(&self.client_errors),
+            n(&self.timed_out),
+            n(&self.malformed),
+            n(&self.bytes_sent)
+        );
+        let mut refused: Vec<_> = self.refused().into_iter().collect();
+        refused.sort();
+        for (kind, count) in refused {
+            line.push_str(&format!(" refused/{kind}={count}"));
+        }
+        line
+    }
 }
 
-/// What the server tells its observer about each transfer that ends.
+/// What the server tells its observer about each transfer: when its
+/// request arrives and when it ends.
 #[derive(Debug)]
 pub struct Report<'a> {
     pub peer: SocketAddr,
     pub file: &'a str,
-    pub bytes: u64,
-    /// Completed; false when refused or timed out. A client that ends
-    /// the transfer itself (the PXE size probe) is not reported.
-    pub ok: bool,
-    /// Why it failed, for people.
-    pub detail: String,
+    pub progress: Progress,
+}
+
+/// How far a transfer got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Progress {
+    /// Its request arrived and a transfer starts.
+    Started,
+    /// All of it was acknowledged.
+    Completed { bytes: u64 },
+    /// Refused (`refusal` says why) or timed out (`refusal` is `None`).
+    /// A client that ends the transfer itself (the PXE size probe) is not
+    /// reported.
+    Failed {
+        why: String,
+        refusal: Option<&'static str>,
+    },
 }
 
 /// Called for every [`Report`] (the boot timeline listens here).
@@ -192,14 +225,12 @@ impl Server {
         running <= self.spin_slots
     }
 
-    fn report(&self, peer: SocketAddr, file: &str, bytes: u64, ok: bool, detail: String) {
+    fn report(&self, peer: SocketAddr, file: &str, progress: Progress) {
         if let Some(o) = &self.observer {
             o(&Report {
                 peer,
                 file,
-                bytes,
-                ok,
-                detail,
+                progress,
             });
         }
     }
@@ -353,6 +384,7 @@ impl Server {
                 return;
             }
         };
+        self.report(peer, &filename, Progress::Started);
         let file = match self.files.open(&filename, netascii).await {
             Ok(f) => f,
             Err(refusal) => {
@@ -361,9 +393,10 @@ impl Server {
                 self.report(
                     peer,
                     &filename,
-                    0,
-                    false,
-                    format!("tftp {filename}: {refusal}"),
+                    Progress::Failed {
+                        why: refusal.to_string(),
+                        refusal: Some(refusal.kind()),
+                    },
                 );
                 let (code, msg) = error_for(&refusal);
                 let _ = socket.send_to(&error_bytes(code, &msg), peer).await;
@@ -452,13 +485,7 @@ impl Server {
             Some(Outcome::Completed { bytes }) => {
                 self.stats.completed.fetch_add(1, Ordering::Relaxed);
                 info!(%peer, file = %filename, bytes, ms = elapsed.as_millis() as u64, answers, polled, "transfer completed");
-                self.report(
-                    peer,
-                    &filename,
-                    *bytes,
-                    true,
-                    format!("tftp {filename} {bytes} bytes"),
-                );
+                self.report(peer, &filename, Progress::Completed { bytes: *bytes });
             }
             Some(Outcome::ClientError { code, message }) => {
                 self.stats.client_errors.fetch_add(1, Ordering::Relaxed);
@@ -470,10 +497,8 @@ impl Server {
             }) => {
                 self.stats.timed_out.fetch_add(1, Ordering::Relaxed);
                 warn!(%peer, file = %filename, acked_blocks, total_blocks, "transfer timed out");
-                let why = format!(
-                    "tftp {filename}: timed out after {acked_blocks} of {total_blocks} blocks"
-                );
-                self.report(peer, &filename, 0, false, why);
+                let why = format!("timed out after {acked_blocks} of {total_blocks} blocks");
+                self.report(peer, &filename, Progress::Failed { why, refusal: None });
             }
             None => {}
         }
