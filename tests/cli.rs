@@ -246,3 +246,37 @@ fn images_stage_copies_the_systems_boot_loaders() {
         assert!(stdout(&out).contains(name));
     }
 }
+
+#[test]
+fn nodes_says_so_when_what_answers_at_the_address_is_not_bootfleet() {
+    if !have("python3") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let spec = root().join("examples/quickstart.toml");
+    // Another web server (Python's) where bootfleet is expected: it answers
+    // /api/v1/nodes with its own 404.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut cmd = std::process::Command::new("python3");
+    cmd.args(["-u", "-c"]).arg(format!(
+        "import http.server,sys\nsrv=http.server.HTTPServer(('127.0.0.1',{port}),http.server.SimpleHTTPRequestHandler)\nprint('ready',flush=True)\nsrv.serve_forever()"
+    ));
+    cmd.current_dir(dir.path());
+    let (_python, line) = spawn_until_line(&mut cmd);
+    assert_eq!(line.trim(), "ready");
+    let addr = format!("127.0.0.1:{port}");
+    let out = bootfleet(
+        dir.path(),
+        &["nodes", spec.to_str().unwrap(), "--server", &addr],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("answered HTTP 404, but it is not bootfleet"),
+        "{err}"
+    );
+    assert!(err.contains("--server HOST:PORT"), "{err}");
+}

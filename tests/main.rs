@@ -6,6 +6,7 @@ mod support;
 
 mod bad_input;
 mod boot_e2e;
+mod boot_failures;
 mod browser_run;
 mod cli;
 mod cluster;

@@ -553,7 +553,23 @@ fn unknown_machines_are_enrolled_with_their_own_name_address_and_token_and_keep_
             token_of(&s.http, "a2")
         );
         assert_eq!(code(&["--interface", "127.0.0.1", &a2]), "403");
+        let row = stdout(&curl(&[&format!("{}/api/v1/nodes/a2", s.http)]));
+        let v: serde_json::Value = serde_json::from_str(&row).unwrap();
+        assert_eq!(
+            v["failure"]["message"],
+            "failed at cloud_config: /cloud-config/a2 refused: wrong source address 127.0.0.1 (403)",
+            "{row}"
+        );
+        assert!(
+            v["failure"]["fix"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("--check-source"),
+            "{row}"
+        );
         assert_eq!(code(&["--interface", "127.0.0.2", &a2]), "200");
+        let row = stdout(&curl(&[&format!("{}/api/v1/nodes/a2", s.http)]));
+        assert!(row.contains("\"failure\":null"), "served at last: {row}");
         let api = stdout(&curl(&[&format!("{}/api/v1/nodes/w-5254005e0009", s.http)]));
         let v: serde_json::Value = serde_json::from_str(&api).unwrap();
         assert_eq!(v["known"], true, "{api}");

@@ -221,7 +221,7 @@ impl Registry {
                 .find(|k| k.mac == e.mac)
                 .map_or("(unknown)", |k| k.name.as_str());
             tracing::warn!(
-                machine = name,
+                machine = %name,
                 mac = %e.mac,
                 stage = e.stage.name(),
                 asked = %e.asked,

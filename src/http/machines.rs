@@ -127,16 +127,17 @@ fn same(a: &str, b: &str) -> bool {
             == 0
 }
 
-/// Checks `?token=` against the node's own; `Err` is the refusal.
-fn authorize(
+/// Checks `?token=` against the node's own: the refusal, or `None` when
+/// the request may be answered.
+fn refusal(
     s: &AppState,
     name: &str,
     q: &HashMap<String, String>,
     from: SocketAddr,
-) -> Result<(), Response> {
+) -> Option<Response> {
     let site = s.site();
     let Some(node) = site.inventory.get(name) else {
-        return Err(refuse(
+        return Some(refuse(
             StatusCode::NOT_FOUND,
             format!("no node `{name}` in the spec\n"),
             "no such node",
@@ -152,7 +153,7 @@ fn authorize(
         } else {
             "wrong token"
         };
-        return Err(refuse(
+        return Some(refuse(
             StatusCode::FORBIDDEN,
             "token missing or not this node's\n".into(),
             answer,
@@ -167,7 +168,7 @@ fn authorize(
         };
         if !own {
             let why = format!("request must come from {}'s own address\n", node.name);
-            return Err(refuse(
+            return Some(refuse(
                 StatusCode::FORBIDDEN,
                 why,
                 &format!("wrong source address {}", from.ip()),
@@ -175,7 +176,7 @@ fn authorize(
             ));
         }
     }
-    Ok(())
+    None
 }
 
 /// `/cloud-config/<node>?token=...`.
@@ -185,8 +186,8 @@ pub async fn cloud_config(
     Query(q): Query<HashMap<String, String>>,
     ConnectInfo(from): ConnectInfo<SocketAddr>,
 ) -> Response {
-    if let Err(refusal) = authorize(&s, &name, &q, from) {
-        return refusal;
+    if let Some(refused) = refusal(&s, &name, &q, from) {
+        return refused;
     }
     match s.site().files.get(&format!("cloud-config/{name}.yml")) {
         Some(f) => text(f.clone(), "text/yaml; charset=utf-8"),
@@ -201,8 +202,8 @@ pub async fn phone_home(
     Query(q): Query<HashMap<String, String>>,
     ConnectInfo(from): ConnectInfo<SocketAddr>,
 ) -> Response {
-    if let Err(refusal) = authorize(&s, &name, &q, from) {
-        return refusal;
+    if let Some(refused) = refusal(&s, &name, &q, from) {
+        return refused;
     }
     StatusCode::NO_CONTENT.into_response()
 }
