@@ -537,9 +537,7 @@ fn a_node_that_cannot_boot_is_named_with_its_stage_and_console_when_up_times_out
     );
     let console = c.state.path().join("clusters/stall/console/n0.log");
     assert!(
-        err.contains(
-            "n0: got as far as initrd (http GET /assets/testos/initrd.img 200), nothing since for"
-        ),
+        err.contains("n0: got as far as os_boot: its kernel and initrd were served "),
         "{err}"
     );
     assert!(

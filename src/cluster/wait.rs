@@ -44,6 +44,15 @@ pub fn describe(n: Option<&NodeStatus>) -> String {
 /// Where a node that did not phone home got to, for the timeout's error.
 fn stuck(n: Option<&NodeStatus>) -> String {
     match n {
+        Some(n)
+            if matches!(n.state, State::Booting | State::Stalled)
+                && n.stage == Some(crate::boot::Stage::OsBoot) =>
+        {
+            let quiet = crate::boot::now_ms().saturating_sub(n.last_event_at) / 1000;
+            format!(
+                "got as far as os_boot: its kernel and initrd were served {quiet} s ago and its OS never asked for anything since (a kernel panic or a hang, or no network in the OS)"
+            )
+        }
         Some(n) if matches!(n.state, State::Booting | State::Stalled) => {
             let quiet = crate::boot::now_ms().saturating_sub(n.last_event_at) / 1000;
             format!(
