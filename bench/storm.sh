@@ -9,6 +9,7 @@
 # per-machine p50/p95, and failures.
 # Needs root and: apt-get install busybox curl dnsmasq-base nginx-light iproute2 ipxe
 # Usage: sudo bench/storm.sh [N ...]   (default: 50 100 200)
+#        sudo BOOTFLEET_BIN=old/bootfleet bench/storm.sh 200   (another build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 sizes=("$@")
@@ -26,6 +27,8 @@ cleanup() {
 }
 trap cleanup EXIT
 cargo build --release --quiet
+# BOOTFLEET_BIN=path runs another build of bootfleet (to compare builds).
+bin=$(realpath "${BOOTFLEET_BIN:-target/release/bootfleet}")
 
 # The files: a 12 MiB kernel, a 64 MiB initrd and the BIOS loader.
 mkdir -p "$work/images/k" "$work/res"
@@ -133,7 +136,7 @@ storm() { # $1 N, $2 prefix; prints "makespan p50 p95 failures"
 
 with_bootfleet() { # $1 N
   rm -rf "$work/state"
-  ip netns exec "$srv" ./target/release/bootfleet -q --state-dir "$work/state" serve "$work/spec.toml" --images "$work/images" >/dev/null 2>"$work/bootfleet.log" &
+  ip netns exec "$srv" "$bin" -q --state-dir "$work/state" serve "$work/spec.toml" --images "$work/images" >/dev/null 2>"$work/bootfleet.log" &
   local p=$!
   sleep 1.5
   storm "$1" /assets

@@ -15,4 +15,5 @@ pub mod ra;
 pub mod render;
 pub mod server;
 pub mod spec;
+pub mod store;
 pub mod tftp;

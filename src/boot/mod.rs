@@ -3,7 +3,7 @@
 //! API, `bootfleet nodes` and the metrics read it. This is where the three
 //! servers meet, and the answer to "why didn't node X boot?".
 //!
-//! Timelines are kept in `boot.redb` in the state directory, written
+//! Timelines are kept in the store ([`crate::store::Timelines`]), written
 //! behind (dirty timelines once a second and at shutdown), so a restart
 //! keeps them without an fsync per packet.
 
@@ -14,11 +14,9 @@ pub mod timeline;
 
 use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
-use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use redb::{Database, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 pub use failure::Failure;
@@ -26,21 +24,13 @@ pub use timeline::{Event, Stage, State, Step, Timeline};
 
 use crate::inventory::Inventory;
 use crate::spec::Mac;
+use crate::store::Timelines;
 
-/// mac (6 bytes) -> timeline (JSON).
-const TIMELINES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("timelines");
-
-/// Why the timeline store failed.
+/// Why the timelines could not be loaded or saved.
 #[derive(Debug, thiserror::Error)]
 pub enum BootError {
-    #[error("boot timeline database {path}: {message}")]
-    Open { path: String, message: String },
-    #[error("boot timeline database: {0}")]
-    Store(String),
-}
-
-fn store_err<E: std::fmt::Display>(e: E) -> BootError {
-    BootError::Store(e.to_string())
+    #[error("boot timelines")]
+    Store(#[from] crate::store::StoreError),
 }
 
 /// Unix milliseconds now.
@@ -145,56 +135,35 @@ impl Inner {
 pub struct Registry {
     inner: Mutex<Inner>,
     stall_after_ms: u64,
-    db: Option<Database>,
+    store: Option<Arc<dyn Timelines>>,
 }
 
 impl Registry {
     /// A registry for the spec's machines, loading earlier timelines from
-    /// `state_dir/boot.redb` (none kept when `state_dir` is `None`).
+    /// `store` (none kept when it is `None`). A record that does not read
+    /// as a timeline (an older format) is left out.
     pub fn open(
         known: Vec<Known>,
         stall_after_ms: u64,
-        state_dir: Option<&Path>,
+        store: Option<Arc<dyn Timelines>>,
     ) -> Result<Registry, BootError> {
         let mut inner = Inner::default();
-        let db = match state_dir {
-            Some(dir) => {
-                let path = dir.join("boot.redb");
-                let open_err = |e: &dyn std::fmt::Display| BootError::Open {
-                    path: path.display().to_string(),
-                    message: e.to_string(),
+        if let Some(store) = &store {
+            for (mac, record) in store.load()? {
+                let Ok(t) = serde_json::from_slice::<Timeline>(&record) else {
+                    continue;
                 };
-                std::fs::create_dir_all(dir).map_err(|e| open_err(&e))?;
-                let db = Database::create(&path).map_err(|e| open_err(&e))?;
-                let txn = db.begin_write().map_err(store_err)?;
-                txn.open_table(TIMELINES).map_err(store_err)?;
-                txn.commit().map_err(store_err)?;
-                let txn = db.begin_read().map_err(store_err)?;
-                let table = txn.open_table(TIMELINES).map_err(store_err)?;
-                for row in table.iter().map_err(store_err)? {
-                    let (k, v) = row.map_err(store_err)?;
-                    let (Ok(mac), Ok(t)) = (
-                        <[u8; 6]>::try_from(k.value()),
-                        serde_json::from_slice::<Timeline>(v.value()),
-                    ) else {
-                        continue;
-                    };
-                    if let Some(ip) = t.ip {
-                        inner.by_ip.insert(ip, Mac(mac));
-                    }
-                    inner.timelines.insert(Mac(mac), t);
+                if let Some(ip) = t.ip {
+                    inner.by_ip.insert(ip, mac);
                 }
-                drop(table);
-                drop(txn);
-                Some(db)
+                inner.timelines.insert(mac, t);
             }
-            None => None,
-        };
+        }
         inner.set_known(known);
         Ok(Registry {
             inner: Mutex::new(inner),
             stall_after_ms,
-            db,
+            store,
         })
     }
 
@@ -251,7 +220,7 @@ impl Registry {
 
     /// Writes the timelines changed since the last flush.
     pub fn flush(&self) -> Result<(), BootError> {
-        let Some(db) = &self.db else {
+        let Some(store) = &self.store else {
             return Ok(());
         };
         let rows: Vec<(Mac, Vec<u8>)> = {
@@ -265,19 +234,13 @@ impl Registry {
                 })
                 .collect()
         };
-        if rows.is_empty() {
-            return Ok(());
+        if let Err(e) = store.save(&rows) {
+            // Kept dirty for the next flush.
+            let mut inner = self.lock();
+            inner.dirty.extend(rows.iter().map(|(m, _)| *m));
+            return Err(e.into());
         }
-        let txn = db.begin_write().map_err(store_err)?;
-        {
-            let mut table = txn.open_table(TIMELINES).map_err(store_err)?;
-            for (mac, json) in &rows {
-                table
-                    .insert(mac.0.as_slice(), json.as_slice())
-                    .map_err(store_err)?;
-            }
-        }
-        txn.commit().map_err(store_err)
+        Ok(())
     }
 
     /// Every machine, known ones first in spec order, then unknown ones by
@@ -369,8 +332,11 @@ mod tests {
     fn known_and_unknown_machines_are_listed_and_timelines_survive_a_restart() {
         let dir = tempfile::tempdir().unwrap();
         let stranger = Mac([2, 0, 0, 0, 0, 9]);
+        let store = || -> Option<Arc<dyn Timelines>> {
+            Some(Arc::new(crate::store::embedded::Lazy::new(dir.path())))
+        };
         {
-            let r = Registry::open(known(), 60_000, Some(dir.path())).unwrap();
+            let r = Registry::open(known(), 60_000, store()).unwrap();
             let mut e = ev(stranger, 1, Stage::Dhcp);
             e.ip = Some(Ipv4Addr::new(10, 0, 0, 100));
             r.record(e);
@@ -379,7 +345,7 @@ mod tests {
             assert_eq!(r.mac_of_ip(Ipv4Addr::new(10, 0, 0, 100)), Some(stranger));
             r.flush().unwrap();
         }
-        let r = Registry::open(known(), 60_000, Some(dir.path())).unwrap();
+        let r = Registry::open(known(), 60_000, store()).unwrap();
         let rows = r.snapshot(100);
         assert_eq!(rows.len(), 2);
         assert_eq!(

@@ -17,8 +17,12 @@ pub struct Args {
 
 pub fn run(args: Args, state_dir: &Path) -> Result<(), CliError> {
     let started = std::time::Instant::now();
-    // A missing site key is not created by a check: tokens only shape URLs here.
-    let p = super::prepare(&args.spec, state_dir)?;
+    // Checked without the network and writing nothing: the site key is
+    // read from the embedded store if there is one, else made up (tokens
+    // only shape URLs here), whatever the spec's [state] says.
+    let spec = super::load_spec(&args.spec)?;
+    let keys = crate::store::embedded::Lazy::new(state_dir);
+    let p = crate::server::Prepared::with_spec(spec, &keys)?;
     tracing::debug!(elapsed = ?started.elapsed(), "spec checked, inventory built, templates compiled");
     let files = p.all_files()?;
     tracing::debug!(elapsed = ?started.elapsed(), files = files.len(), "every file rendered and checked");

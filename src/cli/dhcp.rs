@@ -8,7 +8,6 @@ use anyhow::Context as _;
 
 use super::CliError;
 use crate::dhcp::server::{Port, Server};
-use crate::dhcp::store::RedbStore;
 use crate::spec::DhcpMode;
 
 /// Serve DHCP on the spec's interface: reservations for the spec's nodes, a
@@ -39,8 +38,7 @@ pub fn run(args: Args, state_dir: &Path) -> Result<(), CliError> {
     if spec.network.mode == DhcpMode::Proxy {
         sockets.push((listen(&iface, args.pxe_port)?, Port::PxeBoot));
     }
-    let store =
-        RedbStore::open(&state_dir.join("leases.redb")).context("opening the lease store")?;
+    let store = crate::store::open(&spec.state, state_dir)?.leases;
     let mut server =
         Server::new(crate::dhcp::config::from_spec(&spec), store).context("loading leases")?;
     let mode = match spec.network.mode {

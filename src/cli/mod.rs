@@ -132,16 +132,40 @@ pub(crate) fn print_warning(w: &Diagnostic) {
     eprintln!("{w}");
 }
 
-/// Reads and renders a spec for `check`, `render` and `tftp`.
+impl From<crate::store::StoreError> for CliError {
+    fn from(e: crate::store::StoreError) -> Self {
+        CliError::Runtime(anyhow::Error::new(e).context("opening the site's state"))
+    }
+}
+
+/// Reads a spec and opens the store its `[state]` names, for `render` and
+/// `tftp`: the site key comes from there.
 pub(crate) fn prepare(
     path: &std::path::Path,
     state_dir: &std::path::Path,
-) -> Result<crate::server::Prepared, CliError> {
-    Ok(crate::server::Prepared::load(
-        path,
-        state_dir,
-        &print_warning,
-    )?)
+) -> Result<(crate::server::Prepared, crate::store::Store), CliError> {
+    let spec = load_spec(path)?;
+    let store = crate::store::open(&spec.state, state_dir)?;
+    let p = crate::server::Prepared::with_spec(spec, &*store.keys)?;
+    Ok((p, store))
+}
+
+/// Renders with `render`, then stores a new site key; when another server
+/// stored one first, prepares again with it and renders once more.
+pub(crate) fn render_keeping_key<T>(
+    mut p: crate::server::Prepared,
+    store: &crate::store::Store,
+    render: impl Fn(&crate::server::Prepared) -> Result<T, CliError>,
+) -> Result<(crate::server::Prepared, T), CliError> {
+    loop {
+        let out = render(&p)?;
+        match p.keep_key(&*store.keys)? {
+            crate::server::prepare::KeyKept::Ours => return Ok((p, out)),
+            crate::server::prepare::KeyKept::Theirs => {
+                p = crate::server::Prepared::with_spec(p.spec.clone(), &*store.keys)?;
+            }
+        }
+    }
 }
 
 /// Prints `rows` under `header` in columns (the last one unpadded).

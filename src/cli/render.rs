@@ -25,18 +25,19 @@ pub struct Args {
 }
 
 pub fn run(args: Args, state_dir: &Path) -> Result<(), CliError> {
-    let p = super::prepare(&args.spec, state_dir)?;
-    let output = match &args.node {
-        Some(name) => {
-            let node = p
-                .inventory
-                .get(name)
-                .ok_or_else(|| RenderError::UnknownNode(name.clone()))?;
-            Output::Stdout(p.renderer.cloud_config(&p.spec, &p.inventory, node)?)
-        }
-        None => Output::Files(p.all_files()?),
-    };
-    p.keep_key(state_dir)?;
+    let (p, store) = super::prepare(&args.spec, state_dir)?;
+    let (_, output) = super::render_keeping_key(p, &store, |p| {
+        Ok(match &args.node {
+            Some(name) => {
+                let node = p
+                    .inventory
+                    .get(name)
+                    .ok_or_else(|| RenderError::UnknownNode(name.clone()))?;
+                Output::Stdout(p.renderer.cloud_config(&p.spec, &p.inventory, node)?)
+            }
+            None => Output::Files(p.all_files()?),
+        })
+    })?;
     match output {
         Output::Stdout(text) => print!("{text}"),
         Output::Files(files) => {

@@ -64,9 +64,10 @@ pub fn run(args: Args, state_dir: &Path) -> Result<(), CliError> {
         ))
     })?;
     if let Some(spec) = &args.spec {
-        let prepared = super::prepare(spec, state_dir)?;
-        let generated = crate::server::prepare::boot_files(prepared.all_files()?);
-        prepared.keep_key(state_dir)?;
+        let (prepared, store) = super::prepare(spec, state_dir)?;
+        let (_, generated) = super::render_keeping_key(prepared, &store, |p| {
+            Ok(crate::server::prepare::boot_files(p.all_files()?))
+        })?;
         tracing::info!(files = generated.len(), spec = %spec.display(), "serving boot files rendered from the spec");
         files.set_generated(
             generated

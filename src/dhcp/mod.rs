@@ -16,5 +16,4 @@ pub mod policy;
 pub mod pool;
 pub mod proxy;
 pub mod server;
-pub mod store;
 pub mod wire;

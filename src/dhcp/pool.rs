@@ -15,14 +15,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::spec::Mac;
 
-/// One lease as the pool sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Lease {
-    pub ip: Ipv4Addr,
-    pub mac: Mac,
-    /// Unix seconds when it ends.
-    pub expires: u64,
-}
+pub use crate::store::Lease;
 
 /// The current leases and quarantined addresses.
 #[derive(Debug, Default)]

@@ -27,8 +27,8 @@ use super::policy::{
     Change, Config, Decision, Dest, OFFER_HOLD_SECS, client_mac, decide, message_type,
 };
 use super::pool::{Lease, Table};
-use super::store::{LeaseStore, Op, StoreError};
 use crate::spec::Mac;
+use crate::store::{Leases, Op, StoreError};
 
 /// BOOTP's minimum message size; some PXE ROMs ignore shorter replies.
 const MIN_REPLY: usize = 300;
@@ -177,7 +177,7 @@ fn wait_readable(fds: &mut [libc::pollfd], timeout_ms: i32) -> std::io::Result<(
     Ok(())
 }
 
-impl<S: LeaseStore> Server<S> {
+impl<S: Leases> Server<S> {
     /// Loads every stored lease.
     pub fn new(cfg: Config, store: S) -> Result<Server<S>, StoreError> {
         let mut table = Table::default();

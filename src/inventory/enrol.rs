@@ -1,35 +1,17 @@
 //! Machines that booted here without being in the spec, enrolled as the
 //! spec's `[enrolment]` says: a name made from the MAC, the enrolment role,
-//! and the address the machine had when it enrolled, kept for good
-//! (`enrolled.json` in the state directory) so the machine keeps its name,
+//! and the address the machine had when it enrolled, kept for good (in the
+//! store, [`crate::store::Machines`]) so the machine keeps its name,
 //! address and token across restarts.
 //!
-//! The decisions are pure ([`enrol`], [`as_nodes`]); [`load`] and [`save`]
-//! are the only I/O.
+//! The decisions here are pure ([`enrol`], [`as_nodes`]); the store makes
+//! the one that must be made in one place for a site of several servers.
 
 use std::collections::HashSet;
-use std::fs;
-use std::io::Write as _;
 use std::net::Ipv4Addr;
-use std::path::Path;
 
-use serde::{Deserialize, Serialize};
-
-use super::InventoryError;
 use crate::spec::{Mac, NodeSpec, Spec};
-
-/// The file in the state directory that keeps enrolled machines.
-pub const ENROLLED_FILE: &str = "enrolled.json";
-
-/// One enrolled machine.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Enrolled {
-    pub name: String,
-    pub mac: Mac,
-    pub ip: Ipv4Addr,
-    /// Unix seconds when it enrolled.
-    pub at: u64,
-}
+pub use crate::store::Enrolled;
 
 /// What to do with a machine seen booting.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,39 +74,6 @@ pub fn as_nodes(spec: &Spec, enrolled: &[Enrolled]) -> Vec<NodeSpec> {
         .collect()
 }
 
-/// The machines enrolled so far (none when the file does not exist).
-pub fn load(state_dir: &Path) -> Result<Vec<Enrolled>, InventoryError> {
-    let path = state_dir.join(ENROLLED_FILE);
-    let text = match fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => return Err(InventoryError::StateIo { path, source }),
-    };
-    serde_json::from_str(&text).map_err(|e| InventoryError::EnrolledDamaged {
-        path,
-        reason: e.to_string(),
-    })
-}
-
-/// Writes the list whole: to a temporary file, synced, then renamed over
-/// the old one, so a crash leaves either the old list or the new.
-pub fn save(state_dir: &Path, enrolled: &[Enrolled]) -> Result<(), InventoryError> {
-    let path = state_dir.join(ENROLLED_FILE);
-    let tmp = state_dir.join(format!("{ENROLLED_FILE}.tmp"));
-    let io = |source| InventoryError::StateIo {
-        path: path.clone(),
-        source,
-    };
-    fs::create_dir_all(state_dir).map_err(io)?;
-    let mut text = serde_json::to_string_pretty(enrolled).expect("plain data serialises");
-    text.push('\n');
-    let mut f = fs::File::create(&tmp).map_err(io)?;
-    f.write_all(text.as_bytes()).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    fs::rename(&tmp, &path).map_err(io)?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,7 +102,7 @@ roles = ["etcd", "worker"]
         }
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("s.toml");
-        fs::write(&p, text).unwrap();
+        std::fs::write(&p, text).unwrap();
         crate::spec::load(&p).unwrap().spec
     }
 
@@ -198,22 +147,5 @@ roles = ["etcd", "worker"]
         assert!(as_nodes(&off, std::slice::from_ref(&e)).is_empty());
         let stale = Enrolled { mac: mac(1), ..e };
         assert!(as_nodes(&s, &[stale]).is_empty(), "the spec lists it now");
-    }
-
-    #[test]
-    fn the_list_survives_a_round_trip_and_a_damaged_file_is_named() {
-        let dir = tempfile::tempdir().unwrap();
-        assert!(load(dir.path()).unwrap().is_empty());
-        let e = Enrolled {
-            name: "w-1".into(),
-            mac: mac(9),
-            ip: Ipv4Addr::new(10, 0, 0, 100),
-            at: 7,
-        };
-        save(dir.path(), std::slice::from_ref(&e)).unwrap();
-        assert_eq!(load(dir.path()).unwrap(), vec![e]);
-        fs::write(dir.path().join(ENROLLED_FILE), "{").unwrap();
-        let err = load(dir.path()).unwrap_err().to_string();
-        assert!(err.contains(ENROLLED_FILE), "{err}");
     }
 }

@@ -32,6 +32,11 @@ impl SiteKey {
         SiteKey(bytes)
     }
 
+    /// The key's bytes, to store.
+    pub fn bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
     /// A fresh random key.
     pub fn generate() -> SiteKey {
         let mut bytes = [0u8; 32];

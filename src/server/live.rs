@@ -17,6 +17,7 @@ use crate::boot::{Registry, known};
 use crate::http::{AppState, EnrolRequest, Site};
 use crate::inventory::enrol::{self, Enrolled, Verdict};
 use crate::spec::Mac;
+use crate::store::{Enrolment, Store};
 use crate::tftp::files::Files;
 
 /// Where the servers' content comes from.
@@ -24,7 +25,8 @@ pub(crate) struct Source {
     pub spec: PathBuf,
     pub images: PathBuf,
     pub check_source: bool,
-    pub state_dir: PathBuf,
+    /// Where the site key and the enrolled machines are kept.
+    pub store: Store,
 }
 
 /// The spec and enrolled machines rendered into what the servers need.
@@ -38,7 +40,7 @@ pub(crate) struct Loaded {
 impl Source {
     /// Reads and checks the spec (and takes the site key).
     pub fn read(&self) -> Result<Prepared, ServerError> {
-        Ok(Prepared::load(&self.spec, &self.state_dir, &|w| {
+        Ok(Prepared::load(&self.spec, &*self.store.keys, &|w| {
             tracing::warn!("{w}")
         })?)
     }
@@ -54,7 +56,9 @@ impl Source {
             .renderer
             .all_files(&spec, &inventory)
             .map_err(super::PrepareError::from)?;
-        prepared.keep_key(&self.state_dir)?;
+        if prepared.keep_key(&*self.store.keys)? == super::prepare::KeyKept::Theirs {
+            return Err(ServerError::KeyTaken);
+        }
         let http_files: HashMap<String, String> = files
             .iter()
             .filter(|f| {
@@ -149,45 +153,61 @@ impl Live {
     }
 
     /// Enrols the machines among `seen` that the spec may enrol and does
-    /// not know yet; returns their names. They are on disk before any of
-    /// their files is served.
+    /// not know yet; returns their names. The store decides (another
+    /// server of the site may have enrolled the machine, or given its name
+    /// or address away); they are stored before any of their files is
+    /// served.
     pub fn enrol(&self, seen: &[(Mac, Ipv4Addr)]) -> Result<Vec<String>, ServerError> {
         let base = lock(&self.base);
         let mut enrolled = lock(&self.enrolled);
-        let before = enrolled.len();
         let now = crate::boot::now_ms() / 1000;
+        let store_err = |what| move |source| ServerError::Store { what, source };
+        let mut added = Vec::new();
+        let mut changed = false;
         for &(mac, ip) in seen {
-            match enrol::enrol(&base.spec, &enrolled, mac, ip, now) {
-                Verdict::Enrol(e) => enrolled.push(e),
-                Verdict::Known => {}
+            let e = match enrol::enrol(&base.spec, &enrolled, mac, ip, now) {
+                Verdict::Enrol(e) => e,
+                Verdict::Known => continue,
                 Verdict::Clash => {
                     tracing::warn!(%mac, %ip, "not enrolled: its name or address belongs to a node of the spec");
+                    continue;
+                }
+            };
+            match self
+                .source
+                .store
+                .machines
+                .enrol(&e)
+                .map_err(store_err("enrolling a machine"))?
+            {
+                Enrolment::Added => {
+                    tracing::info!(name = %e.name, mac = %e.mac, ip = %e.ip, "enrolled a machine that is not in the spec");
+                    added.push(e.name.clone());
+                    changed = true;
+                }
+                Enrolment::Already(other) => {
+                    tracing::info!(name = %other.name, mac = %other.mac, ip = %other.ip, "enrolled already, by another server of the site");
+                    changed = true;
+                }
+                Enrolment::Clash(other) => {
+                    tracing::warn!(%mac, %ip, name = %e.name, holder = %other.mac, "not enrolled: another enrolled machine holds its name or address");
+                    changed = true;
                 }
             }
         }
-        if enrolled.len() == before {
-            return Ok(Vec::new());
+        if !changed {
+            return Ok(added);
         }
-        let saved = enrol::save(&self.source.state_dir, &enrolled).map_err(|source| {
-            ServerError::Inventory {
-                what: "saving the enrolled machines",
-                source,
-            }
-        });
-        let loaded = saved.and_then(|()| self.source.render(&base, &enrolled));
-        let loaded = match loaded {
-            Ok(l) => l,
-            Err(e) => {
-                enrolled.truncate(before);
-                return Err(e);
-            }
-        };
+        // The store's list is the site's: other servers' enrolments too.
+        *enrolled = self
+            .source
+            .store
+            .machines
+            .list()
+            .map_err(store_err("reading the enrolled machines"))?;
+        let loaded = self.source.render(&base, &enrolled)?;
         self.apply(loaded);
-        let names: Vec<String> = enrolled[before..].iter().map(|e| e.name.clone()).collect();
-        for e in &enrolled[before..] {
-            tracing::info!(name = %e.name, mac = %e.mac, ip = %e.ip, "enrolled a machine that is not in the spec");
-        }
-        Ok(names)
+        Ok(added)
     }
 }
 

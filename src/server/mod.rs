@@ -23,7 +23,6 @@ pub use prepare::{PrepareError, Prepared};
 
 use crate::boot::{BootError, Registry, known};
 use crate::dhcp::server::{Port, Server as DhcpServer};
-use crate::dhcp::store::RedbStore;
 use crate::http::{AppState, EnrolRequest, Gauges};
 use crate::spec::DhcpMode;
 use crate::tftp::files::Files;
@@ -51,11 +50,6 @@ pub enum ServerError {
         source: std::io::Error,
     },
     #[error("{what}")]
-    Inventory {
-        what: &'static str,
-        source: crate::inventory::InventoryError,
-    },
-    #[error("{what}")]
     Boot {
         what: &'static str,
         source: BootError,
@@ -63,8 +57,12 @@ pub enum ServerError {
     #[error("{what}")]
     Store {
         what: &'static str,
-        source: crate::dhcp::store::StoreError,
+        source: crate::store::StoreError,
     },
+    /// Another server of the site stored its site key first; rendering
+    /// again with it ends this.
+    #[error("another server stored the site key first")]
+    KeyTaken,
     #[error("the DHCP server failed")]
     Dhcp(#[source] std::io::Error),
     #[error("the {0} thread panicked")]
@@ -125,19 +123,33 @@ pub struct Server {
 /// whose threads sit below DHCP and TFTP in priority). Returns once all
 /// three listen.
 pub fn start(o: Options) -> Result<Server, ServerError> {
+    // The spec says where the state is ([state]); it is read again below
+    // with its warnings.
+    let state = prepare::load_spec(&o.spec, &|_| {})?.state;
+    let store = crate::store::open(&state, &o.state_dir).map_err(|source| ServerError::Store {
+        what: "opening the site's state",
+        source,
+    })?;
+    tracing::info!(store = %store.description, "state");
     let source = Source {
         spec: o.spec.clone(),
         images: o.images.clone(),
         check_source: o.check_source,
-        state_dir: o.state_dir.clone(),
+        store: store.clone(),
     };
-    let enrolled =
-        crate::inventory::enrol::load(&o.state_dir).map_err(|source| ServerError::Inventory {
-            what: "reading the enrolled machines",
-            source,
-        })?;
-    let prepared = source.read()?;
-    let loaded = source.render(&prepared, &enrolled)?;
+    let enrolled = store.machines.list().map_err(|source| ServerError::Store {
+        what: "reading the enrolled machines",
+        source,
+    })?;
+    let (prepared, loaded) = loop {
+        let prepared = source.read()?;
+        match source.render(&prepared, &enrolled) {
+            Ok(loaded) => break (prepared, loaded),
+            // Another server of the site was first: its key, then.
+            Err(ServerError::KeyTaken) => continue,
+            Err(e) => return Err(e),
+        }
+    };
     if !o.images.is_dir() {
         return Err(ServerError::NoImages {
             images: o.images.clone(),
@@ -154,7 +166,7 @@ pub fn start(o: Options) -> Result<Server, ServerError> {
         Registry::open(
             known(&loaded.site.inventory),
             o.stall_after_ms,
-            Some(&o.state_dir),
+            Some(store.timelines.clone()),
         )
         .map_err(|source| ServerError::Boot {
             what: "opening the boot timelines",
@@ -188,16 +200,12 @@ pub fn start(o: Options) -> Result<Server, ServerError> {
         if net.mode == DhcpMode::Proxy {
             socks.push((sockets::dhcp(&iface, 4011)?, Port::PxeBoot));
         }
-        let store = RedbStore::open(&o.state_dir.join("leases.redb")).map_err(|source| {
-            ServerError::Store {
-                what: "opening the lease store",
-                source,
-            }
-        })?;
         let mut server =
-            DhcpServer::new(loaded.dhcp.clone(), store).map_err(|source| ServerError::Store {
-                what: "loading leases",
-                source,
+            DhcpServer::new(loaded.dhcp.clone(), store.leases.clone()).map_err(|source| {
+                ServerError::Store {
+                    what: "loading leases",
+                    source,
+                }
             })?;
         server.observer = Some(events::dhcp_observer(
             registry.clone(),

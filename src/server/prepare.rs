@@ -1,13 +1,14 @@
 //! What everything that renders does first (the server, `check`,
 //! `render`, `tftp`): load and check the spec, report its warnings, take the
-//! site key, build the inventory and the template environment. Nothing is
-//! written until [`Prepared::keep_key`].
+//! site key from the store, build the inventory and the template
+//! environment. Nothing is written until [`Prepared::keep_key`].
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use crate::inventory::{Inventory, InventoryError, SiteKey};
+use crate::inventory::{Inventory, SiteKey};
 use crate::render::{File, RenderError, Renderer};
 use crate::spec::{Diagnostic, Spec, SpecError};
+use crate::store::{Keys, StoreError};
 
 /// Why a spec could not be prepared.
 #[derive(Debug, thiserror::Error)]
@@ -19,8 +20,18 @@ pub enum PrepareError {
     #[error("{what}")]
     Key {
         what: &'static str,
-        source: InventoryError,
+        source: StoreError,
     },
+}
+
+/// What [`Prepared::keep_key`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKept {
+    /// The key rendered with is the site's (now, or already).
+    Ours,
+    /// Another server stored a key first: render again ([`Prepared::load`]
+    /// now finds it).
+    Theirs,
 }
 
 /// Loads and checks a spec, handing each warning to `warn`.
@@ -44,20 +55,25 @@ pub struct Prepared {
 
 impl Prepared {
     /// Loads `spec_path` (its warnings to `warn`); uses the site key in
-    /// `state_dir`, or a new one that [`Prepared::keep_key`] saves once
+    /// `keys`, or a new one that [`Prepared::keep_key`] stores once
     /// rendering has succeeded.
     pub fn load(
         spec_path: &Path,
-        state_dir: &Path,
+        keys: &dyn Keys,
         warn: &dyn Fn(&Diagnostic),
     ) -> Result<Prepared, PrepareError> {
         let spec = load_spec(spec_path, warn)?;
-        let existing = SiteKey::load(state_dir).map_err(|source| PrepareError::Key {
+        Prepared::with_spec(spec, keys)
+    }
+
+    /// [`Prepared::load`] for a spec already loaded.
+    pub fn with_spec(spec: Spec, keys: &dyn Keys) -> Result<Prepared, PrepareError> {
+        let existing = keys.get().map_err(|source| PrepareError::Key {
             what: "reading the site key",
             source,
         })?;
         let key_is_new = existing.is_none();
-        let key = existing.unwrap_or_else(SiteKey::generate);
+        let key = existing.map_or_else(SiteKey::generate, SiteKey::from_bytes);
         let inventory = Inventory::build(&spec, &key);
         let renderer = Renderer::new(spec.templates_dir.as_deref())?;
         Ok(Prepared {
@@ -83,22 +99,27 @@ impl Prepared {
         Ok(self.renderer.all_files(&self.spec, &self.inventory)?)
     }
 
-    /// Saves a newly made site key, so the tokens just rendered stay
-    /// valid; once (later calls do nothing).
-    pub fn keep_key(&self, state_dir: &Path) -> Result<Option<PathBuf>, PrepareError> {
+    /// Stores a newly made site key, so the tokens just rendered stay
+    /// valid; once (later calls do nothing). Two servers of one site
+    /// starting together both try; the store keeps the first, and the
+    /// other hears [`KeyKept::Theirs`] and renders again.
+    pub fn keep_key(&self, keys: &dyn Keys) -> Result<KeyKept, PrepareError> {
         use std::sync::atomic::Ordering;
         if !self.key_is_new.swap(false, Ordering::SeqCst) {
-            return Ok(None);
+            return Ok(KeyKept::Ours);
         }
-        let path = self.key.save(state_dir).map_err(|source| {
+        let (_, created) = keys.get_or_create(*self.key.bytes()).map_err(|source| {
             self.key_is_new.store(true, Ordering::SeqCst);
             PrepareError::Key {
-                what: "saving the new site key",
+                what: "storing the new site key",
                 source,
             }
         })?;
-        tracing::info!(path = %path.display(), "created the site key that node tokens derive from");
-        Ok(Some(path))
+        if !created {
+            return Ok(KeyKept::Theirs);
+        }
+        tracing::info!("created the site key that node tokens derive from");
+        Ok(KeyKept::Ours)
     }
 }
 

@@ -151,27 +151,35 @@ pub(super) fn check(path: &Path, source: &str) -> (Option<Spec>, Vec<Diagnostic>
         boot.as_ref()
             .is_some_and(|b| b.kernel.starts_with("flatcar/")),
     );
-    let spec = match (cluster, network, boot, etcd, fleet, libvirt) {
-        (Some(cluster), Some(network), Some(boot), Some(mut etcd), Some(fleet), Some(libvirt)) => {
-            Some(Spec {
-                etcd: {
-                    if etcd.token.is_empty() {
-                        etcd.token = format!("{}-etcd", cluster.name);
-                    }
-                    etcd
-                },
-                path: path.to_owned(),
-                cluster,
-                network,
-                boot,
-                nodes,
-                enrolment,
-                fleet,
-                load,
-                templates_dir,
-                libvirt,
-            })
-        }
+    let state = super::check_state::state(&mut c, file.state.as_ref(), &cluster_name, &nodes);
+    let spec = match (cluster, network, boot, etcd, fleet, libvirt, state) {
+        (
+            Some(cluster),
+            Some(network),
+            Some(boot),
+            Some(mut etcd),
+            Some(fleet),
+            Some(libvirt),
+            Some(state),
+        ) => Some(Spec {
+            etcd: {
+                if etcd.token.is_empty() {
+                    etcd.token = format!("{}-etcd", cluster.name);
+                }
+                etcd
+            },
+            path: path.to_owned(),
+            cluster,
+            network,
+            boot,
+            nodes,
+            enrolment,
+            fleet,
+            load,
+            templates_dir,
+            libvirt,
+            state,
+        }),
         _ => None,
     };
     (spec, c.diags)

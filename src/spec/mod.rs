@@ -10,6 +10,7 @@ mod check;
 mod check_libvirt;
 mod check_nodes;
 mod check_services;
+mod check_state;
 pub mod diag;
 pub mod mac;
 pub mod wire;
@@ -95,6 +96,33 @@ pub struct Spec {
     pub templates_dir: Option<PathBuf>,
     /// How `bootfleet cluster` builds the cluster as VMs.
     pub libvirt: Libvirt,
+    /// Where the site's state is kept.
+    pub state: StateBackend,
+}
+
+/// `[state] backend`: where leases, enrolled machines, the site key and
+/// boot timelines live.
+#[derive(Debug, Clone, Default, Serialize)]
+pub enum StateBackend {
+    /// One file in the state directory (`--state-dir`).
+    #[default]
+    Embedded,
+    /// An etcd cluster shared by every bootfleet server of the site.
+    Etcd(EtcdStore),
+}
+
+/// An etcd cluster for bootfleet's own state (never the cluster's etcd).
+#[derive(Debug, Clone, Serialize)]
+pub struct EtcdStore {
+    /// `http://10.0.0.5:2379`, ...
+    pub endpoints: Vec<String>,
+    /// Every key starts with it: `/bootfleet/<cluster>`.
+    pub prefix: String,
+    /// TLS: the CA that signed the members' certificates, and this
+    /// server's own certificate and key, when etcd asks for one.
+    pub ca_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
 }
 
 /// `[libvirt]`: the VMs of a test cluster.

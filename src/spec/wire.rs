@@ -25,6 +25,7 @@ pub struct SpecFile {
     pub load: Option<Load>,
     pub templates: Option<Templates>,
     pub libvirt: Option<Libvirt>,
+    pub state: Option<State>,
 }
 
 /// `[cluster]`: identity and logins shared by every node.
@@ -165,4 +166,18 @@ pub struct Libvirt {
     pub accel: Option<Spanned<String>>,
     pub pool_dir: Option<Spanned<String>>,
     pub boot_timeout: Option<Spanned<String>>,
+}
+
+/// `[state]`: where leases, enrolled machines, the site key and boot
+/// timelines are kept.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct State {
+    pub backend: Option<Spanned<String>>,
+    #[serde(default)]
+    pub endpoints: Vec<Spanned<String>>,
+    pub prefix: Option<Spanned<String>>,
+    pub ca_file: Option<Spanned<String>>,
+    pub cert_file: Option<Spanned<String>>,
+    pub key_file: Option<Spanned<String>>,
 }

@@ -1,0 +1,197 @@
+//! The contracts of `super` as tests, run against every backend: `open`
+//! gives a handle on the same site each time (a new process, or another
+//! server); a handle is dropped before the next is opened unless a test
+//! needs two at once ([`shared`], for backends that serve several servers).
+
+use std::net::Ipv4Addr;
+
+use super::{Enrolled, Enrolment, Lease, Op, Store};
+use crate::spec::Mac;
+
+fn mac(last: u8) -> Mac {
+    Mac([2, 0, 0, 0, 0, last])
+}
+
+fn lease(last: u8, expires: u64) -> Lease {
+    Lease {
+        ip: Ipv4Addr::new(10, 0, 0, 100 + last),
+        mac: mac(last),
+        expires,
+    }
+}
+
+fn machine(last: u8, name: &str) -> Enrolled {
+    Enrolled {
+        name: name.into(),
+        mac: mac(last),
+        ip: Ipv4Addr::new(10, 0, 0, 200 + last),
+        at: 1000 + u64::from(last),
+    }
+}
+
+fn sorted(mut v: Vec<Lease>) -> Vec<Lease> {
+    v.sort_by_key(|l| l.ip);
+    v
+}
+
+/// Every single-handle contract.
+pub fn run(open: &dyn Fn() -> Store) {
+    leases_are_durable_applied_in_order_and_whole(open);
+    machines_are_enrolled_once_without_clashes(open);
+    the_site_key_is_created_once(open);
+    timelines_keep_the_last_record_per_machine(open);
+}
+
+fn leases_are_durable_applied_in_order_and_whole(open: &dyn Fn() -> Store) {
+    let (a, b) = (lease(1, 1234), lease(2, 99));
+    {
+        let s = open();
+        assert_eq!(s.leases.load().unwrap(), vec![], "a new site has none");
+        s.leases.apply(&[Op::Put(a.clone())]).unwrap();
+        s.leases.apply(&[Op::Put(b.clone())]).unwrap();
+        s.leases.apply(&[Op::Remove(b.ip)]).unwrap();
+        s.leases.apply(&[]).unwrap();
+    }
+    let s = open();
+    assert_eq!(s.leases.load().unwrap(), vec![a.clone()], "reopened");
+    let c = Lease {
+        ip: Ipv4Addr::new(10, 0, 0, 150),
+        ..a.clone()
+    };
+    let renewed = Lease {
+        expires: 5678,
+        ..b.clone()
+    };
+    s.leases
+        .apply(&[
+            Op::Put(b.clone()),
+            Op::Remove(a.ip),
+            Op::Put(c.clone()),
+            Op::Put(renewed.clone()),
+        ])
+        .unwrap();
+    drop(s);
+    let s = open();
+    assert_eq!(
+        sorted(s.leases.load().unwrap()),
+        vec![renewed, c],
+        "one batch, applied in order"
+    );
+}
+
+fn machines_are_enrolled_once_without_clashes(open: &dyn Fn() -> Store) {
+    let w1 = machine(1, "w-1");
+    {
+        let s = open();
+        assert_eq!(s.machines.list().unwrap(), vec![]);
+        assert_eq!(s.machines.enrol(&w1).unwrap(), Enrolment::Added);
+        let again = Enrolled {
+            name: "w-other".into(),
+            ..w1.clone()
+        };
+        assert_eq!(
+            s.machines.enrol(&again).unwrap(),
+            Enrolment::Already(w1.clone()),
+            "a MAC is enrolled once; the first record stands"
+        );
+        let same_name = Enrolled {
+            ip: Ipv4Addr::new(10, 0, 0, 250),
+            ..machine(2, "w-1")
+        };
+        assert_eq!(
+            s.machines.enrol(&same_name).unwrap(),
+            Enrolment::Clash(w1.clone())
+        );
+        let same_ip = Enrolled {
+            ip: w1.ip,
+            ..machine(3, "w-3")
+        };
+        assert_eq!(
+            s.machines.enrol(&same_ip).unwrap(),
+            Enrolment::Clash(w1.clone())
+        );
+    }
+    let s = open();
+    let w2 = machine(2, "w-2");
+    assert_eq!(s.machines.enrol(&w2).unwrap(), Enrolment::Added);
+    assert_eq!(
+        s.machines.list().unwrap(),
+        vec![w1, w2],
+        "in enrolment order"
+    );
+}
+
+fn the_site_key_is_created_once(open: &dyn Fn() -> Store) {
+    {
+        let s = open();
+        assert_eq!(s.keys.get().unwrap(), None, "get creates none");
+        assert_eq!(s.keys.get().unwrap(), None);
+        assert_eq!(s.keys.get_or_create([7; 32]).unwrap(), ([7; 32], true));
+        assert_eq!(s.keys.get_or_create([8; 32]).unwrap(), ([7; 32], false));
+    }
+    let s = open();
+    assert_eq!(s.keys.get().unwrap(), Some([7; 32]));
+    assert_eq!(s.keys.get_or_create([9; 32]).unwrap(), ([7; 32], false));
+}
+
+fn timelines_keep_the_last_record_per_machine(open: &dyn Fn() -> Store) {
+    {
+        let s = open();
+        s.timelines
+            .save(&[(mac(1), b"one".to_vec()), (mac(2), b"two".to_vec())])
+            .unwrap();
+        s.timelines.save(&[(mac(1), b"uno".to_vec())]).unwrap();
+        s.timelines.save(&[]).unwrap();
+    }
+    let s = open();
+    let mut rows = s.timelines.load().unwrap();
+    rows.sort();
+    assert_eq!(
+        rows,
+        vec![(mac(1), b"uno".to_vec()), (mac(2), b"two".to_vec())]
+    );
+}
+
+/// The contracts that take two servers at once: `a` and `b` are handles
+/// on one site, open together.
+pub fn shared(a: &Store, b: &Store) {
+    assert_eq!(a.keys.get_or_create([1; 32]).unwrap(), ([1; 32], true));
+    assert_eq!(
+        b.keys.get_or_create([2; 32]).unwrap(),
+        ([1; 32], false),
+        "the second server signs with the first one's key"
+    );
+    let w = machine(9, "w-9");
+    assert_eq!(a.machines.enrol(&w).unwrap(), Enrolment::Added);
+    assert_eq!(
+        b.machines.list().unwrap(),
+        vec![w.clone()],
+        "known to all at once"
+    );
+    let rival = Enrolled {
+        mac: mac(10),
+        ..w.clone()
+    };
+    assert_eq!(b.machines.enrol(&rival).unwrap(), Enrolment::Clash(w));
+    let l = lease(9, 4242);
+    a.leases.apply(&[Op::Put(l.clone())]).unwrap();
+    assert!(b.leases.load().unwrap().contains(&l));
+    // Both enrol at once, from threads: exactly one wins each name.
+    let (ma, mb) = (
+        machine(11, "w-race"),
+        Enrolled {
+            ip: Ipv4Addr::new(10, 0, 0, 99),
+            ..machine(12, "w-race")
+        },
+    );
+    let (ra, rb) = std::thread::scope(|t| {
+        let ja = t.spawn(|| a.machines.enrol(&ma).unwrap());
+        let jb = t.spawn(|| b.machines.enrol(&mb).unwrap());
+        (ja.join().unwrap(), jb.join().unwrap())
+    });
+    let added = [&ra, &rb]
+        .iter()
+        .filter(|r| ***r == Enrolment::Added)
+        .count();
+    assert_eq!(added, 1, "{ra:?} {rb:?}");
+}

@@ -1,0 +1,394 @@
+//! The store of a site with several bootfleet servers: an etcd (v3) of
+//! bootfleet's own, every key under the spec's `[state] prefix`:
+//!
+//! ```text
+//! PREFIX/site/key             the site key (32 bytes)
+//! PREFIX/leases/<ip>          {"mac": .., "expires": ..}
+//! PREFIX/machines/mac/<mac>   an enrolled machine (JSON)
+//! PREFIX/machines/name/<name> its MAC   (so two servers cannot give one
+//! PREFIX/machines/ip/<ip>     its MAC    name or address twice)
+//! PREFIX/timelines/<mac>      a machine's boot timeline record
+//! ```
+//!
+//! Whatever must be decided once is a transaction on create revision 0
+//! (the key does not exist yet): the site key, an enrolment. A batch of
+//! lease changes is one transaction (in chunks of etcd's 128-operation
+//! limit; each chunk is atomic). Calls block on a runtime of the store's
+//! own, each bounded by [`TIMEOUT`].
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, GetOptions, Txn, TxnOp, TxnOpResponse,
+};
+use serde::{Deserialize, Serialize};
+
+use super::{Enrolled, Enrolment, Keys, Lease, Leases, Machines, Op, StoreError, Timelines};
+use crate::spec::{EtcdStore, Mac};
+
+/// How long one call may take before it fails.
+pub const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// etcd's default `--max-txn-ops`.
+const MAX_TXN_OPS: usize = 128;
+
+/// A connection to the site's etcd.
+pub struct Etcd {
+    client: Client,
+    prefix: String,
+    endpoints: String,
+    runtime: tokio::runtime::Runtime,
+}
+
+#[derive(Serialize, Deserialize)]
+struct LeaseRecord {
+    mac: Mac,
+    expires: u64,
+}
+
+impl Etcd {
+    /// Connects to `config.endpoints` (TLS when its files are given).
+    pub fn connect(config: &EtcdStore) -> Result<Etcd, StoreError> {
+        let endpoints = config.endpoints.join(",");
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("etcd")
+            .enable_all()
+            .build()
+            .map_err(|source| StoreError::Io {
+                path: "(etcd client runtime)".into(),
+                source,
+            })?;
+        let mut options = ConnectOptions::new()
+            .with_connect_timeout(TIMEOUT)
+            .with_timeout(TIMEOUT)
+            .with_keep_alive(Duration::from_secs(10), TIMEOUT);
+        if let Some(tls) = tls(config)? {
+            options = options.with_tls(tls);
+        }
+        let eps = config.endpoints.clone();
+        let connect = async move { Client::connect(eps, Some(options)).await };
+        let client = block(&runtime, &endpoints, "connecting", connect)?;
+        Ok(Etcd {
+            client,
+            prefix: config.prefix.clone(),
+            endpoints,
+            runtime,
+        })
+    }
+
+    fn key(&self, rest: &str) -> String {
+        format!("{}/{rest}", self.prefix)
+    }
+
+    /// Runs `f` against the client on the store's runtime.
+    fn call<T, F, Fut>(&self, what: &'static str, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(Client) -> Fut,
+        Fut: Future<Output = Result<T, etcd_client::Error>> + Send + 'static,
+        T: Send + 'static,
+    {
+        block(&self.runtime, &self.endpoints, what, f(self.client.clone()))
+    }
+
+    fn get_prefix(&self, what: &'static str, rest: &str) -> Result<Vec<KeyValue>, StoreError> {
+        let key = self.key(rest);
+        let resp = self.call(what, move |mut c| async move {
+            c.get(key, Some(GetOptions::new().with_prefix())).await
+        })?;
+        Ok(resp
+            .kvs()
+            .iter()
+            .map(|kv| KeyValue {
+                key: String::from_utf8_lossy(kv.key()).into_owned(),
+                value: kv.value().to_vec(),
+                created: kv.create_revision(),
+            })
+            .collect())
+    }
+}
+
+struct KeyValue {
+    key: String,
+    value: Vec<u8>,
+    created: i64,
+}
+
+fn tls(config: &EtcdStore) -> Result<Option<etcd_client::TlsOptions>, StoreError> {
+    let https = config.endpoints.iter().any(|e| e.starts_with("https://"));
+    if !https && config.ca_file.is_none() && config.cert_file.is_none() {
+        return Ok(None);
+    }
+    let read = |p: &std::path::Path| {
+        std::fs::read(p).map_err(|source| StoreError::Io {
+            path: p.to_owned(),
+            source,
+        })
+    };
+    let mut tls = etcd_client::TlsOptions::new();
+    if let Some(ca) = &config.ca_file {
+        tls = tls.ca_certificate(etcd_client::Certificate::from_pem(read(ca)?));
+    }
+    if let (Some(cert), Some(key)) = (&config.cert_file, &config.key_file) {
+        tls = tls.identity(etcd_client::Identity::from_pem(read(cert)?, read(key)?));
+    }
+    Ok(Some(tls))
+}
+
+/// Runs `fut` to completion on `runtime`, bounded by [`TIMEOUT`], from any
+/// thread: one of an async runtime's included (there, on a thread of its
+/// own, since a runtime cannot be blocked on from inside another).
+fn block<T, Fut>(
+    runtime: &tokio::runtime::Runtime,
+    endpoints: &str,
+    what: &'static str,
+    fut: Fut,
+) -> Result<T, StoreError>
+where
+    Fut: Future<Output = Result<T, etcd_client::Error>> + Send + 'static,
+    T: Send + 'static,
+{
+    let bounded = async move { tokio::time::timeout(TIMEOUT, fut).await };
+    let out = if tokio::runtime::Handle::try_current().is_ok() {
+        std::thread::scope(|s| {
+            s.spawn(|| runtime.block_on(bounded))
+                .join()
+                .expect("the etcd call does not panic")
+        })
+    } else {
+        runtime.block_on(bounded)
+    };
+    match out {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(source)) => Err(StoreError::Etcd {
+            endpoints: endpoints.to_owned(),
+            what,
+            source: Box::new(source),
+        }),
+        Err(_) => Err(StoreError::EtcdTimeout {
+            endpoints: endpoints.to_owned(),
+            what,
+            secs: TIMEOUT.as_secs(),
+        }),
+    }
+}
+
+fn damaged(key: &str) -> impl Fn(serde_json::Error) -> StoreError + '_ {
+    move |source| StoreError::Damaged {
+        key: key.to_owned(),
+        source,
+    }
+}
+
+impl Leases for Etcd {
+    fn load(&self) -> Result<Vec<Lease>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.get_prefix("reading the leases", "leases/")? {
+            let Some(ip) = kv
+                .key
+                .rsplit('/')
+                .next()
+                .and_then(|s| s.parse::<Ipv4Addr>().ok())
+            else {
+                continue;
+            };
+            let r: LeaseRecord = serde_json::from_slice(&kv.value).map_err(damaged(&kv.key))?;
+            out.push(Lease {
+                ip,
+                mac: r.mac,
+                expires: r.expires,
+            });
+        }
+        Ok(out)
+    }
+
+    fn apply(&self, ops: &[Op]) -> Result<(), StoreError> {
+        // etcd changes a key once per transaction: the last change to
+        // each address is the one that counts.
+        let mut last: BTreeMap<Ipv4Addr, &Op> = BTreeMap::new();
+        for op in ops {
+            let ip = match op {
+                Op::Put(l) => l.ip,
+                Op::Remove(ip) => *ip,
+            };
+            last.insert(ip, op);
+        }
+        let txn_ops: Vec<TxnOp> = last
+            .into_iter()
+            .map(|(ip, op)| {
+                let key = self.key(&format!("leases/{ip}"));
+                match op {
+                    Op::Put(l) => {
+                        let record = LeaseRecord {
+                            mac: l.mac,
+                            expires: l.expires,
+                        };
+                        let v = serde_json::to_vec(&record).expect("plain data serialises");
+                        TxnOp::put(key, v, None)
+                    }
+                    Op::Remove(_) => TxnOp::delete(key, None),
+                }
+            })
+            .collect();
+        for chunk in txn_ops.chunks(MAX_TXN_OPS) {
+            let txn = Txn::new().and_then(chunk.to_vec());
+            self.call(
+                "storing leases",
+                move |mut c| async move { c.txn(txn).await },
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl Machines for Etcd {
+    fn list(&self) -> Result<Vec<Enrolled>, StoreError> {
+        let mut rows = self.get_prefix("reading the enrolled machines", "machines/mac/")?;
+        rows.sort_by_key(|kv| kv.created);
+        rows.iter()
+            .map(|kv| serde_json::from_slice(&kv.value).map_err(damaged(&kv.key)))
+            .collect()
+    }
+
+    fn enrol(&self, m: &Enrolled) -> Result<Enrolment, StoreError> {
+        let by_mac = self.key(&format!("machines/mac/{}", m.mac));
+        let by_name = self.key(&format!("machines/name/{}", m.name));
+        let by_ip = self.key(&format!("machines/ip/{}", m.ip));
+        let record = serde_json::to_vec(m).expect("plain data serialises");
+        let mac = m.mac.to_string();
+        let absent = |k: &str| Compare::create_revision(k, CompareOp::Equal, 0);
+        let txn = Txn::new()
+            .when(vec![absent(&by_mac), absent(&by_name), absent(&by_ip)])
+            .and_then(vec![
+                TxnOp::put(by_mac.clone(), record, None),
+                TxnOp::put(by_name.clone(), mac.clone(), None),
+                TxnOp::put(by_ip.clone(), mac, None),
+            ])
+            .or_else(vec![
+                TxnOp::get(by_mac.clone(), None),
+                TxnOp::get(by_name, None),
+                TxnOp::get(by_ip, None),
+            ]);
+        let resp = self.call("enrolling a machine", move |mut c| async move {
+            c.txn(txn).await
+        })?;
+        if resp.succeeded() {
+            return Ok(Enrolment::Added);
+        }
+        let values: Vec<Option<Vec<u8>>> = resp
+            .op_responses()
+            .into_iter()
+            .map(|r| match r {
+                TxnOpResponse::Get(g) => g.kvs().first().map(|kv| kv.value().to_vec()),
+                _ => None,
+            })
+            .collect();
+        if let Some(Some(own)) = values.first() {
+            let e: Enrolled = serde_json::from_slice(own).map_err(damaged(&by_mac))?;
+            return Ok(Enrolment::Already(e));
+        }
+        // The name or the address is another MAC's: that machine's record.
+        let holder = values
+            .iter()
+            .skip(1)
+            .flatten()
+            .next()
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .ok_or(StoreError::Malformed {
+                key: by_mac.clone(),
+                why: "an enrolment refused with nothing holding its keys",
+            })?;
+        let key = self.key(&format!("machines/mac/{holder}"));
+        let k = key.clone();
+        let resp = self.call("reading an enrolled machine", move |mut c| async move {
+            c.get(k, None).await
+        })?;
+        let kv = resp.kvs().first().ok_or(StoreError::Malformed {
+            key: key.clone(),
+            why: "a name or address held by a machine that is not enrolled",
+        })?;
+        let other: Enrolled = serde_json::from_slice(kv.value()).map_err(damaged(&key))?;
+        Ok(Enrolment::Clash(other))
+    }
+}
+
+impl Keys for Etcd {
+    fn get(&self) -> Result<Option<[u8; 32]>, StoreError> {
+        let key = self.key("site/key");
+        let k = key.clone();
+        let resp = self.call("reading the site key", move |mut c| async move {
+            c.get(k, None).await
+        })?;
+        resp.kvs()
+            .first()
+            .map(|kv| {
+                <[u8; 32]>::try_from(kv.value()).map_err(|_| StoreError::Malformed {
+                    key: key.clone(),
+                    why: "not 32 bytes",
+                })
+            })
+            .transpose()
+    }
+
+    fn get_or_create(&self, fresh: [u8; 32]) -> Result<([u8; 32], bool), StoreError> {
+        let key = self.key("site/key");
+        let txn = Txn::new()
+            .when(vec![Compare::create_revision(
+                key.as_str(),
+                CompareOp::Equal,
+                0,
+            )])
+            .and_then(vec![TxnOp::put(key.clone(), fresh.to_vec(), None)])
+            .or_else(vec![TxnOp::get(key.clone(), None)]);
+        let resp = self.call("storing the site key", move |mut c| async move {
+            c.txn(txn).await
+        })?;
+        if resp.succeeded() {
+            return Ok((fresh, true));
+        }
+        let stored = resp.op_responses().into_iter().find_map(|r| match r {
+            TxnOpResponse::Get(g) => g.kvs().first().map(|kv| kv.value().to_vec()),
+            _ => None,
+        });
+        stored
+            .and_then(|v| <[u8; 32]>::try_from(v.as_slice()).ok())
+            .map(|k| (k, false))
+            .ok_or(StoreError::Malformed {
+                key,
+                why: "not 32 bytes",
+            })
+    }
+}
+
+impl Timelines for Etcd {
+    fn load(&self) -> Result<Vec<(Mac, Vec<u8>)>, StoreError> {
+        Ok(self
+            .get_prefix("reading the boot timelines", "timelines/")?
+            .into_iter()
+            .filter_map(|kv| {
+                let mac = kv.key.rsplit('/').next()?.parse().ok()?;
+                Some((mac, kv.value))
+            })
+            .collect())
+    }
+
+    fn save(&self, rows: &[(Mac, Vec<u8>)]) -> Result<(), StoreError> {
+        let ops: Vec<TxnOp> = rows
+            .iter()
+            .map(|(mac, v)| TxnOp::put(self.key(&format!("timelines/{mac}")), v.clone(), None))
+            .collect();
+        for chunk in ops.chunks(MAX_TXN_OPS) {
+            let txn = Txn::new().and_then(chunk.to_vec());
+            self.call("saving the boot timelines", move |mut c| async move {
+                c.txn(txn).await
+            })?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,167 @@
+//! The conformance suite against a real etcd (Debian's etcd-server),
+//! started here on loopback in a directory of its own.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+
+use super::*;
+use crate::store::{Store, conformance};
+
+/// An etcd member on loopback, killed when dropped.
+struct Member {
+    child: Child,
+    _dir: tempfile::TempDir,
+    client: String,
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts etcd, or says why it cannot (a failure when every test must run).
+fn etcd() -> Option<Member> {
+    if Command::new("etcd").arg("--version").output().is_err() {
+        let why = "etcd is not installed (apt-get install etcd-server)";
+        assert!(
+            std::env::var_os("BOOTFLEET_TESTS_REQUIRE_ALL").is_none_or(|v| v != "1"),
+            "this test must run here (BOOTFLEET_TESTS_REQUIRE_ALL=1) but cannot: {why}"
+        );
+        eprintln!("SKIP: {why}");
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (client, peer) = (free_port(), free_port());
+    let client = format!("http://127.0.0.1:{client}");
+    let peer = format!("http://127.0.0.1:{peer}");
+    let child = Command::new("etcd")
+        .args(["--name", "m", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .args([
+            "--listen-client-urls",
+            &client,
+            "--advertise-client-urls",
+            &client,
+        ])
+        .args([
+            "--listen-peer-urls",
+            &peer,
+            "--initial-advertise-peer-urls",
+            &peer,
+        ])
+        .args(["--initial-cluster", &format!("m={peer}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let member = Member {
+        child,
+        _dir: dir,
+        client,
+    };
+    let health = format!("{}/health", member.client);
+    for _ in 0..100 {
+        let ok = Command::new("curl")
+            .args(["-sf", "--max-time", "1", &health])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if ok {
+            return Some(member);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("etcd did not become healthy at {}", member.client);
+}
+
+fn config(m: &Member, prefix: &str) -> EtcdStore {
+    EtcdStore {
+        endpoints: vec![m.client.clone()],
+        prefix: prefix.into(),
+        ca_file: None,
+        cert_file: None,
+        key_file: None,
+    }
+}
+
+fn store(config: &EtcdStore) -> Store {
+    let e = Arc::new(Etcd::connect(config).unwrap());
+    Store {
+        description: "etcd".into(),
+        leases: e.clone(),
+        machines: e.clone(),
+        keys: e.clone(),
+        timelines: e,
+    }
+}
+
+#[test]
+fn etcd_passes_the_conformance_suite_with_one_server_and_with_two_needs_etcd() {
+    let Some(m) = etcd() else { return };
+    let one = config(&m, "/bootfleet/one");
+    conformance::run(&|| store(&one));
+    let two = config(&m, "/bootfleet/two");
+    conformance::shared(&store(&two), &store(&two));
+}
+
+#[test]
+fn sites_under_other_prefixes_share_nothing_needs_etcd() {
+    let Some(m) = etcd() else { return };
+    let a = store(&config(&m, "/bootfleet/a"));
+    let b = store(&config(&m, "/bootfleet/ab"));
+    a.keys.get_or_create([3; 32]).unwrap();
+    assert_eq!(
+        b.keys.get().unwrap(),
+        None,
+        "a prefix is not a prefix of another's keys"
+    );
+}
+
+#[test]
+fn a_batch_larger_than_one_etcd_transaction_is_stored_whole_needs_etcd() {
+    let Some(m) = etcd() else { return };
+    let s = store(&config(&m, "/bootfleet/big"));
+    let ops: Vec<Op> = (0..300u32)
+        .map(|i| {
+            Op::Put(Lease {
+                ip: Ipv4Addr::from(0x0a00_0000 + i),
+                mac: Mac([2, 0, 0, 0, (i >> 8) as u8, i as u8]),
+                expires: 60,
+            })
+        })
+        .chain([Op::Remove(Ipv4Addr::from(0x0a00_0000))])
+        .collect();
+    s.leases.apply(&ops).unwrap();
+    assert_eq!(s.leases.load().unwrap().len(), 299);
+}
+
+#[test]
+fn an_unreachable_etcd_is_an_error_that_names_it_not_a_hang() {
+    let port = free_port();
+    let c = EtcdStore {
+        endpoints: vec![format!("http://127.0.0.1:{port}")],
+        prefix: "/bootfleet/x".into(),
+        ca_file: None,
+        cert_file: None,
+        key_file: None,
+    };
+    let start = std::time::Instant::now();
+    let err = match Etcd::connect(&c) {
+        Err(e) => e,
+        Ok(e) => e.get().unwrap_err(),
+    };
+    assert!(start.elapsed() < TIMEOUT * 3, "{:?}", start.elapsed());
+    assert!(
+        err.to_string().contains(&format!("127.0.0.1:{port}")),
+        "{err}"
+    );
+}

@@ -1,0 +1,168 @@
+//! Everything that must survive a restart, behind one contract per kind of
+//! state: leases ([`Leases`]), enrolled machines ([`Machines`]), the site
+//! key ([`Keys`]) and boot timelines ([`Timelines`]). Two backends keep
+//! them: [`embedded`] (one redb file in the state directory; the default,
+//! nothing to set up) and [`etcd`] (a site of several bootfleet servers).
+//! Both pass the same conformance suite (`conformance.rs`).
+//!
+//! The store knows no protocol: it keeps records (a lease is an address, a
+//! MAC and an expiry; a timeline is opaque bytes per MAC) and decides only
+//! what must be decided in one place: which machine holds an address,
+//! which name and address an enrolled machine gets, which key the site
+//! signs with. Calls block; the servers make them off their async workers.
+
+pub mod embedded;
+pub mod error;
+pub mod etcd;
+mod import;
+
+#[cfg(test)]
+mod conformance;
+
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+pub use error::StoreError;
+
+use crate::spec::{Mac, StateBackend};
+
+/// One lease: who holds an address until when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub ip: Ipv4Addr,
+    pub mac: Mac,
+    /// Unix seconds when it ends.
+    pub expires: u64,
+}
+
+/// One change to the stored leases.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// Store (or replace) the lease on `lease.ip`.
+    Put(Lease),
+    /// Forget the lease on this address.
+    Remove(Ipv4Addr),
+}
+
+/// Where leases survive restarts.
+///
+/// Contract: when `apply` returns `Ok`, every change in the batch is on
+/// stable storage and `load` (after a crash, on any server of the site)
+/// reflects it; when it fails, none is. The DHCP server gathers the changes
+/// of all the requests it read in one go into one batch (group commit: one
+/// fsync or one transaction for many ACKs) and sends no ACK of a batch that
+/// failed. Implementations are called from one thread at a time.
+pub trait Leases: Send + Sync {
+    /// Every stored lease.
+    fn load(&self) -> Result<Vec<Lease>, StoreError>;
+    /// Applies `ops` in order, atomically and durably.
+    fn apply(&self, ops: &[Op]) -> Result<(), StoreError>;
+}
+
+/// A machine enrolled without being in the spec.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Enrolled {
+    pub name: String,
+    pub mac: Mac,
+    pub ip: Ipv4Addr,
+    /// Unix seconds when it enrolled.
+    pub at: u64,
+}
+
+/// What [`Machines::enrol`] decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Enrolment {
+    /// Enrolled now, as asked.
+    Added,
+    /// This MAC was enrolled already (perhaps by another server): the
+    /// record that stands.
+    Already(Enrolled),
+    /// Another machine holds the name or the address: its record.
+    Clash(Enrolled),
+}
+
+/// Machines enrolled at the site.
+///
+/// Contract: a MAC is enrolled at most once; no two enrolled machines share
+/// a name or an address; the store decides, atomically, when two servers
+/// enrol at once (never whoever writes last). An enrolment that returned
+/// `Added` is durable and listed by every server from then on.
+pub trait Machines: Send + Sync {
+    /// Every enrolled machine, in enrolment order.
+    fn list(&self) -> Result<Vec<Enrolled>, StoreError>;
+    /// Enrols `machine` unless its MAC, name or address is taken.
+    fn enrol(&self, machine: &Enrolled) -> Result<Enrolment, StoreError>;
+}
+
+/// The site key every node token is derived from.
+///
+/// Contract: the first `get_or_create` at a site stores `fresh`; every call
+/// after it, on any server, returns that same key (create-if-absent, then
+/// read, atomically), so every server's tokens open the same cloud-configs.
+/// `get` never creates one.
+pub trait Keys: Send + Sync {
+    fn get(&self) -> Result<Option<[u8; 32]>, StoreError>;
+    /// The site's key, `fresh` if there was none (then `true`).
+    fn get_or_create(&self, fresh: [u8; 32]) -> Result<([u8; 32], bool), StoreError>;
+}
+
+/// Boot timelines, one record per machine.
+///
+/// Contract: `save` durably replaces the records of the MACs it is given;
+/// `load` returns the last saved record of every MAC. Records are opaque
+/// to the store (the timeline registry writes JSON).
+pub trait Timelines: Send + Sync {
+    fn load(&self) -> Result<Vec<(Mac, Vec<u8>)>, StoreError>;
+    fn save(&self, rows: &[(Mac, Vec<u8>)]) -> Result<(), StoreError>;
+}
+
+/// A site's state: the four stores of one backend.
+#[derive(Clone)]
+pub struct Store {
+    pub leases: Arc<dyn Leases>,
+    pub machines: Arc<dyn Machines>,
+    pub keys: Arc<dyn Keys>,
+    pub timelines: Arc<dyn Timelines>,
+    /// For logs: `embedded /var/lib/bootfleet/state.redb`, `etcd http://…`.
+    pub description: String,
+}
+
+/// Opens the store the spec's `[state]` names: the embedded one in
+/// `state_dir` (opened at its first use, importing an older layout found
+/// there), or etcd (connected now).
+pub fn open(backend: &StateBackend, state_dir: &Path) -> Result<Store, StoreError> {
+    match backend {
+        StateBackend::Embedded => {
+            let db = Arc::new(embedded::Lazy::new(state_dir));
+            Ok(Store {
+                description: format!("embedded {}", db.path().display()),
+                leases: db.clone(),
+                machines: db.clone(),
+                keys: db.clone(),
+                timelines: db,
+            })
+        }
+        StateBackend::Etcd(config) => {
+            let e = Arc::new(etcd::Etcd::connect(config)?);
+            Ok(Store {
+                description: format!("etcd {}", config.endpoints.join(",")),
+                leases: e.clone(),
+                machines: e.clone(),
+                keys: e.clone(),
+                timelines: e,
+            })
+        }
+    }
+}
+
+impl<T: Leases + ?Sized> Leases for Arc<T> {
+    fn load(&self) -> Result<Vec<Lease>, StoreError> {
+        (**self).load()
+    }
+    fn apply(&self, ops: &[Op]) -> Result<(), StoreError> {
+        (**self).apply(ops)
+    }
+}
