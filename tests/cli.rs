@@ -70,9 +70,9 @@ fn a_missing_spec_file_is_a_runtime_failure() {
 }
 
 #[test]
-fn render_creates_the_site_key_once_with_mode_0600_and_check_creates_none() {
+fn render_creates_the_site_key_once_in_a_store_of_mode_0600_and_check_creates_none() {
     let state = tempfile::tempdir().unwrap();
-    let key = state.path().join("site.key");
+    let key = state.path().join("state.redb");
     let ex = root().join("examples/ci.toml");
     assert!(
         bootfleet(state.path(), &["check", ex.to_str().unwrap()])

@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use super::CliError;
+use crate::inventory::SiteKey;
 
 /// Check a cluster spec: parse it, apply every rule, render every file in
 /// memory and validate each cloud-config. Writes nothing.
@@ -18,11 +19,12 @@ pub struct Args {
 pub fn run(args: Args, state_dir: &Path) -> Result<(), CliError> {
     let started = std::time::Instant::now();
     // Checked without the network and writing nothing: the site key is
-    // read from the embedded store if there is one, else made up (tokens
+    // read from the state directory if there is one, else made up (tokens
     // only shape URLs here), whatever the spec's [state] says.
     let spec = super::load_spec(&args.spec)?;
-    let keys = crate::store::embedded::Lazy::new(state_dir);
-    let p = crate::server::Prepared::with_spec(spec, &keys)?;
+    let key = crate::store::embedded::peek_key(state_dir)?
+        .map_or_else(SiteKey::generate, SiteKey::from_bytes);
+    let p = crate::server::Prepared::with_key(spec, key)?;
     tracing::debug!(elapsed = ?started.elapsed(), "spec checked, inventory built, templates compiled");
     let files = p.all_files()?;
     tracing::debug!(elapsed = ?started.elapsed(), files = files.len(), "every file rendered and checked");

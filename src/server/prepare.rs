@@ -66,6 +66,19 @@ impl Prepared {
         Prepared::with_spec(spec, keys)
     }
 
+    /// [`Prepared::load`] with a key given, never stored (`check`).
+    pub fn with_key(spec: Spec, key: SiteKey) -> Result<Prepared, PrepareError> {
+        let inventory = Inventory::build(&spec, &key);
+        let renderer = Renderer::new(spec.templates_dir.as_deref())?;
+        Ok(Prepared {
+            spec,
+            inventory,
+            renderer,
+            key,
+            key_is_new: false.into(),
+        })
+    }
+
     /// [`Prepared::load`] for a spec already loaded.
     pub fn with_spec(spec: Spec, keys: &dyn Keys) -> Result<Prepared, PrepareError> {
         let existing = keys.get().map_err(|source| PrepareError::Key {

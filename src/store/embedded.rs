@@ -190,6 +190,15 @@ impl Timelines for Lazy {
     }
 }
 
+/// The site key in `state_dir`, read without writing anything: from
+/// `state.redb`, or from an older layout's `site.key` not imported yet.
+pub fn peek_key(state_dir: &Path) -> Result<Option<[u8; 32]>, StoreError> {
+    if state_dir.join(FILE).exists() {
+        return Keys::get(&Embedded::open(state_dir)?);
+    }
+    super::import::older_key(state_dir)
+}
+
 pub(super) fn encode_lease(l: &Lease) -> [u8; 14] {
     let mut v = [0u8; 14];
     v[..6].copy_from_slice(&l.mac.0);

@@ -94,12 +94,8 @@ pub(super) fn older_layout(store: &Embedded, state_dir: &Path) -> Result<(), Sto
         })?;
         found.files.push("enrolled.json");
     }
-    let key = state_dir.join("site.key");
-    if let Some(text) = read(&key)? {
-        let mut bytes = [0u8; 32];
-        hex::decode_to_slice(text.trim(), &mut bytes)
-            .map_err(|_| StoreError::KeyDamaged { path: key.clone() })?;
-        found.key = Some(bytes);
+    found.key = older_key(state_dir)?;
+    if found.key.is_some() {
         found.files.push("site.key");
     }
     if found.files.is_empty() {
@@ -142,6 +138,18 @@ pub(super) fn older_layout(store: &Embedded, state_dir: &Path) -> Result<(), Sto
         embedded::FILE
     );
     Ok(())
+}
+
+/// The older layout's `site.key` (64 hex digits), if there is one.
+pub(super) fn older_key(state_dir: &Path) -> Result<Option<[u8; 32]>, StoreError> {
+    let key = state_dir.join("site.key");
+    let Some(text) = read(&key)? else {
+        return Ok(None);
+    };
+    let mut bytes = [0u8; 32];
+    hex::decode_to_slice(text.trim(), &mut bytes)
+        .map_err(|_| StoreError::KeyDamaged { path: key.clone() })?;
+    Ok(Some(bytes))
 }
 
 fn read(path: &Path) -> Result<Option<String>, StoreError> {
