@@ -323,3 +323,56 @@ fn an_override_that_breaks_the_cloud_config_is_caught_before_writing() {
         "{err}"
     );
 }
+
+#[test]
+fn a_state_backend_that_does_not_exist() {
+    let spec = BASE.to_owned() + &good_nodes() + "\n[state]\nbackend = \"sqlite\"\n";
+    let err = expect_rejected(
+        &spec,
+        line_of(&spec, "sqlite", 0),
+        "unknown state backend `sqlite`",
+    );
+    assert!(err.contains("\"embedded\""), "{err}");
+}
+
+#[test]
+fn an_etcd_state_without_endpoints_or_with_a_bad_one() {
+    let spec = BASE.to_owned() + &good_nodes() + "\n[state]\nbackend = \"etcd\"\n";
+    expect_rejected(&spec, line_of(&spec, "backend", 0), "needs endpoints");
+    let spec = BASE.to_owned()
+        + &good_nodes()
+        + "\n[state]\nbackend = \"etcd\"\nendpoints = [\"10.0.1.5:2379\"]\n";
+    expect_rejected(
+        &spec,
+        line_of(&spec, "endpoints", 0),
+        "is not an etcd endpoint URL",
+    );
+}
+
+#[test]
+fn the_clusters_own_etcd_is_refused_as_bootfleets_store() {
+    // e0 (10.0.0.10) is the cluster's etcd member.
+    let spec = BASE.to_owned()
+        + &good_nodes()
+        + "\n[state]\nbackend = \"etcd\"\nendpoints = [\"http://10.0.0.10:2379\"]\n";
+    let err = expect_rejected(
+        &spec,
+        line_of(&spec, "endpoints", 0),
+        "10.0.0.10 is an etcd member of this cluster",
+    );
+    assert!(err.contains("an etcd of its own"), "{err}");
+}
+
+#[test]
+fn an_etcd_state_with_its_own_endpoints_checks_clean() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("spec.toml");
+    let spec = BASE.to_owned()
+        + &good_nodes()
+        + "\n[state]\nbackend = \"etcd\"\nendpoints = [\"http://10.0.1.5:2379\"]\n";
+    std::fs::write(&path, spec).unwrap();
+    let state = dir.path().join("state");
+    let out = bootfleet(&state, &["check", path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!state.exists(), "check writes nothing and asks no etcd");
+}

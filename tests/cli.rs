@@ -264,7 +264,8 @@ fn nodes_says_so_when_what_answers_at_the_address_is_not_bootfleet() {
     cmd.args(["-u", "-c"]).arg(format!(
         "import http.server,sys\nsrv=http.server.HTTPServer(('127.0.0.1',{port}),http.server.SimpleHTTPRequestHandler)\nprint('ready',flush=True)\nsrv.serve_forever()"
     ));
-    cmd.current_dir(dir.path());
+    cmd.current_dir(dir.path())
+        .stderr(std::process::Stdio::null());
     let (_python, line) = spawn_until_line(&mut cmd);
     assert_eq!(line.trim(), "ready");
     let addr = format!("127.0.0.1:{port}");

@@ -386,6 +386,36 @@ fn leases_survive_sigkill_and_no_address_goes_to_two_macs_needs_root() {
     }
     let ips: std::collections::HashSet<_> = granted.iter().map(|(_, ip)| ip.clone()).collect();
     assert_eq!(ips.len(), 3, "{granted:?}");
+    // With no server running, `bootfleet leases` reads the store: the
+    // three leases the clients were told, each to its MAC.
+    let state = dir.path().join("state");
+    let o = seg
+        .srv
+        .exec(&[
+            env!("CARGO_BIN_EXE_bootfleet"),
+            "--state-dir",
+            state.to_str().unwrap(),
+            "leases",
+            dir.path().join("spec.toml").to_str().unwrap(),
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let listed: Vec<serde_json::Value> = serde_json::from_str(&stdout(&o)).unwrap();
+    let mut listed: Vec<(String, String)> = listed
+        .iter()
+        .map(|l| {
+            (
+                l["mac"].as_str().unwrap().into(),
+                l["ip"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    listed.sort();
+    let mut told = granted.clone();
+    told.sort();
+    assert_eq!(listed, told);
     let _server = start(&seg, dir.path());
     // A new machine first: it must not get any address granted before.
     seg.set_client_mac("02:00:00:77:02:00");
@@ -873,4 +903,32 @@ fn serve_shows_a_refused_unknown_machine_on_its_page_and_api_needs_root() {
     );
     let metrics = get("/metrics");
     assert!(metrics.contains("outcome=\"unknown_refused\""), "{metrics}");
+    // n1 takes its reservation; `bootfleet leases` asks the server for it.
+    seg.set_client_mac("52:54:00:77:00:10");
+    let env = udhcpc(&seg, d, &[]);
+    assert_eq!(env.get("ip").map(String::as_str), Some("10.77.0.10"));
+    let o = seg
+        .srv
+        .exec(&[
+            bin,
+            "--state-dir",
+            state.to_str().unwrap(),
+            "leases",
+            d.join("spec.toml").to_str().unwrap(),
+            "--server",
+            "127.0.0.1:8080",
+        ])
+        .output()
+        .unwrap();
+    let table = stdout(&o);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(table.starts_with("ADDRESS"), "{table}");
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("10.77.0.10"))
+        .unwrap_or_default();
+    assert!(
+        row.contains("52:54:00:77:00:10") && row.contains("n1") && row.contains("in "),
+        "{table}"
+    );
 }

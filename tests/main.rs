@@ -19,5 +19,6 @@ mod golden;
 mod images_fetch;
 mod ra;
 mod serve;
+mod store_etcd;
 mod systemd_units;
 mod tftp;

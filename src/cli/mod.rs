@@ -6,6 +6,7 @@ mod cluster;
 mod completions;
 mod dhcp;
 mod images;
+mod leases;
 mod nodes;
 mod render;
 mod serve;
@@ -49,6 +50,7 @@ enum Command {
     Serve(serve::Args),
     Cluster(cluster::Args),
     Nodes(nodes::Args),
+    Leases(leases::Args),
     Images(images::Args),
     Completions(completions::Args),
 }
@@ -134,7 +136,7 @@ pub(crate) fn print_warning(w: &Diagnostic) {
 
 impl From<crate::store::StoreError> for CliError {
     fn from(e: crate::store::StoreError) -> Self {
-        CliError::Runtime(anyhow::Error::new(e).context("opening the site's state"))
+        CliError::Runtime(anyhow::Error::new(e).context("the site's state"))
     }
 }
 
@@ -252,6 +254,7 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args, &state_dir),
         Command::Cluster(args) => cluster::run(args, &state_dir),
         Command::Nodes(args) => nodes::run(args),
+        Command::Leases(args) => leases::run(args, &state_dir),
         Command::Images(args) => images::run(args),
         Command::Completions(args) => completions::run(args),
     };

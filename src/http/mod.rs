@@ -9,6 +9,7 @@
 
 mod assets;
 pub mod client;
+pub mod leases;
 mod machines;
 mod metrics;
 mod page;
@@ -74,6 +75,8 @@ pub struct AppState {
     /// Whole files in memory, shared with the TFTP server: big assets are
     /// served from here (one copy of an initrd, whichever way it goes).
     pub files: Arc<Files>,
+    /// The stored leases, for `/api/v1/leases` (none: not served).
+    pub leases: Option<Arc<dyn crate::store::Leases>>,
 }
 
 impl AppState {
@@ -92,6 +95,7 @@ impl AppState {
             http: Arc::default(),
             enrol: None,
             files,
+            leases: None,
         }
     }
 
@@ -114,6 +118,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics::render))
         .route("/api/v1/nodes", get(page::nodes_json))
         .route("/api/v1/nodes/{name}", get(page::node_json))
+        .route("/api/v1/leases", get(leases::list))
         .route("/boot.ipxe", get(machines::boot_ipxe))
         .route("/ipxe/boot", get(machines::ipxe_by_mac))
         .route("/ipxe/{file}", get(machines::ipxe_by_name))

@@ -138,7 +138,7 @@ pub fn start(o: Options) -> Result<Server, ServerError> {
         store: store.clone(),
     };
     let enrolled = store.machines.list().map_err(|source| ServerError::Store {
-        what: "reading the enrolled machines",
+        what: "the site's state",
         source,
     })?;
     let (prepared, loaded) = loop {
@@ -295,6 +295,7 @@ pub fn start(o: Options) -> Result<Server, ServerError> {
     })?;
     let mut state = AppState::new(loaded.site, registry.clone(), gauges, files.clone());
     state.enrol = Some(enrol_tx);
+    state.leases = Some(store.leases.clone());
     let app = crate::http::router(state.clone());
     let mut live = Live::new(source, prepared, enrolled, state, files, registry.clone());
     live.dhcp_pending = dhcp_pending;

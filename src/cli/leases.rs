@@ -1,0 +1,95 @@
+//! `bootfleet leases SPEC`: every lease of the site, as `dhcp-lease-list`
+//! or `kea-admin lease-dump` print them.
+
+use anyhow::Context as _;
+
+use super::CliError;
+use crate::http::client::ClientError;
+use crate::http::leases::{LeaseRow, rows};
+
+/// Print every lease: address, MAC, the node that holds it, expiry. Asks
+/// the running `bootfleet serve` for SPEC (its /api/v1/leases, which reads
+/// the store); when no server answers there, reads the spec's store
+/// itself (the embedded one, or etcd).
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  bootfleet leases examples/rack.toml\n  bootfleet leases site.toml --json | jq '.[] | select(.node == null)'\n  bootfleet leases site.toml --server 127.0.0.1:8080"
+)]
+pub struct Args {
+    /// The cluster spec (TOML).
+    spec: std::path::PathBuf,
+    /// Print JSON, for scripts.
+    #[arg(long)]
+    json: bool,
+    /// Ask this HOST:PORT instead of the spec's server address and port.
+    #[arg(long, value_name = "HOST:PORT")]
+    server: Option<String>,
+}
+
+pub fn run(args: Args, state_dir: &std::path::Path) -> Result<(), CliError> {
+    let spec = super::load_spec(&args.spec)?;
+    let addr = args
+        .server
+        .clone()
+        .unwrap_or_else(|| format!("{}:{}", spec.network.server, spec.network.http_port));
+    let rows: Vec<LeaseRow> = match crate::http::client::get(&addr, "/api/v1/leases") {
+        Ok(body) => serde_json::from_str(&body).context("reading the API's answer")?,
+        // No server there: the store itself.
+        Err(ClientError::Connect { .. }) if args.server.is_none() => {
+            let store = crate::store::open(&spec.state, state_dir)?;
+            let enrolled = store.machines.list()?;
+            let name = |mac| {
+                let spec_node = spec.nodes.iter().find(|n| n.mac == mac).map(|n| &n.name);
+                let enrolled = enrolled.iter().find(|e| e.mac == mac).map(|e| &e.name);
+                spec_node.or(enrolled).cloned()
+            };
+            rows(store.leases.load()?, name)
+        }
+        Err(e) => return Err(anyhow::Error::from(e).into()),
+    };
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string(&rows).expect("plain data serialises")
+        );
+        return Ok(());
+    }
+    let now = crate::boot::now_ms() / 1000;
+    let table: Vec<[String; 4]> = rows
+        .iter()
+        .map(|r| {
+            [
+                r.ip.to_string(),
+                r.mac.clone(),
+                r.node.clone().unwrap_or_else(|| "-".into()),
+                expiry(r.expires, now),
+            ]
+        })
+        .collect();
+    super::print_table(&["ADDRESS", "MAC", "NODE", "EXPIRES"], &table);
+    Ok(())
+}
+
+/// `in 3h 12m`, `in 40 s`, `expired 5 min ago`.
+fn expiry(at: u64, now: u64) -> String {
+    let span = |s: u64| match s {
+        0..=59 => format!("{s} s"),
+        60..=3599 => format!("{} min", s / 60),
+        _ => format!("{}h {}m", s / 3600, s % 3600 / 60),
+    };
+    if at >= now {
+        format!("in {}", span(at - now))
+    } else {
+        format!("expired {} ago", span(now - at))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn expiry_reads_as_time_left_or_gone() {
+        assert_eq!(super::expiry(100, 60), "in 40 s");
+        assert_eq!(super::expiry(100 + 3 * 3600 + 720, 100), "in 3h 12m");
+        assert_eq!(super::expiry(100, 400), "expired 5 min ago");
+    }
+}

@@ -1,0 +1,225 @@
+//! `bootfleet serve` keeping its state in a real etcd (Debian's
+//! etcd-server, started here on loopback): servers of one site sign with
+//! one key, an enrolment made by one is known to the next, and leases are
+//! listed from etcd.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::support::*;
+
+/// An etcd member on loopback, killed when dropped.
+struct Etcd {
+    child: Child,
+    _dir: tempfile::TempDir,
+    url: String,
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn etcd() -> Option<Etcd> {
+    if !have("etcd") || !have("curl") {
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("http://127.0.0.1:{}", free_port());
+    let peer = format!("http://127.0.0.1:{}", free_port());
+    let child = Command::new("etcd")
+        .args(["--name", "m", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .args([
+            "--listen-client-urls",
+            &url,
+            "--advertise-client-urls",
+            &url,
+        ])
+        .args([
+            "--listen-peer-urls",
+            &peer,
+            "--initial-advertise-peer-urls",
+            &peer,
+        ])
+        .args(["--initial-cluster", &format!("m={peer}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let e = Etcd {
+        child,
+        _dir: dir,
+        url,
+    };
+    for _ in 0..100 {
+        let o = Command::new("curl")
+            .args(["-sf", "--max-time", "1", &format!("{}/health", e.url)])
+            .output()
+            .unwrap();
+        if o.status.success() {
+            return Some(e);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("etcd did not become healthy at {}", e.url);
+}
+
+fn spec(etcd: &str) -> String {
+    format!(
+        r#"[cluster]
+name = "shared"
+
+[network]
+interface = "lo"
+subnet = "127.0.0.0/8"
+server = "127.0.0.9"
+dynamic_range = ["127.0.0.100", "127.0.0.200"]
+
+[boot]
+kernel = "os/vmlinuz"
+initrd = "os/initrd.img"
+
+[enrolment]
+role = "worker"
+name = "w-{{mac}}"
+
+[[nodes]]
+name = "a1"
+mac = "52:54:00:5e:00:01"
+ip = "127.0.0.5"
+roles = ["etcd", "worker"]
+
+[state]
+backend = "etcd"
+endpoints = ["{etcd}"]
+"#
+    )
+}
+
+/// `bootfleet serve` over loopback (no DHCP) with its own state directory
+/// `state`; its HTTP base URL.
+fn serve(dir: &Path, state: &str) -> (Running, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_bootfleet"));
+    cmd.arg("--state-dir")
+        .arg(dir.join(state))
+        .args(["serve", "--no-dhcp", "--http-listen", "127.0.0.1:0"])
+        .args(["--tftp-listen", "127.0.0.1:0", "--images"])
+        .arg(dir.join("images"))
+        .arg(dir.join("spec.toml"))
+        .stderr(std::fs::File::create(dir.join(format!("{state}.log"))).unwrap());
+    let (server, line) = spawn_until_line(&mut cmd);
+    assert!(
+        line.starts_with("listening:"),
+        "{line:?}: {}",
+        std::fs::read_to_string(dir.join(format!("{state}.log"))).unwrap_or_default()
+    );
+    let http = line
+        .split("http ")
+        .nth(1)
+        .unwrap()
+        .trim()
+        .trim_end_matches('/')
+        .to_owned();
+    (server, http)
+}
+
+fn curl(args: &[&str]) -> String {
+    let o = Command::new("curl")
+        .args(["-s", "--max-time", "10"])
+        .args(args)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn code(url: &str) -> String {
+    curl(&["-o", "/dev/null", "-w", "%{http_code}", url])
+}
+
+#[test]
+fn servers_sharing_an_etcd_sign_with_one_key_and_know_each_others_enrolments_needs_etcd() {
+    let Some(etcd) = etcd() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("images/os")).unwrap();
+    std::fs::write(d.join("spec.toml"), spec(&etcd.url)).unwrap();
+    // Two servers of one site start at once, each with a state directory
+    // of its own: the site key is created once, in etcd.
+    let (a, b) = std::thread::scope(|t| {
+        let a = t.spawn(|| serve(d, "state-a"));
+        let b = t.spawn(|| serve(d, "state-b"));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    let token = |http: &str| token_in(&curl(&[&format!("{http}/ipxe/a1.ipxe")]));
+    assert_eq!(token(&a.1), token(&b.1), "one site key");
+    let t = token(&a.1);
+    assert_eq!(code(&format!("{}/cloud-config/a1?token={t}", b.1)), "200");
+    assert!(
+        !d.join("state-a/state.redb").exists(),
+        "nothing kept locally"
+    );
+    // A machine enrolled by server A ...
+    let script = curl(&[
+        "--interface",
+        "127.0.0.3",
+        &format!("{}/ipxe/boot?mac=52-54-00-5e-00-09", a.1),
+    ]);
+    assert!(
+        script.contains("/cloud-config/w-5254005e0009?token="),
+        "{script}"
+    );
+    let enrolled_token = token_in(&script);
+    drop(a);
+    // ... is the same machine to a server started later.
+    let (_c, c) = serve(d, "state-c");
+    let again = curl(&[&format!("{c}/ipxe/boot?mac=52-54-00-5e-00-09")]);
+    assert_eq!(token_in(&again), enrolled_token, "{again}");
+    let row = curl(&[&format!("{c}/api/v1/nodes/w-5254005e0009")]);
+    assert!(row.contains("\"ip\":\"127.0.0.3\""), "{row}");
+    // `bootfleet leases` with no server reachable reads etcd.
+    drop(b);
+    let o = Command::new(env!("CARGO_BIN_EXE_bootfleet"))
+        .arg("--state-dir")
+        .arg(d.join("state-d"))
+        .args(["leases", d.join("spec.toml").to_str().unwrap(), "--json"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o).trim(), "[]", "no DHCP served, no leases");
+}
+
+#[test]
+fn serve_says_which_etcd_it_cannot_reach_and_exits_needs_etcd() {
+    if !have("etcd") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("images")).unwrap();
+    let nowhere = format!("http://127.0.0.1:{}", free_port());
+    std::fs::write(d.join("spec.toml"), spec(&nowhere)).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_bootfleet"))
+        .arg("--state-dir")
+        .arg(d.join("state"))
+        .args(["serve", "--no-dhcp", "--http-listen", "127.0.0.1:0"])
+        .args(["--tftp-listen", "127.0.0.1:0", "--images"])
+        .arg(d.join("images"))
+        .arg(d.join("spec.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains(&nowhere.replace("http://", "")), "{err}");
+}
