@@ -28,7 +28,7 @@ use super::policy::{
 };
 use super::pool::{Lease, Table};
 use crate::spec::Mac;
-use crate::store::{Leases, Op, StoreError};
+use crate::store::{Applied, Leases, Op, StoreError};
 
 /// BOOTP's minimum message size; some PXE ROMs ignore shorter replies.
 const MIN_REPLY: usize = 300;
@@ -55,6 +55,9 @@ pub struct Stats {
     pub store_errors: AtomicU64,
     /// Store commits (each one fsync).
     pub commits: AtomicU64,
+    /// Claims another server of the site won (the request was decided
+    /// again).
+    pub lost_races: AtomicU64,
     /// (message type, outcome) -> count.
     outcomes: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
 }
@@ -75,10 +78,11 @@ impl Stats {
     /// `received=9 malformed=0 commits=3 discover/offer=3 request/ack=3`.
     pub fn summary(&self) -> String {
         let mut line = format!(
-            "received={} malformed={} commits={}",
+            "received={} malformed={} commits={} lost_races={}",
             self.received.load(Ordering::Relaxed),
             self.malformed.load(Ordering::Relaxed),
-            self.commits.load(Ordering::Relaxed)
+            self.commits.load(Ordering::Relaxed),
+            self.lost_races.load(Ordering::Relaxed)
         );
         for ((kind, outcome), n) in self.outcomes() {
             line.push_str(&format!(" {kind}/{outcome}={n}"));
@@ -260,7 +264,10 @@ impl<S: Leases> Server<S> {
     }
 
     /// Handles datagrams read together: decides each, commits their lease
-    /// changes at once, then sends the ACKs.
+    /// changes at once, then sends the ACKs (and, with a shared store, the
+    /// OFFERs: their addresses are claimed first). A request whose address
+    /// another server took meanwhile is decided again, once, with what the
+    /// store said (another address, or a NAK).
     fn handle_batch<'a>(
         &mut self,
         socket: &Out,
@@ -268,76 +275,134 @@ impl<S: Leases> Server<S> {
         datagrams: impl Iterator<Item = (&'a [u8], SocketAddr)>,
     ) {
         let now = now();
-        let mut ops = Vec::new();
-        let mut waiting = Vec::new();
-        for (datagram, from) in datagrams {
-            let Some(out) = self.handle_one(datagram, from, port, now, &mut ops) else {
-                continue;
-            };
-            if out.after_commit {
-                waiting.push(out);
-            } else {
-                socket.send(&out);
-            }
-        }
-        if ops.is_empty() {
-            return;
-        }
-        match self.store.apply(&ops) {
-            Ok(()) => {
-                self.stats.commits.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(e) => {
-                // No durable lease, no ACK: the clients will ask again. The
-                // addresses stay held only as briefly as an offer.
-                self.stats
-                    .store_errors
-                    .fetch_add(waiting.len() as u64, Ordering::Relaxed);
-                warn!(acks = waiting.len(), error = %e, "leases not stored; ACKs withheld");
-                for o in &ops {
-                    if let Op::Put(l) = o {
-                        self.table.insert(Lease {
-                            expires: now + OFFER_HOLD_SECS,
-                            ..l.clone()
-                        });
-                    }
+        self.take_news();
+        let mut round: Vec<(Message, SocketAddr)> = datagrams
+            .filter_map(|(datagram, from)| Some((self.decode(datagram, from)?, from)))
+            .collect();
+        for _attempt in 0..2 {
+            let mut ops = Vec::new();
+            // (reply, index of its op, index of its request)
+            let mut waiting: Vec<(Outgoing, Option<usize>, usize)> = Vec::new();
+            for (i, (req, from)) in round.iter().enumerate() {
+                let before = ops.len();
+                let Some(out) = self.handle_one(req, *from, port, now, &mut ops) else {
+                    continue;
+                };
+                if out.after_commit {
+                    waiting.push((out, (ops.len() > before).then_some(before), i));
+                } else {
+                    socket.send(&out);
                 }
-                waiting.clear();
             }
-        }
-        for out in &waiting {
-            socket.send(out);
+            if ops.is_empty() {
+                return;
+            }
+            let results = match self.store.apply(&ops) {
+                Ok(r) => {
+                    self.stats.commits.fetch_add(1, Ordering::Relaxed);
+                    r
+                }
+                Err(e) => {
+                    // No durable lease, no ACK: the clients will ask again.
+                    // The addresses stay held only as briefly as an offer.
+                    self.stats
+                        .store_errors
+                        .fetch_add(waiting.len() as u64, Ordering::Relaxed);
+                    warn!(replies = waiting.len(), error = %e, "leases not stored; replies withheld");
+                    for o in &ops {
+                        if let Op::Put(l) = o {
+                            self.table.insert(Lease {
+                                expires: now + OFFER_HOLD_SECS,
+                                ..l.clone()
+                            });
+                        }
+                    }
+                    return;
+                }
+            };
+            let mut again = Vec::new();
+            for (out, op, i) in waiting {
+                match op.and_then(|k| Some((&ops[k], results.get(k)?))) {
+                    Some((op, Applied::Taken(holder))) => {
+                        self.stats.lost_races.fetch_add(1, Ordering::Relaxed);
+                        debug!(ip = %op.ip(), "another server took the address first; deciding again");
+                        self.learn(op.ip(), holder.clone(), &round[i].0);
+                        again.push(round[i].clone());
+                    }
+                    _ => socket.send(&out),
+                }
+            }
+            if again.is_empty() {
+                return;
+            }
+            round = again;
         }
     }
 
-    /// Decides one datagram, applies its change to the table (queueing the
+    /// The table learns what another server did with `ip`: `holder` has it
+    /// (or nobody, when `None`), not the machine that asked in `req`.
+    fn learn(&mut self, ip: Ipv4Addr, holder: Option<Lease>, req: &Message) {
+        match holder {
+            Some(l) => self.table.insert(l),
+            None => {
+                if let Some(mac) = client_mac(req) {
+                    self.table.release(ip, mac);
+                }
+            }
+        }
+    }
+
+    /// What other servers of the site changed, into the table.
+    fn take_news(&mut self) {
+        for (ip, lease) in self.store.changes() {
+            match lease {
+                Some(l) => self.table.insert(l),
+                None => {
+                    if let Some(mac) = self.table.by_ip(ip).map(|l| l.mac) {
+                        self.table.release(ip, mac);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Decodes one datagram; a malformed one is counted and dropped.
+    fn decode(&self, datagram: &[u8], from: SocketAddr) -> Option<Message> {
+        self.stats.received.fetch_add(1, Ordering::Relaxed);
+        match super::wire::decode(datagram) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                self.stats.malformed.fetch_add(1, Ordering::Relaxed);
+                debug!(%from, error = %e, "malformed DHCP datagram dropped");
+                None
+            }
+        }
+    }
+
+    /// Decides one request, applies its change to the table (queueing the
     /// store operation in `ops`) and encodes the reply.
     fn handle_one(
         &mut self,
-        datagram: &[u8],
+        req: &Message,
         from: SocketAddr,
         port: Port,
         now: u64,
         ops: &mut Vec<Op>,
     ) -> Option<Outgoing> {
-        self.stats.received.fetch_add(1, Ordering::Relaxed);
-        let req = match super::wire::decode(datagram) {
-            Ok(m) => m,
-            Err(e) => {
-                self.stats.malformed.fetch_add(1, Ordering::Relaxed);
-                debug!(%from, error = %e, "malformed DHCP datagram dropped");
-                return None;
-            }
-        };
         let d = match port {
-            Port::Dhcp => decide(&req, &self.cfg, &self.table, now),
-            Port::PxeBoot => super::proxy::on_port_4011(&req, &self.cfg),
+            Port::Dhcp => decide(req, &self.cfg, &self.table, now),
+            Port::PxeBoot => super::proxy::on_port_4011(req, &self.cfg),
         };
-        self.stats.count(type_name(message_type(&req)), d.outcome);
-        let after_commit = matches!(d.change, Some(Change::Bind(_)));
-        self.apply(&req, &d, ops);
-        self.log(&req, &d);
-        self.report(&req, &d);
+        self.stats.count(type_name(message_type(req)), d.outcome);
+        let shared = self.store.shared();
+        let after_commit = match &d.change {
+            Some(Change::Bind(_)) => true,
+            Some(Change::Offer(_)) => shared,
+            _ => false,
+        };
+        self.apply(req, &d, ops, shared);
+        self.log(req, &d);
+        self.report(req, &d);
         let (reply, dest) = d.reply?;
         let mut bytes = match reply.to_vec() {
             Ok(b) => b,
@@ -371,13 +436,18 @@ impl<S: Leases> Server<S> {
 
     /// Applies a decision's lease change to the table and queues it for
     /// the store.
-    fn apply(&mut self, req: &Message, d: &Decision, ops: &mut Vec<Op>) {
+    fn apply(&mut self, req: &Message, d: &Decision, ops: &mut Vec<Op>, shared: bool) {
         match &d.change {
             Some(Change::Bind(lease)) => {
                 ops.push(Op::Put(lease.clone()));
                 self.table.insert(lease.clone());
             }
-            Some(Change::Offer(lease)) => self.table.insert(lease.clone()),
+            Some(Change::Offer(lease)) => {
+                if shared {
+                    ops.push(Op::Hold(lease.clone()));
+                }
+                self.table.insert(lease.clone());
+            }
             Some(Change::Release { ip, mac }) => {
                 if self.table.by_ip(*ip).is_some_and(|l| l.mac == *mac) {
                     ops.push(Op::Remove(*ip));

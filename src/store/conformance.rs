@@ -5,7 +5,7 @@
 
 use std::net::Ipv4Addr;
 
-use super::{Enrolled, Enrolment, Lease, Op, Store};
+use super::{Applied, Enrolled, Enrolment, Lease, Op, Store};
 use crate::spec::Mac;
 
 fn mac(last: u8) -> Mac {
@@ -51,9 +51,22 @@ fn leases_are_durable_applied_in_order_and_whole(open: &dyn Fn() -> Store) {
         s.leases.apply(&[Op::Put(b.clone())]).unwrap();
         s.leases.apply(&[Op::Remove(b.ip)]).unwrap();
         s.leases.apply(&[]).unwrap();
+        let done = s.leases.apply(&[Op::Hold(lease(7, 10))]).unwrap();
+        assert_eq!(
+            done,
+            vec![Applied::Done],
+            "one server's own hold is always done"
+        );
     }
     let s = open();
-    assert_eq!(s.leases.load().unwrap(), vec![a.clone()], "reopened");
+    let stored: Vec<Lease> = s
+        .leases
+        .load()
+        .unwrap()
+        .into_iter()
+        .filter(|l| l.mac != mac(7))
+        .collect();
+    assert_eq!(stored, vec![a.clone()], "reopened");
     let c = Lease {
         ip: Ipv4Addr::new(10, 0, 0, 150),
         ..a.clone()
@@ -72,8 +85,15 @@ fn leases_are_durable_applied_in_order_and_whole(open: &dyn Fn() -> Store) {
         .unwrap();
     drop(s);
     let s = open();
+    let stored: Vec<Lease> = s
+        .leases
+        .load()
+        .unwrap()
+        .into_iter()
+        .filter(|l| l.mac != mac(7))
+        .collect();
     assert_eq!(
-        sorted(s.leases.load().unwrap()),
+        sorted(stored),
         vec![renewed, c],
         "one batch, applied in order"
     );
@@ -194,4 +214,105 @@ pub fn shared(a: &Store, b: &Store) {
         .filter(|r| ***r == Enrolment::Added)
         .count();
     assert_eq!(added, 1, "{ra:?} {rb:?}");
+}
+
+fn now() -> u64 {
+    crate::boot::now_ms() / 1000
+}
+
+/// Claims between two servers: `a` and `b` are handles on one site.
+pub fn claims(a: &Store, b: &Store) {
+    let t = now();
+    let x = Lease {
+        expires: t + 30,
+        ..lease(20, 0)
+    };
+    assert_eq!(
+        a.leases.apply(&[Op::Hold(x.clone())]).unwrap(),
+        vec![Applied::Done]
+    );
+    let rival = Lease {
+        mac: mac(21),
+        ..x.clone()
+    };
+    let taken = vec![Applied::Taken(Some(x.clone()))];
+    assert_eq!(
+        b.leases.apply(&[Op::Hold(rival.clone())]).unwrap(),
+        taken,
+        "offered elsewhere"
+    );
+    assert_eq!(
+        b.leases.apply(&[Op::Put(rival.clone())]).unwrap(),
+        taken,
+        "bound elsewhere"
+    );
+    // The hold reaches the other server as news.
+    let start = std::time::Instant::now();
+    let mut seen = Vec::new();
+    while !seen.contains(&(x.ip, Some(x.clone()))) && start.elapsed().as_secs() < 5 {
+        seen.extend(b.leases.changes());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(seen.contains(&(x.ip, Some(x.clone()))), "{seen:?}");
+    assert!(
+        a.leases.changes().iter().all(|(ip, _)| *ip != x.ip),
+        "its own writes are not news"
+    );
+    // The machine that was offered it may take it from either server.
+    let bound = Lease {
+        expires: t + 3600,
+        ..x.clone()
+    };
+    assert_eq!(
+        b.leases.apply(&[Op::Put(bound.clone())]).unwrap(),
+        vec![Applied::Done]
+    );
+    // Another machine's expired lease is no claim.
+    let old = Lease {
+        expires: t - 1,
+        ..lease(22, 0)
+    };
+    assert_eq!(
+        a.leases.apply(&[Op::Put(old.clone())]).unwrap(),
+        vec![Applied::Done]
+    );
+    let reuse = Lease {
+        mac: mac(23),
+        expires: t + 60,
+        ..old
+    };
+    assert_eq!(
+        b.leases.apply(&[Op::Hold(reuse)]).unwrap(),
+        vec![Applied::Done]
+    );
+    // Two servers claiming one address at once: exactly one wins, in a
+    // batch with an address nobody else wants (which is done either way).
+    for round in 0..20u8 {
+        let ip = Ipv4Addr::new(10, 0, 1, round);
+        let claim = |m: u8, other: u8| {
+            vec![
+                Op::Hold(Lease {
+                    ip,
+                    mac: mac(m),
+                    expires: t + 30,
+                }),
+                Op::Hold(Lease {
+                    ip: Ipv4Addr::new(10, 0, 2 + other, round),
+                    mac: mac(m),
+                    expires: t + 30,
+                }),
+            ]
+        };
+        let (ra, rb) = std::thread::scope(|s| {
+            let ja = s.spawn(|| a.leases.apply(&claim(40, 0)).unwrap());
+            let jb = s.spawn(|| b.leases.apply(&claim(41, 1)).unwrap());
+            (ja.join().unwrap(), jb.join().unwrap())
+        });
+        let wins = [&ra[0], &rb[0]]
+            .iter()
+            .filter(|r| ***r == Applied::Done)
+            .count();
+        assert_eq!(wins, 1, "round {round}: {ra:?} {rb:?}");
+        assert_eq!((&ra[1], &rb[1]), (&Applied::Done, &Applied::Done));
+    }
 }

@@ -16,7 +16,9 @@ use std::sync::{Arc, Mutex};
 
 use redb::{Database, ReadableTable, TableDefinition};
 
-use super::{Enrolled, Enrolment, Keys, Lease, Leases, Machines, Op, StoreError, Timelines};
+use super::{
+    Applied, Enrolled, Enrolment, Keys, Lease, Leases, Machines, Op, StoreError, Timelines,
+};
 use crate::spec::Mac;
 
 /// The file in the state directory.
@@ -157,7 +159,7 @@ impl Leases for Lazy {
         self.get(false)?
             .map_or(Ok(Vec::new()), |db| Leases::load(&*db))
     }
-    fn apply(&self, ops: &[Op]) -> Result<(), StoreError> {
+    fn apply(&self, ops: &[Op]) -> Result<Vec<Applied>, StoreError> {
         self.opened()?.apply(ops)
     }
 }
@@ -231,9 +233,12 @@ impl Leases for Embedded {
         })
     }
 
-    fn apply(&self, ops: &[Op]) -> Result<(), StoreError> {
-        if ops.is_empty() {
-            return Ok(());
+    /// One server owns these leases: every change is done; holds need no
+    /// claim and are not written.
+    fn apply(&self, ops: &[Op]) -> Result<Vec<Applied>, StoreError> {
+        let done = vec![Applied::Done; ops.len()];
+        if !ops.iter().any(|o| matches!(o, Op::Put(_) | Op::Remove(_))) {
+            return Ok(done);
         }
         self.write("storing leases", |txn| {
             let mut t = txn.open_table(LEASES)?;
@@ -245,10 +250,12 @@ impl Leases for Embedded {
                     Op::Remove(ip) => {
                         t.remove(u32::from(*ip))?;
                     }
+                    Op::Hold(_) => {}
                 }
             }
             Ok(())
-        })
+        })?;
+        Ok(done)
     }
 }
 

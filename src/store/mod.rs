@@ -41,25 +41,64 @@ pub struct Lease {
 /// One change to the stored leases.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
-    /// Store (or replace) the lease on `lease.ip`.
+    /// Store (or replace) the lease on `lease.ip`: an ACK's lease.
     Put(Lease),
+    /// Hold `lease.ip` for `lease.mac` briefly: an OFFER's claim, so that
+    /// no other server of the site offers the address to another machine.
+    /// Kept only by shared stores, and only while this server lives.
+    Hold(Lease),
     /// Forget the lease on this address.
     Remove(Ipv4Addr),
 }
 
+impl Op {
+    /// The address the change is about.
+    pub fn ip(&self) -> Ipv4Addr {
+        match self {
+            Op::Put(l) | Op::Hold(l) => l.ip,
+            Op::Remove(ip) => *ip,
+        }
+    }
+}
+
+/// What became of one [`Op`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    Done,
+    /// Another machine holds the address (an unexpired lease or hold made
+    /// by another server): its lease as the store has it, if it still has
+    /// one. Nothing was changed for this address.
+    Taken(Option<Lease>),
+}
+
 /// Where leases survive restarts.
 ///
-/// Contract: when `apply` returns `Ok`, every change in the batch is on
-/// stable storage and `load` (after a crash, on any server of the site)
-/// reflects it; when it fails, none is. The DHCP server gathers the changes
-/// of all the requests it read in one go into one batch (group commit: one
-/// fsync or one transaction for many ACKs) and sends no ACK of a batch that
-/// failed. Implementations are called from one thread at a time.
+/// Contract: when `apply` returns `Ok`, every change marked
+/// [`Applied::Done`] is on stable storage and `load` (after a crash, on any
+/// server of the site) reflects it; when it returns `Err`, none is. The
+/// DHCP server gathers the changes of all the requests it read in one go
+/// into one batch (group commit: one fsync or one transaction for many
+/// ACKs) and sends no ACK whose change is not done. A shared store
+/// ([`Leases::shared`]) never lets a `Put` or `Hold` replace another MAC's
+/// unexpired lease or hold, whichever server made it, even when two servers
+/// write at once: one wins, the other hears [`Applied::Taken`]. Changes other
+/// servers made reach this one through [`Leases::changes`].
+/// Implementations are called from one thread at a time.
 pub trait Leases: Send + Sync {
     /// Every stored lease.
     fn load(&self) -> Result<Vec<Lease>, StoreError>;
-    /// Applies `ops` in order, atomically and durably.
-    fn apply(&self, ops: &[Op]) -> Result<(), StoreError>;
+    /// Applies `ops` in order; one result per op.
+    fn apply(&self, ops: &[Op]) -> Result<Vec<Applied>, StoreError>;
+    /// Whether other servers share these leases (offers must then be
+    /// claimed with [`Op::Hold`]).
+    fn shared(&self) -> bool {
+        false
+    }
+    /// What other servers changed since the last call: each address with
+    /// its lease now, or `None` when it was freed.
+    fn changes(&self) -> Vec<(Ipv4Addr, Option<Lease>)> {
+        Vec::new()
+    }
 }
 
 /// A machine enrolled without being in the spec.
@@ -162,7 +201,13 @@ impl<T: Leases + ?Sized> Leases for Arc<T> {
     fn load(&self) -> Result<Vec<Lease>, StoreError> {
         (**self).load()
     }
-    fn apply(&self, ops: &[Op]) -> Result<(), StoreError> {
+    fn apply(&self, ops: &[Op]) -> Result<Vec<Applied>, StoreError> {
         (**self).apply(ops)
+    }
+    fn shared(&self) -> bool {
+        (**self).shared()
+    }
+    fn changes(&self) -> Vec<(Ipv4Addr, Option<Lease>)> {
+        (**self).changes()
     }
 }

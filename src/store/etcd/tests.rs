@@ -111,6 +111,38 @@ fn etcd_passes_the_conformance_suite_with_one_server_and_with_two_needs_etcd() {
     conformance::run(&|| store(&one));
     let two = config(&m, "/bootfleet/two");
     conformance::shared(&store(&two), &store(&two));
+    let three = config(&m, "/bootfleet/three");
+    let (a, b) = (store(&three), store(&three));
+    a.leases.load().unwrap();
+    b.leases.load().unwrap();
+    conformance::claims(&a, &b);
+}
+
+#[test]
+fn a_servers_offers_are_free_again_once_it_is_gone_needs_etcd() {
+    let Some(m) = etcd() else { return };
+    let c = config(&m, "/bootfleet/gone");
+    let b = store(&c);
+    let held = Lease {
+        ip: Ipv4Addr::new(10, 0, 0, 7),
+        mac: Mac([2, 0, 0, 0, 0, 7]),
+        expires: crate::boot::now_ms() / 1000 + 30,
+    };
+    {
+        let a = store(&c);
+        assert_eq!(
+            a.leases.apply(&[Op::Hold(held.clone())]).unwrap(),
+            vec![Applied::Done]
+        );
+    }
+    let other = Lease {
+        mac: Mac([2, 0, 0, 0, 0, 8]),
+        ..held
+    };
+    assert_eq!(
+        b.leases.apply(&[Op::Hold(other)]).unwrap(),
+        vec![Applied::Done]
+    );
 }
 
 #[test]
@@ -140,7 +172,8 @@ fn a_batch_larger_than_one_etcd_transaction_is_stored_whole_needs_etcd() {
         })
         .chain([Op::Remove(Ipv4Addr::from(0x0a00_0000))])
         .collect();
-    s.leases.apply(&ops).unwrap();
+    let results = s.leases.apply(&ops).unwrap();
+    assert!(results.iter().all(|r| *r == Applied::Done), "{results:?}");
     assert_eq!(s.leases.load().unwrap().len(), 299);
 }
 
