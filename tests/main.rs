@@ -13,6 +13,7 @@ mod cluster;
 mod cluster_libvirtd;
 mod dhcp;
 mod dhcp_proxy;
+mod dhcp_shared;
 mod etcd_cluster;
 mod examples;
 mod golden;

@@ -66,7 +66,7 @@ pub fn run(args: Args, state_dir: &Path) -> Result<(), CliError> {
     server.run(&sockets, &stop).context("DHCP server")?;
     tracing::info!(
         counters = %server.stats.summary(),
-        "DHCP server stopped; every lease is on disk"
+        "DHCP server stopped; every lease acknowledged is stored"
     );
     Ok(())
 }

@@ -199,10 +199,16 @@ fn discover(req: &Message, cfg: &Config, table: &Table, mac: Mac, now: u64) -> D
     };
     let (reply, boot) = base_reply(req, cfg, MessageType::Offer, ip);
     let dest = destination(req, false, ip);
+    // A client that holds this address already (bound, asking again)
+    // keeps its lease's end: an offer never shortens a binding.
+    let bound = table
+        .by_ip(ip)
+        .filter(|l| l.mac == mac)
+        .map_or(0, |l| l.expires);
     let hold = Lease {
         ip,
         mac,
-        expires: now + OFFER_HOLD_SECS,
+        expires: (now + OFFER_HOLD_SECS).max(bound),
     };
     let change = (!matches!(a, Assignment::Reserved(_))).then_some(Change::Offer(hold));
     Decision {
@@ -216,8 +222,15 @@ fn discover(req: &Message, cfg: &Config, table: &Table, mac: Mac, now: u64) -> D
 fn request(req: &Message, cfg: &Config, table: &Table, mac: Mac, now: u64) -> Decision {
     if let Some(sid) = server_id(req) {
         if sid != cfg.server {
-            // The client took another server's offer.
-            return Decision::silent("chose_another_server");
+            // The client took another server's offer: the address offered
+            // here is free again (for every server, with a shared store).
+            let offered = table
+                .by_mac(mac)
+                .filter(|l| l.expires > now && l.expires <= now + OFFER_HOLD_SECS);
+            return Decision {
+                change: offered.map(|l| Change::Release { ip: l.ip, mac }),
+                ..Decision::silent("chose_another_server")
+            };
         }
     }
     // SELECTING and INIT-REBOOT name the address in option 50; RENEWING

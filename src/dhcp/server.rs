@@ -443,19 +443,31 @@ impl<S: Leases> Server<S> {
                 self.table.insert(lease.clone());
             }
             Some(Change::Offer(lease)) => {
-                if shared {
+                // A binding is its own claim: only a new offer is held.
+                let bound = self
+                    .table
+                    .by_ip(lease.ip)
+                    .is_some_and(|l| l.mac == lease.mac && l.expires >= lease.expires);
+                if shared && !bound {
                     ops.push(Op::Hold(lease.clone()));
                 }
                 self.table.insert(lease.clone());
             }
             Some(Change::Release { ip, mac }) => {
                 if self.table.by_ip(*ip).is_some_and(|l| l.mac == *mac) {
-                    ops.push(Op::Remove(*ip));
+                    let (ip, mac) = (*ip, *mac);
+                    ops.push(if d.outcome == "chose_another_server" {
+                        Op::Unhold { ip, mac }
+                    } else {
+                        Op::Remove { ip, mac }
+                    });
                 }
                 self.table.release(*ip, *mac);
             }
             Some(Change::Decline { ip, until }) => {
-                ops.push(Op::Remove(*ip));
+                if let Some(mac) = client_mac(req) {
+                    ops.push(Op::Remove { ip: *ip, mac });
+                }
                 let mac = client_mac(req).map(|m| m.to_string()).unwrap_or_default();
                 warn!(%mac, ip = %ip, "client declined the address (in use by someone else); quarantined");
                 self.table.quarantine(*ip, *until);

@@ -49,7 +49,12 @@ fn leases_are_durable_applied_in_order_and_whole(open: &dyn Fn() -> Store) {
         assert_eq!(s.leases.load().unwrap(), vec![], "a new site has none");
         s.leases.apply(&[Op::Put(a.clone())]).unwrap();
         s.leases.apply(&[Op::Put(b.clone())]).unwrap();
-        s.leases.apply(&[Op::Remove(b.ip)]).unwrap();
+        s.leases
+            .apply(&[Op::Remove {
+                ip: b.ip,
+                mac: b.mac,
+            }])
+            .unwrap();
         s.leases.apply(&[]).unwrap();
         let done = s.leases.apply(&[Op::Hold(lease(7, 10))]).unwrap();
         assert_eq!(
@@ -78,7 +83,10 @@ fn leases_are_durable_applied_in_order_and_whole(open: &dyn Fn() -> Store) {
     s.leases
         .apply(&[
             Op::Put(b.clone()),
-            Op::Remove(a.ip),
+            Op::Remove {
+                ip: a.ip,
+                mac: a.mac,
+            },
             Op::Put(c.clone()),
             Op::Put(renewed.clone()),
         ])

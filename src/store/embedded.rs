@@ -237,7 +237,10 @@ impl Leases for Embedded {
     /// claim and are not written.
     fn apply(&self, ops: &[Op]) -> Result<Vec<Applied>, StoreError> {
         let done = vec![Applied::Done; ops.len()];
-        if !ops.iter().any(|o| matches!(o, Op::Put(_) | Op::Remove(_))) {
+        if !ops
+            .iter()
+            .any(|o| matches!(o, Op::Put(_) | Op::Remove { .. }))
+        {
             return Ok(done);
         }
         self.write("storing leases", |txn| {
@@ -247,10 +250,10 @@ impl Leases for Embedded {
                     Op::Put(lease) => {
                         t.insert(u32::from(lease.ip), encode_lease(lease).as_slice())?;
                     }
-                    Op::Remove(ip) => {
+                    Op::Remove { ip, .. } => {
                         t.remove(u32::from(*ip))?;
                     }
-                    Op::Hold(_) => {}
+                    Op::Hold(_) | Op::Unhold { .. } => {}
                 }
             }
             Ok(())

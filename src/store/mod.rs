@@ -47,8 +47,13 @@ pub enum Op {
     /// no other server of the site offers the address to another machine.
     /// Kept only by shared stores, and only while this server lives.
     Hold(Lease),
-    /// Forget the lease on this address.
-    Remove(Ipv4Addr),
+    /// Forget `mac`'s lease on `ip` (a RELEASE, a DECLINE); nothing when
+    /// another machine holds the address now.
+    Remove { ip: Ipv4Addr, mac: Mac },
+    /// Give back the hold this server made for `mac` on `ip` (the client
+    /// took another server's offer); nothing when the address is bound, or
+    /// held by another server.
+    Unhold { ip: Ipv4Addr, mac: Mac },
 }
 
 impl Op {
@@ -56,7 +61,7 @@ impl Op {
     pub fn ip(&self) -> Ipv4Addr {
         match self {
             Op::Put(l) | Op::Hold(l) => l.ip,
-            Op::Remove(ip) => *ip,
+            Op::Remove { ip, .. } | Op::Unhold { ip, .. } => *ip,
         }
     }
 }

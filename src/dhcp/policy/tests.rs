@@ -314,6 +314,28 @@ fn release_decline_and_other_servers() {
     );
     let d = decide(&other, &c, &t, 0);
     assert!(d.reply.is_none() && d.outcome == "chose_another_server");
+    assert_eq!(d.change, None, "nothing offered here");
+    // What was offered here is given back when the client takes another
+    // server's offer; a bound lease is not.
+    let mut t = Table::default();
+    t.insert(Lease {
+        ip: Ipv4Addr::new(10, 0, 0, 120),
+        mac: Mac(MAC),
+        expires: 30,
+    });
+    assert_eq!(
+        decide(&other, &c, &t, 0).change,
+        Some(Change::Release {
+            ip: Ipv4Addr::new(10, 0, 0, 120),
+            mac: Mac(MAC)
+        })
+    );
+    t.insert(Lease {
+        ip: Ipv4Addr::new(10, 0, 0, 120),
+        mac: Mac(MAC),
+        expires: 3600,
+    });
+    assert_eq!(decide(&other, &c, &t, 0).change, None);
 }
 
 #[test]

@@ -4,8 +4,12 @@
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
 use super::*;
-use crate::store::{Store, conformance};
+use crate::spec::{EtcdStore, Mac};
+use crate::store::{Applied, Lease, Op, Store, conformance};
 
 /// An etcd member on loopback, killed when dropped.
 struct Member {
@@ -170,7 +174,10 @@ fn a_batch_larger_than_one_etcd_transaction_is_stored_whole_needs_etcd() {
                 expires: 60,
             })
         })
-        .chain([Op::Remove(Ipv4Addr::from(0x0a00_0000))])
+        .chain([Op::Remove {
+            ip: Ipv4Addr::from(0x0a00_0000),
+            mac: Mac([2, 0, 0, 0, 0, 0]),
+        }])
         .collect();
     let results = s.leases.apply(&ops).unwrap();
     assert!(results.iter().all(|r| *r == Applied::Done), "{results:?}");
@@ -197,4 +204,34 @@ fn an_unreachable_etcd_is_an_error_that_names_it_not_a_hang() {
         err.to_string().contains(&format!("127.0.0.1:{port}")),
         "{err}"
     );
+}
+
+#[test]
+fn a_lease_bound_by_one_server_outlives_the_server_that_offered_it_needs_etcd() {
+    let Some(m) = etcd() else { return };
+    let c = config(&m, "/bootfleet/outlive");
+    let b = store(&c);
+    let offered = Lease {
+        ip: Ipv4Addr::new(10, 0, 0, 9),
+        mac: Mac([2, 0, 0, 0, 0, 9]),
+        expires: crate::boot::now_ms() / 1000 + 30,
+    };
+    {
+        let a = store(&c);
+        assert_eq!(
+            a.leases.apply(&[Op::Hold(offered.clone())]).unwrap(),
+            vec![Applied::Done]
+        );
+        // The client took a's offer but its REQUEST was answered by b.
+        let bound = Lease {
+            expires: offered.expires + 3600,
+            ..offered.clone()
+        };
+        assert_eq!(
+            b.leases.apply(&[Op::Put(bound)]).unwrap(),
+            vec![Applied::Done]
+        );
+    }
+    let left = b.leases.load().unwrap();
+    assert!(left.iter().any(|l| l.ip == offered.ip), "{left:?}");
 }

@@ -1,0 +1,463 @@
+//! Leases shared by the servers of a site: `PREFIX/leases/<ip>` holds
+//! `{"mac", "expires", "server", "hold"}`. A server writes a key only at
+//! the revision it last saw it at (a transaction comparing the key's
+//! mod revision), so of two servers claiming one address at once exactly
+//! one wins; the other reads what won and is told [`Applied::Taken`]. An
+//! OFFER's hold hangs on the server's own etcd lease (kept alive), so a
+//! dead server's offers are gone within [`HOLD_TTL_SECS`]; an ACK's lease
+//! has no etcd lease: it lasts until released or replaced once expired.
+//! A watch on the prefix keeps what this server knows current and hands
+//! other servers' changes to the DHCP table ([`Leases::changes`]).
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::Ipv4Addr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use etcd_client::{
+    Client, Compare, CompareOp, EventType, GetOptions, PutOptions, Txn, TxnOp, WatchOptions,
+};
+use serde::{Deserialize, Serialize};
+
+use super::{Etcd, MAX_TXN_OPS};
+use crate::spec::Mac;
+use crate::store::{Applied, Lease, Leases, Op, StoreError};
+
+/// The time to live of the etcd lease a server's holds hang on.
+pub const HOLD_TTL_SECS: i64 = 10;
+
+#[derive(Serialize, Deserialize)]
+struct Record {
+    mac: Mac,
+    expires: u64,
+    /// The server that wrote it (`host:pid/n`).
+    #[serde(default)]
+    server: String,
+    /// An OFFER's hold, not an ACK's lease.
+    #[serde(default)]
+    hold: bool,
+}
+
+/// One lease key as this server knows it.
+#[derive(Debug, Clone, Default)]
+pub struct Entry {
+    /// The revision it last changed at (0: absent).
+    rev: i64,
+    lease: Option<Lease>,
+    /// Written by this server, as a hold.
+    own_hold: bool,
+}
+
+/// Every lease key this server knows of.
+pub type Known = HashMap<Ipv4Addr, Entry>;
+
+/// Other servers' changes: each address and its lease now (`None`: freed).
+pub type News = Vec<(Ipv4Addr, Option<Lease>)>;
+
+/// This server, as its records name it: unique per connection, even for
+/// two in one process.
+pub fn server_id() -> String {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".into());
+    format!("{host}:{}/{n}", std::process::id())
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn now_secs() -> u64 {
+    crate::boot::now_ms() / 1000
+}
+
+fn ip_of(key: &[u8]) -> Option<Ipv4Addr> {
+    std::str::from_utf8(key)
+        .ok()?
+        .rsplit('/')
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// The entry a stored key and value stand for.
+fn entry(id: &str, key: &[u8], value: &[u8], rev: i64) -> Option<(Ipv4Addr, Entry)> {
+    let ip = ip_of(key)?;
+    let r: Record = serde_json::from_slice(value).ok()?;
+    let lease = Lease {
+        ip,
+        mac: r.mac,
+        expires: r.expires,
+    };
+    let own_hold = r.hold && r.server == id;
+    Some((
+        ip,
+        Entry {
+            rev,
+            lease: Some(lease),
+            own_hold,
+        },
+    ))
+}
+
+/// What to do with `op` given what is stored.
+enum Verdict {
+    Write,
+    /// Nothing to change (a release of what is not there any more).
+    Nothing,
+    Taken(Option<Lease>),
+}
+
+fn verdict(op: &Op, e: &Entry, now: u64) -> Verdict {
+    let holder = e.lease.as_ref();
+    match op {
+        Op::Put(l) | Op::Hold(l) => match holder {
+            Some(h) if h.mac != l.mac && h.expires > now => Verdict::Taken(Some(h.clone())),
+            // The machine's own binding (another server's ACK) outlasts
+            // an offer: it stands.
+            Some(h) if matches!(op, Op::Hold(_)) && h.expires >= l.expires => Verdict::Nothing,
+            _ => Verdict::Write,
+        },
+        Op::Remove { mac, .. } => match holder {
+            Some(h) if h.mac == *mac => Verdict::Write,
+            _ => Verdict::Nothing,
+        },
+        Op::Unhold { mac, .. } => match holder {
+            Some(h) if h.mac == *mac && e.own_hold => Verdict::Write,
+            _ => Verdict::Nothing,
+        },
+    }
+}
+
+impl Etcd {
+    /// The etcd lease for holds: granted once, then kept alive by a task.
+    fn hold_lease(&self) -> Result<i64, StoreError> {
+        let mut held = lock(&self.hold_lease);
+        if let Some(id) = *held {
+            return Ok(id);
+        }
+        let granted = self.call("granting the lease for offers", |mut c| async move {
+            c.lease_grant(HOLD_TTL_SECS, None).await
+        })?;
+        let id = granted.id();
+        let mut c = self.client.clone();
+        self.runtime.spawn(async move {
+            let Ok((mut keeper, mut answers)) = c.lease_keep_alive(id).await else {
+                return;
+            };
+            loop {
+                if keeper.keep_alive().await.is_err() || answers.message().await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_secs((HOLD_TTL_SECS / 3) as u64)).await;
+            }
+        });
+        *held = Some(id);
+        Ok(id)
+    }
+
+    /// Starts watching the lease keys from `revision` on (once).
+    fn watch_from(&self, revision: i64) {
+        if self.watching.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let w = Watch {
+            client: self.client.clone(),
+            prefix: self.key("leases/"),
+            known: self.known.clone(),
+            news: self.news.clone(),
+            id: self.id.clone(),
+        };
+        self.runtime.spawn(w.run(revision));
+    }
+
+    fn txn_op(&self, op: &Op, hold: Option<i64>) -> TxnOp {
+        let key = self.key(&format!("leases/{}", op.ip()));
+        let record = |l: &Lease, hold: bool| {
+            serde_json::to_vec(&Record {
+                mac: l.mac,
+                expires: l.expires,
+                server: self.id.clone(),
+                hold,
+            })
+            .expect("plain data serialises")
+        };
+        match op {
+            Op::Put(l) => TxnOp::put(key, record(l, false), None),
+            Op::Hold(l) => TxnOp::put(
+                key,
+                record(l, true),
+                hold.map(|id| PutOptions::new().with_lease(id)),
+            ),
+            Op::Remove { .. } | Op::Unhold { .. } => TxnOp::delete(key, None),
+        }
+    }
+
+    /// Records this server's writes, made at revision `at`.
+    fn note_own(&self, at: i64, ops: &[&Op]) {
+        let mut known = lock(&self.known);
+        for op in ops {
+            let e = match op {
+                Op::Put(l) | Op::Hold(l) => Entry {
+                    rev: at,
+                    lease: Some(l.clone()),
+                    own_hold: matches!(op, Op::Hold(_)),
+                },
+                Op::Remove { .. } | Op::Unhold { .. } => Entry::default(),
+            };
+            known.insert(op.ip(), e);
+        }
+    }
+
+    /// One op as its own transaction, at the revision etcd has now.
+    fn apply_one(&self, op: &Op, hold: Option<i64>) -> Result<Applied, StoreError> {
+        let key = self.key(&format!("leases/{}", op.ip()));
+        for _ in 0..3 {
+            let k = key.clone();
+            let got = self.call("reading a lease", move |mut c| async move {
+                c.get(k, None).await
+            })?;
+            let e = got
+                .kvs()
+                .first()
+                .and_then(|kv| entry(&self.id, kv.key(), kv.value(), kv.mod_revision()))
+                .map_or_else(Entry::default, |(_, e)| e);
+            lock(&self.known).insert(op.ip(), e.clone());
+            match verdict(op, &e, now_secs()) {
+                Verdict::Taken(holder) => return Ok(Applied::Taken(holder)),
+                Verdict::Nothing => return Ok(Applied::Done),
+                Verdict::Write => {}
+            }
+            let txn = Txn::new()
+                .when(vec![Compare::mod_revision(
+                    key.as_str(),
+                    CompareOp::Equal,
+                    e.rev,
+                )])
+                .and_then(vec![self.txn_op(op, hold)]);
+            let resp = self.call(
+                "claiming a lease",
+                move |mut c| async move { c.txn(txn).await },
+            )?;
+            if resp.succeeded() {
+                self.note_own(resp.header().map_or(0, |h| h.revision()), &[op]);
+                return Ok(Applied::Done);
+            }
+        }
+        Ok(Applied::Taken(None))
+    }
+}
+
+/// Follows every change to the lease keys: what other servers changed
+/// becomes news; a watch that ends (etcd restarted, the history
+/// compacted) starts again from a fresh read.
+struct Watch {
+    client: Client,
+    prefix: String,
+    known: Arc<Mutex<Known>>,
+    news: Arc<Mutex<News>>,
+    id: String,
+}
+
+impl Watch {
+    async fn run(mut self, mut revision: i64) {
+        loop {
+            let options = WatchOptions::new()
+                .with_prefix()
+                .with_start_revision(revision + 1);
+            if let Ok(mut stream) = self.client.watch(self.prefix.as_str(), Some(options)).await {
+                while let Ok(Some(resp)) = stream.message().await {
+                    if resp.canceled() {
+                        break;
+                    }
+                    for ev in resp.events() {
+                        let Some(kv) = ev.kv() else { continue };
+                        revision = revision.max(kv.mod_revision());
+                        self.event(ev.event_type(), kv);
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            if let Some(r) = self.reread().await {
+                revision = r;
+            }
+        }
+    }
+
+    fn event(&self, kind: EventType, kv: &etcd_client::KeyValue) {
+        let Some(ip) = ip_of(kv.key()) else { return };
+        match kind {
+            EventType::Put => {
+                let Some((_, e)) = entry(&self.id, kv.key(), kv.value(), kv.mod_revision()) else {
+                    return;
+                };
+                let mine =
+                    serde_json::from_slice::<Record>(kv.value()).is_ok_and(|r| r.server == self.id);
+                let lease = e.lease.clone();
+                lock(&self.known).insert(ip, e);
+                if !mine {
+                    lock(&self.news).push((ip, lease));
+                }
+            }
+            EventType::Delete => {
+                lock(&self.known).insert(ip, Entry::default());
+                lock(&self.news).push((ip, None));
+            }
+        }
+    }
+
+    /// Everything etcd holds now, all of it news; the revision it is at.
+    async fn reread(&mut self) -> Option<i64> {
+        let all = self
+            .client
+            .get(self.prefix.as_str(), Some(GetOptions::new().with_prefix()))
+            .await
+            .ok()?;
+        let mut fresh = Known::new();
+        for kv in all.kvs() {
+            if let Some((ip, e)) = entry(&self.id, kv.key(), kv.value(), kv.mod_revision()) {
+                fresh.insert(ip, e);
+            }
+        }
+        let mut known = lock(&self.known);
+        let mut news = lock(&self.news);
+        for (ip, e) in known.iter() {
+            if e.lease.is_some() && !fresh.contains_key(ip) {
+                news.push((*ip, None));
+            }
+        }
+        for (ip, e) in &fresh {
+            news.push((*ip, e.lease.clone()));
+        }
+        *known = fresh;
+        all.header().map(|h| h.revision())
+    }
+}
+
+impl Leases for Etcd {
+    fn load(&self) -> Result<Vec<Lease>, StoreError> {
+        let key = self.key("leases/");
+        let resp = self.call("reading the leases", move |mut c| async move {
+            c.get(key, Some(GetOptions::new().with_prefix())).await
+        })?;
+        let mut out = Vec::new();
+        let mut known = lock(&self.known);
+        for kv in resp.kvs() {
+            let Some((ip, e)) = entry(&self.id, kv.key(), kv.value(), kv.mod_revision()) else {
+                return Err(StoreError::Malformed {
+                    key: String::from_utf8_lossy(kv.key()).into_owned(),
+                    why: "not a lease",
+                });
+            };
+            out.extend(e.lease.clone());
+            known.insert(ip, e);
+        }
+        drop(known);
+        self.watch_from(resp.header().map_or(0, |h| h.revision()));
+        Ok(out)
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
+    fn changes(&self) -> Vec<(Ipv4Addr, Option<Lease>)> {
+        std::mem::take(&mut *lock(&self.news))
+    }
+
+    /// Claims every address at the revision this server knows it at, in
+    /// one transaction per 128 addresses; when one of them changed
+    /// meanwhile, each op of that chunk goes alone, so only what was lost
+    /// is refused.
+    fn apply(&self, ops: &[Op]) -> Result<Vec<Applied>, StoreError> {
+        let now = now_secs();
+        // etcd changes a key once per transaction: the last change to
+        // each address is the one that counts.
+        let mut last: BTreeMap<Ipv4Addr, &Op> = BTreeMap::new();
+        for op in ops {
+            // A hold after the same machine's binding in one batch (its
+            // DISCOVER again) does not undo the binding.
+            let undoes_binding = matches!(
+                (last.get(&op.ip()), op),
+                (Some(Op::Put(b)), Op::Hold(h)) if b.mac == h.mac
+            );
+            if !undoes_binding {
+                last.insert(op.ip(), op);
+            }
+        }
+        let hold = if last.values().any(|o| matches!(o, Op::Hold(_))) {
+            Some(self.hold_lease()?)
+        } else {
+            None
+        };
+        let mut results: HashMap<Ipv4Addr, Applied> = HashMap::new();
+        let mut todo: Vec<(&Op, i64)> = Vec::new();
+        {
+            let known = lock(&self.known);
+            for (ip, op) in &last {
+                let e = known.get(ip).cloned().unwrap_or_default();
+                match verdict(op, &e, now) {
+                    Verdict::Taken(holder) => {
+                        results.insert(*ip, Applied::Taken(holder));
+                    }
+                    Verdict::Nothing => {
+                        results.insert(*ip, Applied::Done);
+                    }
+                    Verdict::Write => todo.push((op, e.rev)),
+                }
+            }
+        }
+        for chunk in todo.chunks(MAX_TXN_OPS) {
+            let compares: Vec<Compare> = chunk
+                .iter()
+                .map(|(op, rev)| {
+                    let key = self.key(&format!("leases/{}", op.ip()));
+                    Compare::mod_revision(key, CompareOp::Equal, *rev)
+                })
+                .collect();
+            let writes: Vec<TxnOp> = chunk.iter().map(|(op, _)| self.txn_op(op, hold)).collect();
+            let txn = Txn::new().when(compares).and_then(writes);
+            let resp = match self.call(
+                "storing leases",
+                move |mut c| async move { c.txn(txn).await },
+            ) {
+                Ok(r) => r,
+                Err(e) => {
+                    // The hold lease may be gone (etcd restarted): a new
+                    // one next time.
+                    *lock(&self.hold_lease) = None;
+                    return Err(e);
+                }
+            };
+            if resp.succeeded() {
+                let done: Vec<&Op> = chunk.iter().map(|(op, _)| *op).collect();
+                self.note_own(resp.header().map_or(0, |h| h.revision()), &done);
+                for (op, _) in chunk {
+                    results.insert(op.ip(), Applied::Done);
+                }
+                continue;
+            }
+            for (op, _) in chunk {
+                results.insert(op.ip(), self.apply_one(op, hold)?);
+            }
+        }
+        Ok(ops
+            .iter()
+            .map(|op| results.get(&op.ip()).cloned().unwrap_or(Applied::Done))
+            .collect())
+    }
+}
+
+impl Drop for Etcd {
+    /// This server's holds go with it, at once.
+    fn drop(&mut self) {
+        if let Some(id) = *lock(&self.hold_lease) {
+            let _ = self.call("revoking the lease for offers", move |mut c| async move {
+                c.lease_revoke(id).await
+            });
+        }
+    }
+}

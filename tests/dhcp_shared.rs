@@ -1,0 +1,344 @@
+//! Two `bootfleet dhcp` servers of one site on one bridge, sharing a real
+//! etcd (Debian's etcd-server): real udhcpc clients broadcasting to both
+//! and Kea's perfdhcp loading each, every reply captured on the bridge
+//! with tcpdump. No address is ever acknowledged to two MACs, and what
+//! the clients were told is what etcd holds. Needs root, busybox,
+//! iproute2, etcd, perfdhcp (kea-admin) and tcpdump.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::support::*;
+
+const CLIENTS: usize = 30;
+
+fn ready() -> bool {
+    let ok = is_root()
+        && have("busybox")
+        && have("etcd")
+        && have("perfdhcp")
+        && have("tcpdump")
+        && have("curl");
+    if !ok {
+        cannot_run("needs root, busybox, etcd-server, perfdhcp (kea-admin), tcpdump and curl");
+    }
+    ok
+}
+
+fn spec(server: &str) -> String {
+    format!(
+        r#"[cluster]
+name = "shared"
+
+[network]
+interface = "bfs"
+subnet = "10.81.0.0/16"
+server = "{server}"
+gateway = "10.81.0.1"
+dynamic_range = ["10.81.1.0", "10.81.60.255"]
+lease_time = "1h"
+
+[boot]
+kernel = "k/vmlinuz"
+initrd = "k/initrd.gz"
+
+[state]
+backend = "etcd"
+endpoints = ["http://10.81.0.10:2379"]
+"#
+    )
+}
+
+/// Every ACK in the capture: (address, client MAC).
+fn acks(pcap: &Path) -> Vec<(String, String)> {
+    let o = Command::new("tcpdump")
+        .args(["-n", "-vv", "-r"])
+        .arg(pcap)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    let mut out = Vec::new();
+    // Each packet starts at a line with a timestamp (no leading space).
+    let mut packet = String::new();
+    let mut flush = |p: &str| {
+        if !p.contains("DHCP-Message (53), length 1: ACK") {
+            return;
+        }
+        let field = |name: &str| {
+            p.split(name)
+                .nth(1)
+                .and_then(|r| r.split_whitespace().next())
+                .map(str::to_owned)
+        };
+        if let (Some(ip), Some(mac)) = (field("Your-IP "), field("Client-Ethernet-Address ")) {
+            out.push((ip, mac));
+        }
+    };
+    for line in text.lines() {
+        if !line.starts_with(' ') && !line.starts_with('\t') && !packet.is_empty() {
+            flush(&packet);
+            packet.clear();
+        }
+        packet.push_str(line);
+        packet.push('\n');
+    }
+    flush(&packet);
+    out
+}
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn two_servers_sharing_etcd_never_give_one_address_to_two_macs_needs_root_and_etcd() {
+    if !ready() {
+        return;
+    }
+    let id = std::process::id() % 100_000;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut hub = Netns::new(&format!("bfsh-hub-{id}"));
+    let h = hub.name.clone();
+    run(&["ip", "-n", &h, "link", "set", "lo", "up"]);
+    run(&["ip", "-n", &h, "link", "add", "br0", "type", "bridge"]);
+    run(&["ip", "-n", &h, "addr", "add", "10.81.0.10/16", "dev", "br0"]);
+    run(&["ip", "-n", &h, "link", "set", "br0", "up"]);
+    // A namespace on the bridge with `addr` on its interface `bfs`.
+    let attach = |ns: &Netns, port: &str, addr: Option<&str>| {
+        run(&[
+            "ip", "link", "add", "bfs", "netns", &ns.name, "type", "veth", "peer", "name", port,
+            "netns", &h,
+        ]);
+        run(&["ip", "-n", &h, "link", "set", port, "master", "br0", "up"]);
+        run(&["ip", "-n", &ns.name, "link", "set", "bfs", "up"]);
+        run(&["ip", "-n", &ns.name, "link", "set", "lo", "up"]);
+        if let Some(a) = addr {
+            run(&["ip", "-n", &ns.name, "addr", "add", a, "dev", "bfs"]);
+        }
+    };
+    let s1 = Netns::new(&format!("bfsh-s1-{id}"));
+    let s2 = Netns::new(&format!("bfsh-s2-{id}"));
+    let p1 = Netns::new(&format!("bfsh-p1-{id}"));
+    let p2 = Netns::new(&format!("bfsh-p2-{id}"));
+    let cli = Netns::new(&format!("bfsh-c-{id}"));
+    attach(&s1, "hs1", Some("10.81.0.2/16"));
+    attach(&s2, "hs2", Some("10.81.0.3/16"));
+    attach(&p1, "hp1", Some("10.81.0.51/16"));
+    attach(&p2, "hp2", Some("10.81.0.52/16"));
+    // The udhcpc clients: an interface each, with its own MAC.
+    run(&["ip", "-n", &cli.name, "link", "set", "lo", "up"]);
+    for i in 0..CLIENTS {
+        let (c, port) = (format!("c{i}"), format!("hc{i}"));
+        run(&[
+            "ip", "link", "add", &c, "netns", &cli.name, "type", "veth", "peer", "name", &port,
+            "netns", &h,
+        ]);
+        run(&["ip", "-n", &h, "link", "set", &port, "master", "br0", "up"]);
+        run(&[
+            "ip",
+            "-n",
+            &cli.name,
+            "link",
+            "set",
+            &c,
+            "address",
+            &format!("02:81:00:00:00:{i:02x}"),
+        ]);
+        run(&["ip", "-n", &cli.name, "link", "set", &c, "up"]);
+    }
+
+    // etcd on the bridge, for both servers.
+    let url = "http://10.81.0.10:2379";
+    let etcd = hub
+        .exec(&["etcd", "--name", "m", "--data-dir"])
+        .arg(d.join("etcd"))
+        .args(["--listen-client-urls", url, "--advertise-client-urls", url])
+        .args(["--listen-peer-urls", "http://10.81.0.10:2380"])
+        .args(["--initial-advertise-peer-urls", "http://10.81.0.10:2380"])
+        .args(["--initial-cluster", "m=http://10.81.0.10:2380"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    hub.children.push(etcd);
+    let healthy = (0..100).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        hub.exec(&["curl", "-sf", "--max-time", "1", &format!("{url}/health")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    assert!(healthy, "etcd did not start");
+
+    let capture = d.join("dhcp.pcap");
+    let tcpdump = hub
+        .exec(&["tcpdump", "-i", "br0", "-U", "-s", "0", "-w"])
+        .arg(&capture)
+        .args(["udp", "and", "(port", "67", "or", "port", "68)"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let tcpdump = Killed(tcpdump);
+    std::thread::sleep(Duration::from_millis(500));
+
+    let bin = env!("CARGO_BIN_EXE_bootfleet");
+    let mut servers = Vec::new();
+    for (ns, addr, name) in [(&s1, "10.81.0.2", "s1"), (&s2, "10.81.0.3", "s2")] {
+        let spec_path = d.join(format!("{name}.toml"));
+        std::fs::write(&spec_path, spec(addr)).unwrap();
+        let state = d.join(format!("state-{name}"));
+        let mut cmd = ns.exec(&[bin, "--state-dir", state.to_str().unwrap(), "dhcp"]);
+        cmd.arg(&spec_path)
+            .stderr(std::fs::File::create(d.join(format!("{name}.log"))).unwrap());
+        let (server, line) = spawn_until_line(&mut cmd);
+        assert!(
+            line.starts_with("listening"),
+            "{line:?}: {}",
+            std::fs::read_to_string(d.join(format!("{name}.log"))).unwrap_or_default()
+        );
+        servers.push(server);
+    }
+
+    // Real clients, all at once: each DISCOVER reaches both servers.
+    let mut clients = Vec::new();
+    for i in 0..CLIENTS {
+        let script = d.join(format!("bound{i}.sh"));
+        let out = d.join(format!("bound{i}.env"));
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\n[ \"$1\" = bound ] && env > {}\nexit 0\n",
+                out.display()
+            ),
+        )
+        .unwrap();
+        run(&["chmod", "+x", script.to_str().unwrap()]);
+        let c = cli
+            .exec(&[
+                "busybox",
+                "udhcpc",
+                "-i",
+                &format!("c{i}"),
+                "-f",
+                "-q",
+                "-n",
+            ])
+            .args(["-t", "10", "-T", "1", "-s", script.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        clients.push(c);
+    }
+    // And load on both servers at once, new clients every exchange.
+    let perf = |ns: &Netns, server: &str| {
+        ns.exec(&["perfdhcp", "-4", "-l", "bfs", "-r", "150", "-p", "8"])
+            .args(["-R", "500000000", server])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let (l1, l2) = (perf(&p1, "10.81.0.2"), perf(&p2, "10.81.0.3"));
+    for mut c in clients {
+        c.wait().unwrap();
+    }
+    let loads: Vec<String> = [l1, l2]
+        .into_iter()
+        .map(|p| String::from_utf8_lossy(&p.wait_with_output().unwrap().stdout).into_owned())
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    drop(tcpdump);
+    // SIGTERM: each logs its counters as it stops.
+    for mut s in servers {
+        run(&["kill", "-TERM", &s.0.id().to_string()]);
+        let _ = s.0.wait();
+    }
+
+    // What each real client was told.
+    let mut told: BTreeMap<String, String> = BTreeMap::new();
+    for i in 0..CLIENTS {
+        let env = read_env(&d.join(format!("bound{i}.env")));
+        let ip = env
+            .get("ip")
+            .cloned()
+            .unwrap_or_else(|| panic!("client {i} got no lease"));
+        told.insert(format!("02:81:00:00:00:{i:02x}"), ip);
+    }
+    let distinct: BTreeSet<&String> = told.values().collect();
+    assert_eq!(distinct.len(), CLIENTS, "{told:?}");
+
+    // Every ACK on the wire, from either server: one MAC per address.
+    let acked = acks(&capture);
+    assert!(acked.len() > CLIENTS + 500, "{} ACKs captured", acked.len());
+    let mut holders: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for (ip, mac) in &acked {
+        holders.entry(ip).or_default().insert(mac);
+    }
+    let doubled: Vec<_> = holders.iter().filter(|(_, m)| m.len() > 1).collect();
+    assert!(
+        doubled.is_empty(),
+        "addresses ACKed to two MACs: {doubled:?}"
+    );
+
+    // What etcd holds: each real client at the address it was told.
+    let o = hub
+        .exec(&[
+            bin,
+            "--state-dir",
+            d.join("state-x").to_str().unwrap(),
+            "leases",
+        ])
+        .arg(d.join("s1.toml"))
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let stored: Vec<serde_json::Value> = serde_json::from_str(&stdout(&o)).unwrap();
+    for (mac, ip) in &told {
+        assert!(
+            stored
+                .iter()
+                .any(|l| l["mac"] == mac.as_str() && l["ip"] == ip.as_str()),
+            "{mac} {ip} is not in etcd"
+        );
+    }
+    let logs: Vec<String> = ["s1", "s2"]
+        .iter()
+        .map(|s| std::fs::read_to_string(d.join(format!("{s}.log"))).unwrap_or_default())
+        .collect();
+    for (i, log) in logs.iter().enumerate() {
+        let counters = log
+            .lines()
+            .find(|l| l.contains("counters="))
+            .unwrap_or("(no counters logged)");
+        eprintln!("server s{}: {counters}", i + 1);
+    }
+    for (i, out) in loads.iter().enumerate() {
+        let drops = out
+            .lines()
+            .filter(|l| {
+                l.starts_with("drops:")
+                    || l.starts_with("sent packets")
+                    || l.starts_with("received packets")
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        eprintln!("perfdhcp {}: {drops}", i + 1);
+    }
+    eprintln!(
+        "{} ACKs captured for {} addresses; {} leases in etcd",
+        acked.len(),
+        holders.len(),
+        stored.len()
+    );
+    drop((s1, s2, p1, p2, cli));
+}
