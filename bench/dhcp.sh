@@ -12,8 +12,12 @@
 # it pings every address before offering it, and answers almost nothing at
 # these rates) and a 65,534-address range (with the 4M-address range the
 # others get it reports "0 available" and answers nothing).
-# Needs root and: apt-get install kea-admin kea-dhcp4-server dnsmasq-base iproute2
+# bootfleet-etcd is bootfleet with `[state] backend = "etcd"`: its leases
+# (and an OFFER's claim) go to an etcd (Debian's etcd-server) running in
+# the server's namespace on the server's core, a fresh key prefix per step.
+# Needs root and: apt-get install kea-admin kea-dhcp4-server dnsmasq-base etcd-server iproute2
 # Usage: sudo bench/dhcp.sh [STEP_SECONDS] [RATES...]
+#        sudo SERVERS="bootfleet bootfleet-etcd" bench/dhcp.sh 10   (some of them)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 step=${1:-10}
@@ -23,8 +27,9 @@ rates=("$@")
 work=$(mktemp -d)
 srv=bfb-srv-$$ cli=bfb-cli-$$
 pid=
+etcd_pid=
 stop_server() { if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; pid=; fi; }
-cleanup() { stop_server; ip netns del "$srv" 2>/dev/null || true; ip netns del "$cli" 2>/dev/null || true; rm -rf "$work"; }
+cleanup() { stop_server; [ -n "$etcd_pid" ] && kill "$etcd_pid" 2>/dev/null; ip netns del "$srv" 2>/dev/null || true; ip netns del "$cli" 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 
 cargo build --release --quiet
@@ -66,6 +71,9 @@ start() { # server: starts it with an empty lease store, waits until it listens
   rm -rf "$work/state" "$work/kea" "$work/dnsmasq.leases"; mkdir -p "$work/state" "$work/kea"
   case $1 in
     bootfleet) ip netns exec "$srv" taskset -c 0 ./target/release/bootfleet -q --state-dir "$work/state" dhcp "$work/spec.toml" > /dev/null & pid=$! ;;
+    bootfleet-etcd)
+      { cat "$work/spec.toml"; printf '[state]\nbackend = "etcd"\nendpoints = ["http://127.0.0.1:2379"]\nprefix = "/bench/%s"\n' "$RANDOM$RANDOM"; } > "$work/spec-etcd.toml"
+      ip netns exec "$srv" taskset -c 0 ./target/release/bootfleet -q --state-dir "$work/state" dhcp "$work/spec-etcd.toml" > /dev/null & pid=$! ;;
     kea) ip netns exec "$srv" taskset -c 0 env KEA_PIDFILE_DIR="$work/kea" KEA_LOCKFILE_DIR="$work/kea" kea-dhcp4 -c "$work/kea.json" > /dev/null 2>&1 & pid=$! ;;
     dnsmasq) ip netns exec "$srv" taskset -c 0 dnsmasq --no-daemon --port=0 --interface=bfbs --bind-interfaces \
         --no-ping --quiet-dhcp --dhcp-range=10.65.0.0,10.65.255.254,255.192.0.0,1h --dhcp-option=3,10.64.0.1 --dhcp-option=6,10.64.0.1 \
@@ -93,7 +101,13 @@ measure() { # rate
 }
 
 declare -A best peak
-servers=(bootfleet kea dnsmasq)
+read -r -a servers <<< "${SERVERS:-bootfleet bootfleet-etcd kea dnsmasq}"
+if [[ " ${servers[*]} " == *" bootfleet-etcd "* ]]; then
+  ip netns exec "$srv" taskset -c 0 etcd --data-dir "$work/etcd" --listen-client-urls http://127.0.0.1:2379 \
+    --advertise-client-urls http://127.0.0.1:2379 --listen-peer-urls http://127.0.0.1:2380 > "$work/etcd.log" 2>&1 &
+  etcd_pid=$!
+  for _ in $(seq 50); do ip netns exec "$srv" curl -sf http://127.0.0.1:2379/health > /dev/null && break; sleep 0.2; done
+fi
 printf '%-10s %8s %10s %8s\n' server rate DORA/s drops%
 for s in "${servers[@]}"; do
   best[$s]=0
@@ -117,5 +131,7 @@ done
 echo
 for s in "${servers[@]}"; do printf '%-10s best DORA/s under 1%% drops: %s (most at any drop rate: %s)\n' "$s" "${best[$s]}" "${peak[$s]}"; done
 for s in kea dnsmasq; do
-  awk -v a="${best[bootfleet]}" -v b="${best[$s]}" -v s="$s" 'BEGIN{ if (b > 0) printf "bootfleet / %s: %.2fx\n", s, a / b }'
+  awk -v a="${best[bootfleet]:-0}" -v b="${best[$s]:-0}" -v s="$s" 'BEGIN{ if (b > 0) printf "bootfleet / %s: %.2fx\n", s, a / b }'
 done
+awk -v a="${best[bootfleet-etcd]:-0}" -v b="${best[bootfleet]:-0}" 'BEGIN{ if (b > 0 && a > 0) printf "bootfleet-etcd / bootfleet: %.2fx\n", a / b }'
+awk -v a="${best[bootfleet-etcd]:-0}" -v b="${best[kea]:-0}" 'BEGIN{ if (b > 0 && a > 0) printf "bootfleet-etcd / kea: %.2fx\n", a / b }'
