@@ -342,3 +342,174 @@ fn two_servers_sharing_etcd_never_give_one_address_to_two_macs_needs_root_and_et
     );
     drop((s1, s2, p1, p2, cli));
 }
+
+/// Starts etcd in `hub` on 10.81.0.10 with its data in `data`; waits
+/// until it answers.
+fn start_etcd(hub: &Netns, data: &Path) -> Child {
+    let url = "http://10.81.0.10:2379";
+    let etcd = hub
+        .exec(&["etcd", "--name", "m", "--data-dir"])
+        .arg(data)
+        .args(["--listen-client-urls", url, "--advertise-client-urls", url])
+        .args(["--listen-peer-urls", "http://10.81.0.10:2380"])
+        .args(["--initial-advertise-peer-urls", "http://10.81.0.10:2380"])
+        .args(["--initial-cluster", "m=http://10.81.0.10:2380"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let healthy = (0..100).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        hub.exec(&["curl", "-sf", "--max-time", "1", &format!("{url}/health")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    assert!(healthy, "etcd did not start");
+    etcd
+}
+
+/// udhcpc once on `iface` in `ns`; what its script saw on `bound`, if it
+/// got a lease.
+fn lease(
+    ns: &Netns,
+    iface: &str,
+    dir: &Path,
+    tries: &str,
+    extra: &[&str],
+) -> Option<std::collections::HashMap<String, String>> {
+    let out = dir.join(format!("{iface}.env"));
+    let _ = std::fs::remove_file(&out);
+    let script = dir.join(format!("{iface}.sh"));
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n[ \"$1\" = bound ] && env > {}\nexit 0\n",
+            out.display()
+        ),
+    )
+    .unwrap();
+    run(&["chmod", "+x", script.to_str().unwrap()]);
+    let o = ns
+        .exec(&[
+            "busybox", "udhcpc", "-i", iface, "-f", "-q", "-n", "-t", tries, "-T", "1",
+        ])
+        .args(["-s", script.to_str().unwrap()])
+        .args(extra)
+        .output()
+        .unwrap();
+    o.status.success().then(|| read_env(&out))
+}
+
+#[test]
+fn with_etcd_away_known_leases_and_reservations_are_answered_new_ones_wait_and_all_resumes_needs_root_and_etcd()
+ {
+    if !ready() {
+        return;
+    }
+    let id = std::process::id() % 100_000;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut hub = Netns::new(&format!("bfso-hub-{id}"));
+    let h = hub.name.clone();
+    run(&["ip", "-n", &h, "link", "set", "lo", "up"]);
+    run(&["ip", "-n", &h, "link", "add", "br0", "type", "bridge"]);
+    run(&["ip", "-n", &h, "addr", "add", "10.81.0.10/16", "dev", "br0"]);
+    run(&["ip", "-n", &h, "link", "set", "br0", "up"]);
+    let s1 = Netns::new(&format!("bfso-s1-{id}"));
+    let cli = Netns::new(&format!("bfso-c-{id}"));
+    run(&[
+        "ip", "link", "add", "bfs", "netns", &s1.name, "type", "veth", "peer", "name", "hs1",
+        "netns", &h,
+    ]);
+    run(&["ip", "-n", &h, "link", "set", "hs1", "master", "br0", "up"]);
+    run(&["ip", "-n", &s1.name, "link", "set", "bfs", "up"]);
+    run(&[
+        "ip",
+        "-n",
+        &s1.name,
+        "addr",
+        "add",
+        "10.81.0.2/16",
+        "dev",
+        "bfs",
+    ]);
+    for i in 0..3 {
+        let (c, port) = (format!("c{i}"), format!("hc{i}"));
+        run(&[
+            "ip", "link", "add", &c, "netns", &cli.name, "type", "veth", "peer", "name", &port,
+            "netns", &h,
+        ]);
+        run(&["ip", "-n", &h, "link", "set", &port, "master", "br0", "up"]);
+        run(&[
+            "ip",
+            "-n",
+            &cli.name,
+            "link",
+            "set",
+            &c,
+            "address",
+            &format!("02:81:00:00:01:{i:02x}"),
+        ]);
+        run(&["ip", "-n", &cli.name, "link", "set", &c, "up"]);
+    }
+    let mut etcd = start_etcd(&hub, &d.join("etcd"));
+    // c0 is the spec's node n1 (a reservation); c1 and c2 take pool leases.
+    let spec_path = d.join("s1.toml");
+    std::fs::write(
+        &spec_path,
+        spec("10.81.0.2")
+            + "\n[[nodes]]\nname = \"n1\"\nmac = \"02:81:00:00:01:00\"\nip = \"10.81.0.20\"\nroles = [\"etcd\", \"worker\"]\n",
+    )
+    .unwrap();
+    let bin = env!("CARGO_BIN_EXE_bootfleet");
+    let mut cmd = s1.exec(&[
+        bin,
+        "--state-dir",
+        d.join("state").to_str().unwrap(),
+        "dhcp",
+    ]);
+    cmd.arg(&spec_path)
+        .stderr(std::fs::File::create(d.join("s1.log")).unwrap());
+    let (_server, line) = spawn_until_line(&mut cmd);
+    assert!(line.starts_with("listening"), "{line:?}");
+    let log = || std::fs::read_to_string(d.join("s1.log")).unwrap_or_default();
+
+    let n1 = lease(&cli, "c0", d, "5", &[]).unwrap_or_else(|| panic!("n1: {}", log()));
+    assert_eq!(n1["ip"], "10.81.0.20");
+    let c1 = lease(&cli, "c1", d, "5", &[]).unwrap_or_else(|| panic!("c1: {}", log()));
+    let c1_ip = c1["ip"].clone();
+    assert_eq!(c1["lease"], "3600");
+
+    // etcd goes away.
+    let _ = etcd.kill();
+    let _ = etcd.wait();
+    std::thread::sleep(Duration::from_secs(3));
+    let n1 =
+        lease(&cli, "c0", d, "5", &[]).unwrap_or_else(|| panic!("n1 during the outage: {}", log()));
+    assert_eq!(
+        n1["ip"], "10.81.0.20",
+        "reservations are answered throughout"
+    );
+    let again = lease(&cli, "c1", d, "5", &["-r", &c1_ip])
+        .unwrap_or_else(|| panic!("c1's renewal during the outage: {}", log()));
+    assert_eq!(again["ip"], c1_ip);
+    let left: u64 = again["lease"].parse().unwrap();
+    assert!(
+        left < 3600 && left > 3000,
+        "the time it has left, not a new expiry: {left}"
+    );
+    assert!(
+        lease(&cli, "c2", d, "3", &[]).is_none(),
+        "no new pool lease without etcd"
+    );
+    assert!(log().contains("etcd unreachable"), "{}", log());
+
+    // Back: new leases resume without a restart.
+    let etcd = start_etcd(&hub, &d.join("etcd"));
+    hub.children.push(etcd);
+    let c2 = lease(&cli, "c2", d, "15", &[])
+        .unwrap_or_else(|| panic!("c2 after etcd is back: {}", log()));
+    assert_ne!(c2["ip"], c1_ip);
+    assert!(log().contains("etcd reachable again"), "{}", log());
+    drop((s1, cli));
+}

@@ -155,6 +155,9 @@ pub struct Server<S> {
     /// A new configuration to switch to before the next batch (spec
     /// reloaded).
     pub pending: Arc<Mutex<Option<Config>>>,
+    /// Each request's lease before this batch (for a batch the store
+    /// refused).
+    prior: Vec<Option<Lease>>,
     /// Reply ports: 68 for clients, 67 for relays (tests may change them).
     pub client_port: u16,
     pub relay_port: u16,
@@ -197,6 +200,7 @@ impl<S: Leases> Server<S> {
             stats: Arc::default(),
             observer: None,
             pending: Arc::default(),
+            prior: Vec::new(),
             client_port: 68,
             relay_port: 67,
         })
@@ -283,13 +287,18 @@ impl<S: Leases> Server<S> {
             let mut ops = Vec::new();
             // (reply, index of its op, index of its request)
             let mut waiting: Vec<(Outgoing, Option<usize>, usize)> = Vec::new();
+            self.prior.clear();
             for (i, (req, from)) in round.iter().enumerate() {
                 let before = ops.len();
+                let known = client_mac(req).and_then(|m| self.table.by_mac(m).cloned());
+                self.prior.push(known);
                 let Some(out) = self.handle_one(req, *from, port, now, &mut ops) else {
                     continue;
                 };
-                if out.after_commit {
-                    waiting.push((out, (ops.len() > before).then_some(before), i));
+                // A reply waits for the store only when it has a change
+                // there (an offer of the machine's own binding has none).
+                if out.after_commit && ops.len() > before {
+                    waiting.push((out, Some(before), i));
                 } else {
                     socket.send(&out);
                 }
@@ -303,20 +312,7 @@ impl<S: Leases> Server<S> {
                     r
                 }
                 Err(e) => {
-                    // No durable lease, no ACK: the clients will ask again.
-                    // The addresses stay held only as briefly as an offer.
-                    self.stats
-                        .store_errors
-                        .fetch_add(waiting.len() as u64, Ordering::Relaxed);
-                    warn!(replies = waiting.len(), error = %e, "leases not stored; replies withheld");
-                    for o in &ops {
-                        if let Op::Put(l) = o {
-                            self.table.insert(Lease {
-                                expires: now + OFFER_HOLD_SECS,
-                                ..l.clone()
-                            });
-                        }
-                    }
+                    self.unstored(socket, &round, waiting, &ops, now, &e);
                     return;
                 }
             };
@@ -337,6 +333,80 @@ impl<S: Leases> Server<S> {
             }
             round = again;
         }
+    }
+
+    /// A batch whose changes could not be stored: nothing that needed the
+    /// store is answered (the clients ask again), except what this server
+    /// may answer on its own while a shared store is away: a reservation's
+    /// ACK, and a renewal of a lease it knows, ACKed for the time that
+    /// lease has left (never an expiry it could not record). New pool
+    /// leases wait for the store.
+    fn unstored(
+        &mut self,
+        socket: &Out,
+        round: &[(Message, SocketAddr)],
+        waiting: Vec<(Outgoing, Option<usize>, usize)>,
+        ops: &[Op],
+        now: u64,
+        e: &StoreError,
+    ) {
+        self.stats
+            .store_errors
+            .fetch_add(waiting.len() as u64, Ordering::Relaxed);
+        warn!(replies = waiting.len(), error = %e, "leases not stored; replies that need them withheld");
+        // The table forgets what was not stored: what it knew before stands.
+        for (k, o) in ops.iter().enumerate() {
+            if let Op::Put(l) | Op::Hold(l) = o {
+                let prior = self.op_prior(k, &waiting);
+                match prior.filter(|p| p.ip == l.ip && p.mac == l.mac) {
+                    Some(p) => self.table.insert(p),
+                    None => self.table.insert(Lease {
+                        expires: now + OFFER_HOLD_SECS,
+                        ..l.clone()
+                    }),
+                }
+            }
+        }
+        if !self.store.shared() {
+            return;
+        }
+        for (out, op, i) in waiting {
+            let (req, from) = &round[i];
+            let Some(k) = op else {
+                // Nothing to store (an offer of the machine's own lease).
+                socket.send(&out);
+                continue;
+            };
+            let Op::Put(l) = &ops[k] else { continue };
+            let reserved = self.cfg.pool.reservations.get(&l.mac) == Some(&l.ip);
+            let known = self
+                .prior
+                .get(i)
+                .cloned()
+                .flatten()
+                .filter(|p| p.ip == l.ip && p.mac == l.mac && p.expires > now);
+            if reserved {
+                socket.send(&out);
+            } else if let Some(p) = known {
+                // Decided again with the time the lease has left.
+                let mut cfg = self.cfg.clone();
+                cfg.lease_secs = u32::try_from(p.expires - now).unwrap_or(u32::MAX);
+                let d = decide(req, &cfg, &self.table, now);
+                self.stats
+                    .count(type_name(message_type(req)), "ack_unstored");
+                if let Some(out) = self.encode(&d, *from) {
+                    socket.send(&out);
+                }
+            }
+        }
+    }
+
+    /// The table's lease, before this batch, of the machine whose op is `k`.
+    fn op_prior(&self, k: usize, waiting: &[(Outgoing, Option<usize>, usize)]) -> Option<Lease> {
+        waiting
+            .iter()
+            .find(|(_, op, _)| *op == Some(k))
+            .and_then(|(_, _, i)| self.prior.get(*i).cloned().flatten())
     }
 
     /// The table learns what another server did with `ip`: `holder` has it
@@ -403,7 +473,14 @@ impl<S: Leases> Server<S> {
         self.apply(req, &d, ops, shared);
         self.log(req, &d);
         self.report(req, &d);
-        let (reply, dest) = d.reply?;
+        let mut out = self.encode(&d, from)?;
+        out.after_commit = after_commit;
+        Some(out)
+    }
+
+    /// The datagram of `d`'s reply, and where it goes.
+    fn encode(&self, d: &Decision, from: SocketAddr) -> Option<Outgoing> {
+        let (reply, dest) = d.reply.clone()?;
         let mut bytes = match reply.to_vec() {
             Ok(b) => b,
             Err(e) => {
@@ -430,7 +507,7 @@ impl<S: Leases> Server<S> {
             bytes,
             to,
             arp,
-            after_commit,
+            after_commit: false,
         })
     }
 

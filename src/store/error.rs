@@ -39,6 +39,12 @@ pub enum StoreError {
         what: &'static str,
         secs: u64,
     },
+    #[error("etcd ({endpoints}): {what}: unreachable {secs} s ago, not tried again yet")]
+    EtcdAway {
+        endpoints: String,
+        what: &'static str,
+        secs: u64,
+    },
     #[error("a damaged record {key} in the store")]
     Damaged {
         key: String,

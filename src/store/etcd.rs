@@ -31,6 +31,10 @@ use crate::spec::{EtcdStore, Mac};
 /// How long one call may take before it fails.
 pub const TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long after a failed call the store fails at once, before trying
+/// etcd again.
+const RETRY_AFTER: Duration = Duration::from_secs(2);
+
 /// etcd's default `--max-txn-ops`.
 const MAX_TXN_OPS: usize = 128;
 
@@ -49,8 +53,10 @@ pub struct Etcd {
     id: String,
     /// The etcd lease this server's holds are attached to (kept alive;
     /// granted at the first hold).
-    hold_lease: Mutex<Option<i64>>,
+    hold_lease: Arc<Mutex<Option<i64>>>,
     watching: AtomicBool,
+    /// When a call last failed to reach etcd (none: the last one did).
+    failed_at: Mutex<Option<std::time::Instant>>,
 }
 
 impl Etcd {
@@ -84,8 +90,9 @@ impl Etcd {
             known: Arc::default(),
             news: Arc::default(),
             id: leases::server_id(),
-            hold_lease: Mutex::new(None),
+            hold_lease: Arc::default(),
             watching: AtomicBool::new(false),
+            failed_at: Mutex::new(None),
         })
     }
 
@@ -100,7 +107,44 @@ impl Etcd {
         Fut: Future<Output = Result<T, etcd_client::Error>> + Send + 'static,
         T: Send + 'static,
     {
-        block(&self.runtime, &self.endpoints, what, f(self.client.clone()))
+        // While etcd is known to be away, fail at once: the DHCP thread
+        // must not wait out a timeout per batch (it answers what it can
+        // on its own meanwhile).
+        {
+            let failed = *self.failed_at.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(at) = failed.filter(|at| at.elapsed() < RETRY_AFTER) {
+                return Err(StoreError::EtcdAway {
+                    endpoints: self.endpoints.clone(),
+                    what,
+                    secs: at.elapsed().as_secs(),
+                });
+            }
+        }
+        let out = block(&self.runtime, &self.endpoints, what, f(self.client.clone()));
+        let mut failed = self.failed_at.lock().unwrap_or_else(|p| p.into_inner());
+        match (&out, failed.is_some()) {
+            (Err(StoreError::Etcd { .. } | StoreError::EtcdTimeout { .. }), false) => {
+                tracing::warn!(endpoints = %self.endpoints, "etcd unreachable: serving what this server knows; new leases wait");
+                *failed = Some(std::time::Instant::now());
+            }
+            (Err(StoreError::Etcd { .. } | StoreError::EtcdTimeout { .. }), true) => {
+                *failed = Some(std::time::Instant::now());
+            }
+            (Ok(_), true) => {
+                tracing::info!(endpoints = %self.endpoints, "etcd reachable again");
+                *failed = None;
+            }
+            _ => {}
+        }
+        out
+    }
+
+    /// Whether the last call reached etcd.
+    pub fn reachable(&self) -> bool {
+        self.failed_at
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_none()
     }
 
     fn get_prefix(&self, what: &'static str, rest: &str) -> Result<Vec<KeyValue>, StoreError> {

@@ -144,15 +144,23 @@ impl Etcd {
         })?;
         let id = granted.id();
         let mut c = self.client.clone();
+        let slot = self.hold_lease.clone();
         self.runtime.spawn(async move {
-            let Ok((mut keeper, mut answers)) = c.lease_keep_alive(id).await else {
-                return;
-            };
-            loop {
-                if keeper.keep_alive().await.is_err() || answers.message().await.is_err() {
-                    return;
+            if let Ok((mut keeper, mut answers)) = c.lease_keep_alive(id).await {
+                loop {
+                    let alive = keeper.keep_alive().await.is_ok()
+                        && matches!(answers.message().await, Ok(Some(r)) if r.ttl() > 0);
+                    if !alive {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_secs((HOLD_TTL_SECS / 3) as u64)).await;
                 }
-                tokio::time::sleep(Duration::from_secs((HOLD_TTL_SECS / 3) as u64)).await;
+            }
+            // Lost (etcd away, or the lease expired): the next hold asks
+            // for a new one.
+            let mut held = slot.lock().unwrap_or_else(|p| p.into_inner());
+            if *held == Some(id) {
+                *held = None;
             }
         });
         *held = Some(id);
