@@ -475,17 +475,29 @@ fn with_etcd_away_known_leases_and_reservations_are_answered_new_ones_wait_and_a
     )
     .unwrap();
     let bin = env!("CARGO_BIN_EXE_bootfleet");
+    std::fs::create_dir_all(d.join("images")).unwrap();
+    run(&["ip", "-n", &s1.name, "link", "set", "lo", "up"]);
     let mut cmd = s1.exec(&[
         bin,
         "--state-dir",
         d.join("state").to_str().unwrap(),
-        "dhcp",
+        "serve",
     ]);
-    cmd.arg(&spec_path)
+    cmd.arg("--images")
+        .arg(d.join("images"))
+        .arg(&spec_path)
         .stderr(std::fs::File::create(d.join("s1.log")).unwrap());
     let (_server, line) = spawn_until_line(&mut cmd);
     assert!(line.starts_with("listening"), "{line:?}");
     let log = || std::fs::read_to_string(d.join("s1.log")).unwrap_or_default();
+    let get = |path: &str| {
+        let url = format!("http://10.81.0.2:8080{path}");
+        let o = s1
+            .exec(&["curl", "-s", "--max-time", "5", &url])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
 
     let n1 = lease(&cli, "c0", d, "5", &[]).unwrap_or_else(|| panic!("n1: {}", log()));
     assert_eq!(n1["ip"], "10.81.0.20");
@@ -516,6 +528,13 @@ fn with_etcd_away_known_leases_and_reservations_are_answered_new_ones_wait_and_a
         "no new pool lease without etcd"
     );
     assert!(log().contains("etcd unreachable"), "{}", log());
+    let metrics = get("/metrics");
+    assert!(metrics.contains("bootfleet_store_reachable 0"), "{metrics}");
+    assert!(
+        !metrics.contains("bootfleet_dhcp_replies_withheld_total 0\n"),
+        "{metrics}"
+    );
+    assert!(get("/").contains("id=\"store-away\""), "the page says so");
 
     // Back: new leases resume without a restart.
     let etcd = start_etcd(&hub, &d.join("etcd"));
@@ -524,5 +543,7 @@ fn with_etcd_away_known_leases_and_reservations_are_answered_new_ones_wait_and_a
         .unwrap_or_else(|| panic!("c2 after etcd is back: {}", log()));
     assert_ne!(c2["ip"], c1_ip);
     assert!(log().contains("etcd reachable again"), "{}", log());
+    assert!(get("/metrics").contains("bootfleet_store_reachable 1"));
+    assert!(!get("/").contains("id=\"store-away\""));
     drop((s1, cli));
 }

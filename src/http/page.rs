@@ -96,6 +96,7 @@ pub async fn status(State(s): State<AppState>) -> Response {
             nodes => Value::from(Serde(&rows)),
             counts => counts,
             refresh_secs => 3,
+            store_away => s.leases.as_ref().is_some_and(|l| !l.reachable()),
             stall_secs => s.registry.stall_after_ms() / 1000,
         })
     });

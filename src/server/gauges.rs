@@ -24,6 +24,26 @@ impl Gauges for DhcpGauges {
             self.0.malformed.load(Ordering::Relaxed),
             self.0.commits.load(Ordering::Relaxed)
         );
+        let _ = writeln!(
+            out,
+            "# HELP bootfleet_dhcp_replies_withheld_total Replies not sent because their lease could not be stored.\n# TYPE bootfleet_dhcp_replies_withheld_total counter\nbootfleet_dhcp_replies_withheld_total {}\n# HELP bootfleet_dhcp_lost_races_total Claims another server of the site won first.\n# TYPE bootfleet_dhcp_lost_races_total counter\nbootfleet_dhcp_lost_races_total {}",
+            self.0.store_errors.load(Ordering::Relaxed),
+            self.0.lost_races.load(Ordering::Relaxed)
+        );
+    }
+}
+
+/// Whether the state store answers (an etcd can be away).
+pub(super) struct StoreGauges(pub(super) Arc<dyn crate::store::Leases>);
+
+impl Gauges for StoreGauges {
+    fn write_metrics(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        let _ = writeln!(
+            out,
+            "# HELP bootfleet_store_reachable 1 when the last call reached the state store.\n# TYPE bootfleet_store_reachable gauge\nbootfleet_store_reachable {}",
+            u8::from(self.0.reachable())
+        );
     }
 }
 

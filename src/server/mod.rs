@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use gauges::{DhcpGauges, FileGauges, TftpGauges};
+use gauges::{DhcpGauges, FileGauges, StoreGauges, TftpGauges};
 use live::{Live, Source};
 pub use prepare::{PrepareError, Prepared};
 
@@ -275,6 +275,7 @@ pub fn start(o: Options) -> Result<Server, ServerError> {
         )),
     );
     gauges.push(Arc::new(TftpGauges(tftp.stats())));
+    gauges.push(Arc::new(StoreGauges(store.leases.clone())));
     let tftp_stats = tftp.stats();
     gauges.push(Arc::new(FileGauges(files.clone())));
     let tftp_running = tftp

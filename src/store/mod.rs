@@ -104,6 +104,10 @@ pub trait Leases: Send + Sync {
     fn changes(&self) -> Vec<(Ipv4Addr, Option<Lease>)> {
         Vec::new()
     }
+    /// Whether the last call reached the store (a shared one can be away).
+    fn reachable(&self) -> bool {
+        true
+    }
 }
 
 /// A machine enrolled without being in the spec.
@@ -214,5 +218,8 @@ impl<T: Leases + ?Sized> Leases for Arc<T> {
     }
     fn changes(&self) -> Vec<(Ipv4Addr, Option<Lease>)> {
         (**self).changes()
+    }
+    fn reachable(&self) -> bool {
+        (**self).reachable()
     }
 }

@@ -376,6 +376,10 @@ impl Leases for Etcd {
         std::mem::take(&mut *lock(&self.news))
     }
 
+    fn reachable(&self) -> bool {
+        Etcd::reachable(self)
+    }
+
     /// Claims every address at the revision this server knows it at, in
     /// one transaction per 128 addresses; when one of them changed
     /// meanwhile, each op of that chunk goes alone, so only what was lost
