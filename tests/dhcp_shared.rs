@@ -547,3 +547,149 @@ fn with_etcd_away_known_leases_and_reservations_are_answered_new_ones_wait_and_a
     assert!(!get("/").contains("id=\"store-away\""));
     drop((s1, cli));
 }
+
+#[test]
+fn an_address_declined_through_one_server_is_offered_by_neither_needs_root_and_etcd() {
+    if !ready() {
+        return;
+    }
+    let id = std::process::id() % 100_000;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut hub = Netns::new(&format!("bfsd-hub-{id}"));
+    let h = hub.name.clone();
+    run(&["ip", "-n", &h, "link", "set", "lo", "up"]);
+    run(&["ip", "-n", &h, "link", "add", "br0", "type", "bridge"]);
+    run(&["ip", "-n", &h, "addr", "add", "10.81.0.10/16", "dev", "br0"]);
+    run(&["ip", "-n", &h, "link", "set", "br0", "up"]);
+    let plug = |ns: &Netns, iface: &str, port: &str| {
+        run(&[
+            "ip", "link", "add", iface, "netns", &ns.name, "type", "veth", "peer", "name", port,
+            "netns", &h,
+        ]);
+        run(&["ip", "-n", &h, "link", "set", port, "master", "br0", "up"]);
+        run(&["ip", "-n", &ns.name, "link", "set", iface, "up"]);
+        run(&["ip", "-n", &ns.name, "link", "set", "lo", "up"]);
+    };
+    let s1 = Netns::new(&format!("bfsd-s1-{id}"));
+    let s2 = Netns::new(&format!("bfsd-s2-{id}"));
+    let squatter = Netns::new(&format!("bfsd-q-{id}"));
+    let cli = Netns::new(&format!("bfsd-c-{id}"));
+    plug(&s1, "bfs", "hs1");
+    plug(&s2, "bfs", "hs2");
+    plug(&squatter, "bfs", "hq");
+    run(&[
+        "ip",
+        "-n",
+        &s1.name,
+        "addr",
+        "add",
+        "10.81.0.2/16",
+        "dev",
+        "bfs",
+    ]);
+    run(&[
+        "ip",
+        "-n",
+        &s2.name,
+        "addr",
+        "add",
+        "10.81.0.3/16",
+        "dev",
+        "bfs",
+    ]);
+    // Something already answers at the pool's first address.
+    run(&[
+        "ip",
+        "-n",
+        &squatter.name,
+        "addr",
+        "add",
+        "10.81.1.0/16",
+        "dev",
+        "bfs",
+    ]);
+    for i in 0..4 {
+        plug(&cli, &format!("c{i}"), &format!("hc{i}"));
+        run(&[
+            "ip",
+            "-n",
+            &cli.name,
+            "link",
+            "set",
+            &format!("c{i}"),
+            "address",
+            &format!("02:81:00:00:02:{i:02x}"),
+        ]);
+    }
+    let etcd = start_etcd(&hub, &d.join("etcd"));
+    hub.children.push(etcd);
+    let bin = env!("CARGO_BIN_EXE_bootfleet");
+    let mut servers = Vec::new();
+    for (ns, addr, name) in [(&s1, "10.81.0.2", "s1"), (&s2, "10.81.0.3", "s2")] {
+        let spec_path = d.join(format!("{name}.toml"));
+        std::fs::write(&spec_path, spec(addr)).unwrap();
+        let state = d.join(format!("state-{name}"));
+        let mut cmd = ns.exec(&[bin, "--state-dir", state.to_str().unwrap(), "dhcp"]);
+        cmd.arg(&spec_path)
+            .stderr(std::fs::File::create(d.join(format!("{name}.log"))).unwrap());
+        let (server, line) = spawn_until_line(&mut cmd);
+        assert!(line.starts_with("listening"), "{line:?}");
+        servers.push(server);
+    }
+    let logs = || {
+        ["s1", "s2"]
+            .iter()
+            .map(|s| std::fs::read_to_string(d.join(format!("{s}.log"))).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    // The first client checks its offer with an ARP ping (-a), finds the
+    // squatter, and DECLINEs it to the server it chose.
+    let first = lease(&cli, "c0", d, "10", &["-a"]).unwrap_or_else(|| panic!("{}", logs()));
+    assert_ne!(first["ip"], "10.81.1.0", "{}", logs());
+    assert!(logs().contains("client declined the address"), "{}", logs());
+    // Neither server offers it to anyone after that.
+    for i in 1..4 {
+        let got =
+            lease(&cli, &format!("c{i}"), d, "10", &[]).unwrap_or_else(|| panic!("{}", logs()));
+        assert_ne!(got["ip"], "10.81.1.0", "client {i}: {}", logs());
+    }
+    // Neither server's log has an offer of it after the decline (the
+    // lines start with RFC 3339 times, which sort as text).
+    let all = logs();
+    let declined_at = all
+        .lines()
+        .find(|l| l.contains("client declined the address"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+    let offered_after: Vec<&str> = all
+        .lines()
+        .filter(|l| l.contains("outcome=\"offer\" ip=10.81.1.0 "))
+        .filter(|l| {
+            l.split_whitespace()
+                .next()
+                .is_some_and(|t| t > declined_at.as_str())
+        })
+        .collect();
+    assert!(offered_after.is_empty(), "{offered_after:?}");
+    let o = hub
+        .exec(&[
+            bin,
+            "--state-dir",
+            d.join("state-x").to_str().unwrap(),
+            "leases",
+        ])
+        .arg(d.join("s1.toml"))
+        .output()
+        .unwrap();
+    let table = stdout(&o);
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("10.81.1.0 "))
+        .unwrap_or_default();
+    assert!(row.contains("declined"), "{table}");
+    drop(servers);
+    drop((s1, s2, squatter, cli));
+}

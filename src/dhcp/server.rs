@@ -28,7 +28,7 @@ use super::policy::{
 };
 use super::pool::{Lease, Table};
 use crate::spec::Mac;
-use crate::store::{Applied, Leases, Op, StoreError};
+use crate::store::{Applied, Leases, Op, QUARANTINED, StoreError};
 
 /// BOOTP's minimum message size; some PXE ROMs ignore shorter replies.
 const MIN_REPLY: usize = 300;
@@ -191,7 +191,11 @@ impl<S: Leases> Server<S> {
         let leases = store.load()?;
         info!(leases = leases.len(), "leases recovered");
         for l in leases {
-            table.insert(l);
+            if l.mac == QUARANTINED {
+                table.quarantine(l.ip, l.expires);
+            } else {
+                table.insert(l);
+            }
         }
         Ok(Server {
             cfg,
@@ -413,7 +417,7 @@ impl<S: Leases> Server<S> {
     /// (or nobody, when `None`), not the machine that asked in `req`.
     fn learn(&mut self, ip: Ipv4Addr, holder: Option<Lease>, req: &Message) {
         match holder {
-            Some(l) => self.table.insert(l),
+            Some(l) => self.absorb(l),
             None => {
                 if let Some(mac) = client_mac(req) {
                     self.table.release(ip, mac);
@@ -422,11 +426,20 @@ impl<S: Leases> Server<S> {
         }
     }
 
+    /// A stored lease into the table: a quarantine as one.
+    fn absorb(&mut self, l: Lease) {
+        if l.mac == QUARANTINED {
+            self.table.quarantine(l.ip, l.expires);
+        } else {
+            self.table.insert(l);
+        }
+    }
+
     /// What other servers of the site changed, into the table.
     fn take_news(&mut self) {
         for (ip, lease) in self.store.changes() {
             match lease {
-                Some(l) => self.table.insert(l),
+                Some(l) => self.absorb(l),
                 None => {
                     if let Some(mac) = self.table.by_ip(ip).map(|l| l.mac) {
                         self.table.release(ip, mac);
@@ -542,9 +555,10 @@ impl<S: Leases> Server<S> {
                 self.table.release(*ip, *mac);
             }
             Some(Change::Decline { ip, until }) => {
-                if let Some(mac) = client_mac(req) {
-                    ops.push(Op::Remove { ip: *ip, mac });
-                }
+                ops.push(Op::Quarantine {
+                    ip: *ip,
+                    until: *until,
+                });
                 let mac = client_mac(req).map(|m| m.to_string()).unwrap_or_default();
                 warn!(%mac, ip = %ip, "client declined the address (in use by someone else); quarantined");
                 self.table.quarantine(*ip, *until);

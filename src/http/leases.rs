@@ -31,7 +31,11 @@ pub fn rows(
         .map(|l| LeaseRow {
             ip: l.ip,
             mac: l.mac.to_string(),
-            node: name(l.mac),
+            node: if l.mac == crate::store::QUARANTINED {
+                Some("(declined: in use by something else)".into())
+            } else {
+                name(l.mac)
+            },
             expires: l.expires,
         })
         .collect();

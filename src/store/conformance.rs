@@ -293,6 +293,23 @@ pub fn claims(a: &Store, b: &Store) {
         b.leases.apply(&[Op::Hold(reuse)]).unwrap(),
         vec![Applied::Done]
     );
+    // A declined address is kept from every machine, on every server.
+    let q = Ipv4Addr::new(10, 0, 0, 240);
+    let quarantined = Op::Quarantine {
+        ip: q,
+        until: t + 600,
+    };
+    assert_eq!(a.leases.apply(&[quarantined]).unwrap(), vec![Applied::Done]);
+    let wanted = Lease {
+        ip: q,
+        mac: mac(24),
+        expires: t + 30,
+    };
+    assert!(
+        matches!(&b.leases.apply(&[Op::Hold(wanted)]).unwrap()[0],
+            Applied::Taken(Some(l)) if l.mac == super::QUARANTINED),
+        "quarantined for b too"
+    );
     // Two servers claiming one address at once: exactly one wins, in a
     // batch with an address nobody else wants (which is done either way).
     for round in 0..20u8 {

@@ -250,7 +250,7 @@ impl Leases for Embedded {
                     Op::Put(lease) => {
                         t.insert(u32::from(lease.ip), encode_lease(lease).as_slice())?;
                     }
-                    Op::Remove { ip, .. } => {
+                    Op::Remove { ip, .. } | Op::Quarantine { ip, .. } => {
                         t.remove(u32::from(*ip))?;
                     }
                     Op::Hold(_) | Op::Unhold { .. } => {}

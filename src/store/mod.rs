@@ -54,14 +54,22 @@ pub enum Op {
     /// took another server's offer); nothing when the address is bound, or
     /// held by another server.
     Unhold { ip: Ipv4Addr, mac: Mac },
+    /// Keep `ip` from every machine until `until` (a DECLINE: something
+    /// else answers at that address). A shared store tells every server
+    /// (stored as a lease of [`QUARANTINED`]); the embedded one forgets the
+    /// lease there, and the server keeps the quarantine in memory.
+    Quarantine { ip: Ipv4Addr, until: u64 },
 }
+
+/// The MAC a quarantined address is stored under in a shared store.
+pub const QUARANTINED: Mac = Mac([0; 6]);
 
 impl Op {
     /// The address the change is about.
     pub fn ip(&self) -> Ipv4Addr {
         match self {
             Op::Put(l) | Op::Hold(l) => l.ip,
-            Op::Remove { ip, .. } | Op::Unhold { ip, .. } => *ip,
+            Op::Remove { ip, .. } | Op::Unhold { ip, .. } | Op::Quarantine { ip, .. } => *ip,
         }
     }
 }

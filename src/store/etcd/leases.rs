@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Etcd, MAX_TXN_OPS};
 use crate::spec::Mac;
-use crate::store::{Applied, Lease, Leases, Op, StoreError};
+use crate::store::{Applied, Lease, Leases, Op, QUARANTINED, StoreError};
 
 /// The time to live of the etcd lease a server's holds hang on.
 pub const HOLD_TTL_SECS: i64 = 10;
@@ -129,6 +129,7 @@ fn verdict(op: &Op, e: &Entry, now: u64) -> Verdict {
             Some(h) if h.mac == *mac && e.own_hold => Verdict::Write,
             _ => Verdict::Nothing,
         },
+        Op::Quarantine { .. } => Verdict::Write,
     }
 }
 
@@ -201,6 +202,18 @@ impl Etcd {
                 hold.map(|id| PutOptions::new().with_lease(id)),
             ),
             Op::Remove { .. } | Op::Unhold { .. } => TxnOp::delete(key, None),
+            Op::Quarantine { ip, until } => TxnOp::put(
+                key,
+                record(
+                    &Lease {
+                        ip: *ip,
+                        mac: QUARANTINED,
+                        expires: *until,
+                    },
+                    false,
+                ),
+                None,
+            ),
         }
     }
 
@@ -213,6 +226,15 @@ impl Etcd {
                     rev: at,
                     lease: Some(l.clone()),
                     own_hold: matches!(op, Op::Hold(_)),
+                },
+                Op::Quarantine { ip, until } => Entry {
+                    rev: at,
+                    lease: Some(Lease {
+                        ip: *ip,
+                        mac: QUARANTINED,
+                        expires: *until,
+                    }),
+                    own_hold: false,
                 },
                 Op::Remove { .. } | Op::Unhold { .. } => Entry::default(),
             };
