@@ -326,6 +326,9 @@ fn two_servers_sharing_etcd_never_give_one_address_to_two_macs_and_lose_no_acked
         .filter(|(ip, macs)| !macs.iter().any(|m| in_etcd.contains(&(**ip, *m))))
         .collect();
     assert!(lost.is_empty(), "ACKed but not in etcd: {lost:?}");
+    // Each lease names the server that granted it: both did.
+    let granting: BTreeSet<&str> = stored.iter().filter_map(|l| l["server"].as_str()).collect();
+    assert_eq!(granting.len(), 2, "{granting:?}");
     let logs: Vec<String> = ["s1", "s2"]
         .iter()
         .map(|s| std::fs::read_to_string(d.join(format!("{s}.log"))).unwrap_or_default())

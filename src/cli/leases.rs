@@ -7,7 +7,8 @@ use super::CliError;
 use crate::http::client::ClientError;
 use crate::http::leases::{LeaseRow, rows};
 
-/// Print every lease: address, MAC, the node that holds it, expiry. Asks
+/// Print every lease: address, MAC, the node that holds it, expiry, and
+/// the server that granted it (with the etcd store). Asks
 /// the running `bootfleet serve` for SPEC (its /api/v1/leases, which reads
 /// the store); when no server answers there, reads the spec's store
 /// itself (the embedded one, or etcd).
@@ -43,7 +44,7 @@ pub fn run(args: Args, state_dir: &std::path::Path) -> Result<(), CliError> {
                 let enrolled = enrolled.iter().find(|e| e.mac == mac).map(|e| &e.name);
                 spec_node.or(enrolled).cloned()
             };
-            rows(store.leases.load()?, name)
+            rows(store.leases.listing()?, name)
         }
         Err(e) => return Err(anyhow::Error::from(e).into()),
     };
@@ -55,7 +56,7 @@ pub fn run(args: Args, state_dir: &std::path::Path) -> Result<(), CliError> {
         return Ok(());
     }
     let now = crate::boot::now_ms() / 1000;
-    let table: Vec<[String; 4]> = rows
+    let table: Vec<[String; 5]> = rows
         .iter()
         .map(|r| {
             [
@@ -63,10 +64,11 @@ pub fn run(args: Args, state_dir: &std::path::Path) -> Result<(), CliError> {
                 r.mac.clone(),
                 r.node.clone().unwrap_or_else(|| "-".into()),
                 expiry(r.expires, now),
+                r.server.clone().unwrap_or_else(|| "-".into()),
             ]
         })
         .collect();
-    super::print_table(&["ADDRESS", "MAC", "NODE", "EXPIRES"], &table);
+    super::print_table(&["ADDRESS", "MAC", "NODE", "EXPIRES", "SERVER"], &table);
     Ok(())
 }
 

@@ -19,16 +19,19 @@ pub struct LeaseRow {
     pub node: Option<String>,
     /// Unix seconds when it ends.
     pub expires: u64,
+    /// The server that granted it (`host:pid/n`), where the store keeps it.
+    pub server: Option<String>,
 }
 
 /// The rows of `leases`, in address order, each named by `name`.
 pub fn rows(
-    leases: Vec<crate::store::Lease>,
+    leases: Vec<(crate::store::Lease, Option<String>)>,
     name: impl Fn(crate::spec::Mac) -> Option<String>,
 ) -> Vec<LeaseRow> {
     let mut rows: Vec<LeaseRow> = leases
         .into_iter()
-        .map(|l| LeaseRow {
+        .map(|(l, server)| LeaseRow {
+            server,
             ip: l.ip,
             mac: l.mac.to_string(),
             node: if l.mac == crate::store::QUARANTINED {
@@ -47,7 +50,7 @@ pub async fn list(State(s): State<AppState>) -> Response {
     let Some(store) = s.leases.clone() else {
         return (StatusCode::NOT_FOUND, "this server keeps no leases\n").into_response();
     };
-    match tokio::task::spawn_blocking(move || store.load()).await {
+    match tokio::task::spawn_blocking(move || store.listing()).await {
         Ok(Ok(leases)) => {
             let site = s.site();
             let name = |mac| {

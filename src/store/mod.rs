@@ -116,6 +116,11 @@ pub trait Leases: Send + Sync {
     fn reachable(&self) -> bool {
         true
     }
+    /// Every stored lease with the server that wrote it, where the store
+    /// knows (`host:pid/n`; none for the embedded store: one server).
+    fn listing(&self) -> Result<Vec<(Lease, Option<String>)>, StoreError> {
+        Ok(self.load()?.into_iter().map(|l| (l, None)).collect())
+    }
 }
 
 /// A machine enrolled without being in the spec.
@@ -229,5 +234,8 @@ impl<T: Leases + ?Sized> Leases for Arc<T> {
     }
     fn reachable(&self) -> bool {
         (**self).reachable()
+    }
+    fn listing(&self) -> Result<Vec<(Lease, Option<String>)>, StoreError> {
+        (**self).listing()
     }
 }

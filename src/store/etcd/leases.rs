@@ -402,6 +402,28 @@ impl Leases for Etcd {
         Etcd::reachable(self)
     }
 
+    /// Read as it is now, without touching what this server knows.
+    fn listing(&self) -> Result<Vec<(Lease, Option<String>)>, StoreError> {
+        let key = self.key("leases/");
+        let resp = self.call("reading the leases", move |mut c| async move {
+            c.get(key, Some(GetOptions::new().with_prefix())).await
+        })?;
+        Ok(resp
+            .kvs()
+            .iter()
+            .filter_map(|kv| {
+                let ip = ip_of(kv.key())?;
+                let r: Record = serde_json::from_slice(kv.value()).ok()?;
+                let lease = Lease {
+                    ip,
+                    mac: r.mac,
+                    expires: r.expires,
+                };
+                Some((lease, Some(r.server).filter(|s| !s.is_empty())))
+            })
+            .collect())
+    }
+
     /// Claims every address at the revision this server knows it at, in
     /// one transaction per 128 addresses; when one of them changed
     /// meanwhile, each op of that chunk goes alone, so only what was lost
