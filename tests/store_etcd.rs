@@ -1,7 +1,8 @@
 //! `bootfleet serve` keeping its state in a real etcd (Debian's
 //! etcd-server, started here on loopback): servers of one site sign with
-//! one key, an enrolment made by one is known to the next, and leases are
-//! listed from etcd.
+//! one key, a machine's timeline seen by one shows on the other's page, an
+//! enrolment made by one is known to the next, and leases are listed from
+//! etcd.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -170,6 +171,20 @@ fn servers_sharing_an_etcd_sign_with_one_key_and_know_each_others_enrolments_nee
         !d.join("state-a/state.redb").exists(),
         "nothing kept locally"
     );
+    // a1 asks server A for its script; server B's page shows it too, as
+    // seen by A.
+    assert!(curl(&[&format!("{}/ipxe/boot?mac=52-54-00-5e-00-01", a.1)]).contains("#!ipxe"));
+    let a_name = a.1.trim_start_matches("http://").to_owned();
+    let mut row = serde_json::Value::Null;
+    for _ in 0..50 {
+        row = serde_json::from_str(&curl(&[&format!("{}/api/v1/nodes/a1", b.1)])).unwrap();
+        if row["stage"] == "script" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(row["stage"], "script", "{row}");
+    assert_eq!(row["seen_by"], a_name.as_str(), "{row}");
     // A machine enrolled by server A ...
     let script = curl(&[
         "--interface",

@@ -75,6 +75,8 @@ pub struct NodeStatus {
     pub tries: u32,
     /// When the current boot started (unix ms; 0: none).
     pub boot_started_at: u64,
+    /// The server that saw its last event.
+    pub seen_by: String,
 }
 
 /// A failure as the page, `nodes` and the API show it.
@@ -122,6 +124,22 @@ struct Inner {
 }
 
 impl Inner {
+    /// Takes `t` as the machine's timeline when its last event is later
+    /// than the one held (or none is).
+    fn take_if_newer(&mut self, mac: Mac, t: Timeline) -> bool {
+        let newer = self
+            .timelines
+            .get(&mac)
+            .is_none_or(|mine| t.last_at > mine.last_at);
+        if newer {
+            if let Some(ip) = t.ip {
+                self.by_ip.insert(ip, mac);
+            }
+            self.timelines.insert(mac, t);
+        }
+        newer
+    }
+
     fn set_known(&mut self, known: Vec<Known>) {
         for k in &known {
             self.by_ip.entry(k.ip).or_insert(k.mac);
@@ -136,6 +154,8 @@ pub struct Registry {
     inner: Mutex<Inner>,
     stall_after_ms: u64,
     store: Option<Arc<dyn Timelines>>,
+    /// This server, as timelines name it (its HTTP address).
+    server: Mutex<String>,
 }
 
 impl Registry {
@@ -153,10 +173,7 @@ impl Registry {
                 let Ok(t) = serde_json::from_slice::<Timeline>(&record) else {
                     continue;
                 };
-                if let Some(ip) = t.ip {
-                    inner.by_ip.insert(ip, mac);
-                }
-                inner.timelines.insert(mac, t);
+                inner.take_if_newer(mac, t);
             }
         }
         inner.set_known(known);
@@ -164,7 +181,32 @@ impl Registry {
             inner: Mutex::new(inner),
             stall_after_ms,
             store,
+            server: Mutex::new(String::new()),
         })
+    }
+
+    /// Names this server in the timelines it writes.
+    pub fn set_server(&self, name: String) {
+        *self.server.lock().unwrap_or_else(|p| p.into_inner()) = name;
+    }
+
+    /// Takes the timelines other servers of the site saved since the last
+    /// call, each where it is newer than this server's (its last event is
+    /// later): every server then shows every machine of the site.
+    pub fn absorb(&self) -> Result<usize, BootError> {
+        let Some(store) = &self.store else {
+            return Ok(0);
+        };
+        let rows = store.changed()?;
+        let mut inner = self.lock();
+        let mut taken = 0;
+        for (mac, record) in rows {
+            let Ok(t) = serde_json::from_slice::<Timeline>(&record) else {
+                continue;
+            };
+            taken += usize::from(inner.take_if_newer(mac, t));
+        }
+        Ok(taken)
     }
 
     /// Replaces the spec's machines (the spec was reloaded).
@@ -199,7 +241,14 @@ impl Registry {
                 "boot step failed"
             );
         }
-        inner.timelines.entry(e.mac).or_default().apply(&e);
+        let server = self
+            .server
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let t = inner.timelines.entry(e.mac).or_default();
+        t.apply(&e);
+        t.seen_by = server;
         inner.dirty.insert(e.mac);
     }
 
@@ -278,6 +327,7 @@ impl Registry {
             boots: t.boots,
             tries: t.tries,
             boot_started_at: t.started,
+            seen_by: t.seen_by.clone(),
         };
         let mut out: Vec<NodeStatus> = inner
             .known

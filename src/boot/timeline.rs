@@ -144,6 +144,8 @@ pub struct Timeline {
     pub failure: Option<Failure>,
     /// Boots seen.
     pub boots: u32,
+    /// The server that saw the last event (a site of several servers).
+    pub seen_by: String,
 }
 
 /// How a machine is doing.

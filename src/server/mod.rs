@@ -294,6 +294,7 @@ pub fn start(o: Options) -> Result<Server, ServerError> {
         what: "reading the HTTP address",
         source,
     })?;
+    registry.set_server(http_addr.to_string());
     let mut state = AppState::new(loaded.site, registry.clone(), gauges, files.clone());
     state.enrol = Some(enrol_tx);
     state.leases = Some(store.leases.clone());
@@ -324,6 +325,10 @@ pub fn start(o: Options) -> Result<Server, ServerError> {
                         tokio::time::sleep(Duration::from_secs(1)).await;
                         if let Err(e) = reg.flush() {
                             tracing::warn!(error = %e, "boot timelines not saved");
+                        }
+                        // Other servers' timelines (a site on etcd).
+                        if let Err(e) = reg.absorb() {
+                            tracing::debug!(error = %e, "other servers' timelines not read");
                         }
                     }
                 });

@@ -7,7 +7,8 @@
 //! PREFIX/machines/mac/<mac>   an enrolled machine (JSON)
 //! PREFIX/machines/name/<name> its MAC   (so two servers cannot give one
 //! PREFIX/machines/ip/<ip>     its MAC    name or address twice)
-//! PREFIX/timelines/<mac>      a machine's boot timeline record
+//! PREFIX/timelines/<mac>/<server>  a machine's boot timeline as that
+//!                             server saw it (readers take the newest)
 //! ```
 //!
 //! Whatever must be decided once is a transaction on create revision 0
@@ -57,6 +58,8 @@ pub struct Etcd {
     watching: AtomicBool,
     /// When a call last failed to reach etcd (none: the last one did).
     failed_at: Mutex<Option<std::time::Instant>>,
+    /// The revision the timelines were last read at.
+    timelines_rev: Mutex<i64>,
 }
 
 impl Etcd {
@@ -93,6 +96,7 @@ impl Etcd {
             hold_lease: Arc::default(),
             watching: AtomicBool::new(false),
             failed_at: Mutex::new(None),
+            timelines_rev: Mutex::new(0),
         })
     }
 
@@ -355,22 +359,52 @@ impl Keys for Etcd {
     }
 }
 
+/// The MAC of a key `PREFIX/timelines/<mac>/<server>`.
+fn mac_of(key: &[u8]) -> Option<Mac> {
+    let key = std::str::from_utf8(key).ok()?;
+    let (_, rest) = key.split_once("/timelines/")?;
+    rest.split('/').next()?.parse().ok()
+}
+
+/// A timeline record as stored: the writing server's id, a newline, the
+/// record (compact JSON, which holds no newline).
+fn split_writer(value: &[u8]) -> (&[u8], &[u8]) {
+    match value.iter().position(|b| *b == b'\n') {
+        Some(i) => (&value[..i], &value[i + 1..]),
+        None => (&[], value),
+    }
+}
+
 impl Timelines for Etcd {
     fn load(&self) -> Result<Vec<(Mac, Vec<u8>)>, StoreError> {
-        Ok(self
-            .get_prefix("reading the boot timelines", "timelines/")?
-            .into_iter()
-            .filter_map(|kv| {
-                let mac = kv.key.rsplit('/').next()?.parse().ok()?;
-                Some((mac, kv.value))
-            })
+        let key = self.key("timelines/");
+        let resp = self.call("reading the boot timelines", move |mut c| async move {
+            c.get(key, Some(GetOptions::new().with_prefix())).await
+        })?;
+        *self.timelines_rev.lock().unwrap_or_else(|p| p.into_inner()) =
+            resp.header().map_or(0, |h| h.revision());
+        Ok(resp
+            .kvs()
+            .iter()
+            .filter_map(|kv| Some((mac_of(kv.key())?, split_writer(kv.value()).1.to_vec())))
             .collect())
     }
 
     fn save(&self, rows: &[(Mac, Vec<u8>)]) -> Result<(), StoreError> {
         let ops: Vec<TxnOp> = rows
             .iter()
-            .map(|(mac, v)| TxnOp::put(self.key(&format!("timelines/{mac}")), v.clone(), None))
+            .map(|(mac, v)| {
+                let mut value = self.id.as_bytes().to_vec();
+                value.push(b'\n');
+                value.extend_from_slice(v);
+                // One key per machine and server: two servers never
+                // overwrite each other's view; readers take the newest.
+                TxnOp::put(
+                    self.key(&format!("timelines/{mac}/{}", self.id)),
+                    value,
+                    None,
+                )
+            })
             .collect();
         for chunk in ops.chunks(MAX_TXN_OPS) {
             let txn = Txn::new().and_then(chunk.to_vec());
@@ -379,6 +413,33 @@ impl Timelines for Etcd {
             })?;
         }
         Ok(())
+    }
+
+    /// What changed since the revision last read: one ranged read of the
+    /// keys modified after it.
+    fn changed(&self) -> Result<Vec<(Mac, Vec<u8>)>, StoreError> {
+        let since = *self.timelines_rev.lock().unwrap_or_else(|p| p.into_inner());
+        let key = self.key("timelines/");
+        let resp = self.call("reading the boot timelines", move |mut c| async move {
+            let options = GetOptions::new()
+                .with_prefix()
+                .with_min_mod_revision(since + 1);
+            c.get(key, Some(options)).await
+        })?;
+        if let Some(h) = resp.header() {
+            *self.timelines_rev.lock().unwrap_or_else(|p| p.into_inner()) = h.revision();
+        }
+        Ok(resp
+            .kvs()
+            .iter()
+            .filter_map(|kv| {
+                let (writer, record) = split_writer(kv.value());
+                if writer == self.id.as_bytes() {
+                    return None;
+                }
+                Some((mac_of(kv.key())?, record.to_vec()))
+            })
+            .collect())
     }
 }
 

@@ -178,6 +178,11 @@ pub trait Keys: Send + Sync {
 pub trait Timelines: Send + Sync {
     fn load(&self) -> Result<Vec<(Mac, Vec<u8>)>, StoreError>;
     fn save(&self, rows: &[(Mac, Vec<u8>)]) -> Result<(), StoreError>;
+    /// The records other servers of the site saved since the last call
+    /// (the first call: since `load`). None for a store of one server.
+    fn changed(&self) -> Result<Vec<(Mac, Vec<u8>)>, StoreError> {
+        Ok(Vec::new())
+    }
 }
 
 /// A site's state: the four stores of one backend.
