@@ -696,3 +696,152 @@ fn an_address_declined_through_one_server_is_offered_by_neither_needs_root_and_e
     drop(servers);
     drop((s1, s2, squatter, cli));
 }
+
+#[test]
+fn a_three_member_etcd_losing_one_member_under_load_keeps_the_server_serving_needs_root_and_etcd() {
+    if !ready() {
+        return;
+    }
+    let id = std::process::id() % 100_000;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let hub = Netns::new(&format!("bfs3-hub-{id}"));
+    let h = hub.name.clone();
+    run(&["ip", "-n", &h, "link", "set", "lo", "up"]);
+    run(&["ip", "-n", &h, "link", "add", "br0", "type", "bridge"]);
+    for a in ["10.81.0.10/16", "10.81.0.11/16", "10.81.0.12/16"] {
+        run(&["ip", "-n", &h, "addr", "add", a, "dev", "br0"]);
+    }
+    run(&["ip", "-n", &h, "link", "set", "br0", "up"]);
+    let cluster = "m0=http://10.81.0.10:2380,m1=http://10.81.0.11:2380,m2=http://10.81.0.12:2380";
+    let mut members = Vec::new();
+    for m in 0..3 {
+        let ip = format!("10.81.0.1{m}");
+        let client = format!("http://{ip}:2379");
+        let peer = format!("http://{ip}:2380");
+        let child = hub
+            .exec(&["etcd", "--name", &format!("m{m}"), "--data-dir"])
+            .arg(d.join(format!("etcd{m}")))
+            .args([
+                "--listen-client-urls",
+                &client,
+                "--advertise-client-urls",
+                &client,
+            ])
+            .args([
+                "--listen-peer-urls",
+                &peer,
+                "--initial-advertise-peer-urls",
+                &peer,
+            ])
+            .args([
+                "--initial-cluster",
+                cluster,
+                "--initial-cluster-state",
+                "new",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        members.push(Killed(child));
+    }
+    let healthy = (0..150).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        (0..3).all(|m| {
+            hub.exec(&[
+                "curl",
+                "-sf",
+                "--max-time",
+                "1",
+                &format!("http://10.81.0.1{m}:2379/health"),
+            ])
+            .output()
+            .is_ok_and(|o| o.status.success())
+        })
+    });
+    assert!(healthy, "the etcd cluster did not start");
+    let s1 = Netns::new(&format!("bfs3-s1-{id}"));
+    let p1 = Netns::new(&format!("bfs3-p1-{id}"));
+    for (ns, port, addr) in [(&s1, "hs1", "10.81.0.2/16"), (&p1, "hp1", "10.81.0.51/16")] {
+        run(&[
+            "ip", "link", "add", "bfs", "netns", &ns.name, "type", "veth", "peer", "name", port,
+            "netns", &h,
+        ]);
+        run(&["ip", "-n", &h, "link", "set", port, "master", "br0", "up"]);
+        run(&["ip", "-n", &ns.name, "link", "set", "bfs", "up"]);
+        run(&["ip", "-n", &ns.name, "link", "set", "lo", "up"]);
+        run(&["ip", "-n", &ns.name, "addr", "add", addr, "dev", "bfs"]);
+    }
+    let spec_path = d.join("s1.toml");
+    std::fs::write(
+        &spec_path,
+        spec("10.81.0.2").replace(
+            "endpoints = [\"http://10.81.0.10:2379\"]",
+            "endpoints = [\"http://10.81.0.10:2379\", \"http://10.81.0.11:2379\", \"http://10.81.0.12:2379\"]",
+        ),
+    )
+    .unwrap();
+    let bin = env!("CARGO_BIN_EXE_bootfleet");
+    let mut cmd = s1.exec(&[
+        bin,
+        "--state-dir",
+        d.join("state").to_str().unwrap(),
+        "dhcp",
+    ]);
+    cmd.arg(&spec_path)
+        .stderr(std::fs::File::create(d.join("s1.log")).unwrap());
+    let (_server, line) = spawn_until_line(&mut cmd);
+    assert!(line.starts_with("listening"), "{line:?}");
+    let load = p1
+        .exec(&[
+            "perfdhcp",
+            "-4",
+            "-l",
+            "bfs",
+            "-r",
+            "100",
+            "-p",
+            "12",
+            "-R",
+            "500000000",
+        ])
+        .arg("10.81.0.2")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Four seconds into the load, one member dies.
+    std::thread::sleep(Duration::from_secs(4));
+    drop(members.remove(0));
+    let out = String::from_utf8_lossy(&load.wait_with_output().unwrap().stdout).into_owned();
+    // Sent DISCOVERs (first exchange) against ACKs (second's received).
+    let mut sent = 0u64;
+    let mut acks = 0u64;
+    let mut exchange = 0;
+    for l in out.lines() {
+        if l.starts_with("***Statistics for:") {
+            exchange += 1;
+        }
+        let n = |l: &str| {
+            l.split_whitespace()
+                .last()
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        if l.starts_with("sent packets:") && exchange == 1 {
+            sent = n(l);
+        }
+        if l.starts_with("received packets:") && exchange == 2 {
+            acks = n(l);
+        }
+    }
+    let log = std::fs::read_to_string(d.join("s1.log")).unwrap_or_default();
+    eprintln!("perfdhcp: {sent} DISCOVERs, {acks} ACKs with one of three etcd members killed");
+    assert!(sent > 1000, "{out}");
+    assert!(
+        acks * 100 >= sent * 95,
+        "service went on: {acks} of {sent}\n{out}\n{log}"
+    );
+    drop((s1, p1));
+}

@@ -29,8 +29,8 @@ use etcd_client::{
 use super::{Enrolled, Enrolment, Keys, Machines, StoreError, Timelines};
 use crate::spec::{EtcdStore, Mac};
 
-/// How long one call may take before it fails.
-pub const TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one try of a call may take (a call tries twice).
+pub const TIMEOUT: Duration = Duration::from_secs(3);
 
 /// How long after a failed call the store fails at once, before trying
 /// etcd again.
@@ -58,6 +58,8 @@ pub struct Etcd {
     watching: AtomicBool,
     /// When a call last failed to reach etcd (none: the last one did).
     failed_at: Mutex<Option<std::time::Instant>>,
+    /// Calls failed in a row.
+    failures: Mutex<u32>,
     /// The revision the timelines were last read at.
     timelines_rev: Mutex<i64>,
 }
@@ -96,6 +98,7 @@ impl Etcd {
             hold_lease: Arc::default(),
             watching: AtomicBool::new(false),
             failed_at: Mutex::new(None),
+            failures: Mutex::new(0),
             timelines_rev: Mutex::new(0),
         })
     }
@@ -107,7 +110,7 @@ impl Etcd {
     /// Runs `f` against the client on the store's runtime.
     fn call<T, F, Fut>(&self, what: &'static str, f: F) -> Result<T, StoreError>
     where
-        F: FnOnce(Client) -> Fut,
+        F: Fn(Client) -> Fut,
         Fut: Future<Output = Result<T, etcd_client::Error>> + Send + 'static,
         T: Send + 'static,
     {
@@ -124,21 +127,37 @@ impl Etcd {
                 });
             }
         }
-        let out = block(&self.runtime, &self.endpoints, what, f(self.client.clone()));
+        let mut out = block(&self.runtime, &self.endpoints, what, f(self.client.clone()));
+        if matches!(
+            out,
+            Err(StoreError::Etcd { .. } | StoreError::EtcdTimeout { .. })
+        ) {
+            // Once more: another member may answer (the cluster was
+            // electing a leader, or the first try went to a member that
+            // had just died).
+            out = block(&self.runtime, &self.endpoints, what, f(self.client.clone()));
+        }
         let mut failed = self.failed_at.lock().unwrap_or_else(|p| p.into_inner());
-        match (&out, failed.is_some()) {
-            (Err(StoreError::Etcd { .. } | StoreError::EtcdTimeout { .. }), false) => {
-                tracing::warn!(endpoints = %self.endpoints, "etcd unreachable: serving what this server knows; new leases wait");
-                *failed = Some(std::time::Instant::now());
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        match &out {
+            Err(StoreError::Etcd { .. } | StoreError::EtcdTimeout { .. }) => {
+                *failures += 1;
+                // Away only after two calls failed in a row.
+                if *failures >= 2 {
+                    if failed.is_none() {
+                        tracing::warn!(endpoints = %self.endpoints, "etcd unreachable: serving what this server knows; new leases wait");
+                    }
+                    *failed = Some(std::time::Instant::now());
+                }
             }
-            (Err(StoreError::Etcd { .. } | StoreError::EtcdTimeout { .. }), true) => {
-                *failed = Some(std::time::Instant::now());
-            }
-            (Ok(_), true) => {
-                tracing::info!(endpoints = %self.endpoints, "etcd reachable again");
+            Ok(_) => {
+                if failed.is_some() {
+                    tracing::info!(endpoints = %self.endpoints, "etcd reachable again");
+                }
                 *failed = None;
+                *failures = 0;
             }
-            _ => {}
+            Err(_) => {}
         }
         out
     }
@@ -153,8 +172,9 @@ impl Etcd {
 
     fn get_prefix(&self, what: &'static str, rest: &str) -> Result<Vec<KeyValue>, StoreError> {
         let key = self.key(rest);
-        let resp = self.call(what, move |mut c| async move {
-            c.get(key, Some(GetOptions::new().with_prefix())).await
+        let resp = self.call(what, move |mut c| {
+            let key = key.clone();
+            async move { c.get(key, Some(GetOptions::new().with_prefix())).await }
         })?;
         Ok(resp
             .kvs()
@@ -268,8 +288,9 @@ impl Machines for Etcd {
                 TxnOp::get(by_name, None),
                 TxnOp::get(by_ip, None),
             ]);
-        let resp = self.call("enrolling a machine", move |mut c| async move {
-            c.txn(txn).await
+        let resp = self.call("enrolling a machine", move |mut c| {
+            let txn = txn.clone();
+            async move { c.txn(txn).await }
         })?;
         if resp.succeeded() {
             return Ok(Enrolment::Added);
@@ -299,8 +320,9 @@ impl Machines for Etcd {
             })?;
         let key = self.key(&format!("machines/mac/{holder}"));
         let k = key.clone();
-        let resp = self.call("reading an enrolled machine", move |mut c| async move {
-            c.get(k, None).await
+        let resp = self.call("reading an enrolled machine", move |mut c| {
+            let k = k.clone();
+            async move { c.get(k, None).await }
         })?;
         let kv = resp.kvs().first().ok_or(StoreError::Malformed {
             key: key.clone(),
@@ -315,8 +337,9 @@ impl Keys for Etcd {
     fn get(&self) -> Result<Option<[u8; 32]>, StoreError> {
         let key = self.key("site/key");
         let k = key.clone();
-        let resp = self.call("reading the site key", move |mut c| async move {
-            c.get(k, None).await
+        let resp = self.call("reading the site key", move |mut c| {
+            let k = k.clone();
+            async move { c.get(k, None).await }
         })?;
         resp.kvs()
             .first()
@@ -339,8 +362,9 @@ impl Keys for Etcd {
             )])
             .and_then(vec![TxnOp::put(key.clone(), fresh.to_vec(), None)])
             .or_else(vec![TxnOp::get(key.clone(), None)]);
-        let resp = self.call("storing the site key", move |mut c| async move {
-            c.txn(txn).await
+        let resp = self.call("storing the site key", move |mut c| {
+            let txn = txn.clone();
+            async move { c.txn(txn).await }
         })?;
         if resp.succeeded() {
             return Ok((fresh, true));
@@ -378,8 +402,9 @@ fn split_writer(value: &[u8]) -> (&[u8], &[u8]) {
 impl Timelines for Etcd {
     fn load(&self) -> Result<Vec<(Mac, Vec<u8>)>, StoreError> {
         let key = self.key("timelines/");
-        let resp = self.call("reading the boot timelines", move |mut c| async move {
-            c.get(key, Some(GetOptions::new().with_prefix())).await
+        let resp = self.call("reading the boot timelines", move |mut c| {
+            let key = key.clone();
+            async move { c.get(key, Some(GetOptions::new().with_prefix())).await }
         })?;
         *self.timelines_rev.lock().unwrap_or_else(|p| p.into_inner()) =
             resp.header().map_or(0, |h| h.revision());
@@ -408,8 +433,9 @@ impl Timelines for Etcd {
             .collect();
         for chunk in ops.chunks(MAX_TXN_OPS) {
             let txn = Txn::new().and_then(chunk.to_vec());
-            self.call("saving the boot timelines", move |mut c| async move {
-                c.txn(txn).await
+            self.call("saving the boot timelines", move |mut c| {
+                let txn = txn.clone();
+                async move { c.txn(txn).await }
             })?;
         }
         Ok(())
@@ -420,11 +446,14 @@ impl Timelines for Etcd {
     fn changed(&self) -> Result<Vec<(Mac, Vec<u8>)>, StoreError> {
         let since = *self.timelines_rev.lock().unwrap_or_else(|p| p.into_inner());
         let key = self.key("timelines/");
-        let resp = self.call("reading the boot timelines", move |mut c| async move {
-            let options = GetOptions::new()
-                .with_prefix()
-                .with_min_mod_revision(since + 1);
-            c.get(key, Some(options)).await
+        let resp = self.call("reading the boot timelines", move |mut c| {
+            let key = key.clone();
+            async move {
+                let options = GetOptions::new()
+                    .with_prefix()
+                    .with_min_mod_revision(since + 1);
+                c.get(key, Some(options)).await
+            }
         })?;
         if let Some(h) = resp.header() {
             *self.timelines_rev.lock().unwrap_or_else(|p| p.into_inner()) = h.revision();

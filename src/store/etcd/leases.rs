@@ -247,8 +247,9 @@ impl Etcd {
         let key = self.key(&format!("leases/{}", op.ip()));
         for _ in 0..3 {
             let k = key.clone();
-            let got = self.call("reading a lease", move |mut c| async move {
-                c.get(k, None).await
+            let got = self.call("reading a lease", move |mut c| {
+                let k = k.clone();
+                async move { c.get(k, None).await }
             })?;
             let e = got
                 .kvs()
@@ -268,10 +269,10 @@ impl Etcd {
                     e.rev,
                 )])
                 .and_then(vec![self.txn_op(op, hold)]);
-            let resp = self.call(
-                "claiming a lease",
-                move |mut c| async move { c.txn(txn).await },
-            )?;
+            let resp = self.call("claiming a lease", move |mut c| {
+                let txn = txn.clone();
+                async move { c.txn(txn).await }
+            })?;
             if resp.succeeded() {
                 self.note_own(resp.header().map_or(0, |h| h.revision()), &[op]);
                 return Ok(Applied::Done);
@@ -370,8 +371,9 @@ impl Watch {
 impl Leases for Etcd {
     fn load(&self) -> Result<Vec<Lease>, StoreError> {
         let key = self.key("leases/");
-        let resp = self.call("reading the leases", move |mut c| async move {
-            c.get(key, Some(GetOptions::new().with_prefix())).await
+        let resp = self.call("reading the leases", move |mut c| {
+            let key = key.clone();
+            async move { c.get(key, Some(GetOptions::new().with_prefix())).await }
         })?;
         let mut out = Vec::new();
         let mut known = lock(&self.known);
@@ -405,8 +407,9 @@ impl Leases for Etcd {
     /// Read as it is now, without touching what this server knows.
     fn listing(&self) -> Result<Vec<(Lease, Option<String>)>, StoreError> {
         let key = self.key("leases/");
-        let resp = self.call("reading the leases", move |mut c| async move {
-            c.get(key, Some(GetOptions::new().with_prefix())).await
+        let resp = self.call("reading the leases", move |mut c| {
+            let key = key.clone();
+            async move { c.get(key, Some(GetOptions::new().with_prefix())).await }
         })?;
         Ok(resp
             .kvs()
@@ -476,10 +479,10 @@ impl Leases for Etcd {
                 .collect();
             let writes: Vec<TxnOp> = chunk.iter().map(|(op, _)| self.txn_op(op, hold)).collect();
             let txn = Txn::new().when(compares).and_then(writes);
-            let resp = match self.call(
-                "storing leases",
-                move |mut c| async move { c.txn(txn).await },
-            ) {
+            let resp = match self.call("storing leases", move |mut c| {
+                let txn = txn.clone();
+                async move { c.txn(txn).await }
+            }) {
                 Ok(r) => r,
                 Err(e) => {
                     // The hold lease may be gone (etcd restarted): a new
