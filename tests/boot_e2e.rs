@@ -5,8 +5,7 @@
 //! root, qemu-system-x86, ipxe-qemu and apt-get access to build the test
 //! OS; skips with a message elsewhere. CI runs it.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::support::*;
@@ -80,21 +79,6 @@ console = ["ttyS0"]
         ));
     }
     s
-}
-
-/// Builds the test OS once per target directory.
-fn test_os() -> Option<PathBuf> {
-    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("testos");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/images/testos.sh");
-    let o = Command::new(script).arg(&out).output().ok()?;
-    if !o.status.success() {
-        cannot_run(&format!(
-            "the test OS could not be built: {}",
-            String::from_utf8_lossy(&o.stderr)
-        ));
-        return None;
-    }
-    Some(out)
 }
 
 /// Where Debian's pxelinux and syslinux-common packages put the loader.

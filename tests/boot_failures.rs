@@ -6,7 +6,6 @@
 //! chromium and iptables.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::support::*;
@@ -24,19 +23,6 @@ fn ready() -> bool {
         cannot_run("needs root, qemu-system-x86, ipxe-qemu, curl, chromium and iptables");
     }
     ok
-}
-
-/// The test OS (src/images/testos.sh), built once per target directory.
-fn test_os() -> PathBuf {
-    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("testos");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/images/testos.sh");
-    let o = Command::new(script).arg(&out).output().unwrap();
-    assert!(
-        o.status.success(),
-        "the test OS: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    out
 }
 
 /// One node, e1, on 10.98.0.0/24, booting the test OS; no [enrolment].
@@ -80,7 +66,7 @@ impl Site {
     /// and the server running with `serve_args` on [`SPEC`] with `boot`
     /// added to its `[boot]`.
     fn new(tag: &str, serve_args: &[&str], boot: &str) -> Site {
-        let os = test_os();
+        let os = test_os().expect("the test OS");
         let ns = Netns::new(&format!("bfwhy-{tag}-{}", std::process::id() % 100_000));
         let n = ns.name.clone();
         for args in [

@@ -363,3 +363,19 @@ pub fn cannot_run(why: &str) {
     }
     eprintln!("SKIP: {why}");
 }
+
+/// The test OS (src/images/testos.sh), built once per target directory;
+/// `None` (said with [`cannot_run`]) when it cannot be built here.
+pub fn test_os() -> Option<PathBuf> {
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("testos");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/images/testos.sh");
+    let o = Command::new(script).arg(&out).output().ok()?;
+    if !o.status.success() {
+        cannot_run(&format!(
+            "the test OS could not be built: {}",
+            String::from_utf8_lossy(&o.stderr)
+        ));
+        return None;
+    }
+    Some(out)
+}

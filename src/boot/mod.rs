@@ -241,14 +241,13 @@ impl Registry {
                 "boot step failed"
             );
         }
-        let server = self
-            .server
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
         let t = inner.timelines.entry(e.mac).or_default();
         t.apply(&e);
-        t.seen_by = server;
+        // Named once per machine and server, not copied at every event.
+        let server = self.server.lock().unwrap_or_else(|p| p.into_inner());
+        if t.seen_by != *server {
+            t.seen_by.clone_from(&server);
+        }
         inner.dirty.insert(e.mac);
     }
 

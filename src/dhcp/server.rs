@@ -290,7 +290,7 @@ impl<S: Leases> Server<S> {
         for _attempt in 0..2 {
             let mut ops = Vec::new();
             // (reply, index of its op, index of its request)
-            let mut waiting: Vec<(Outgoing, Option<usize>, usize)> = Vec::new();
+            let mut waiting: Vec<(Outgoing, usize, usize)> = Vec::new();
             self.prior.clear();
             for (i, (req, from)) in round.iter().enumerate() {
                 let before = ops.len();
@@ -302,7 +302,7 @@ impl<S: Leases> Server<S> {
                 // A reply waits for the store only when it has a change
                 // there (an offer of the machine's own binding has none).
                 if out.after_commit && ops.len() > before {
-                    waiting.push((out, Some(before), i));
+                    waiting.push((out, before, i));
                 } else {
                     socket.send(&out);
                 }
@@ -321,9 +321,9 @@ impl<S: Leases> Server<S> {
                 }
             };
             let mut again = Vec::new();
-            for (out, op, i) in waiting {
-                match op.and_then(|k| Some((&ops[k], results.get(k)?))) {
-                    Some((op, Applied::Taken(holder))) => {
+            for (out, k, i) in waiting {
+                match (&ops[k], results.get(k)) {
+                    (op, Some(Applied::Taken(holder))) => {
                         self.stats.lost_races.fetch_add(1, Ordering::Relaxed);
                         debug!(ip = %op.ip(), "another server took the address first; deciding again");
                         self.learn(op.ip(), holder.clone(), &round[i].0);
@@ -349,7 +349,7 @@ impl<S: Leases> Server<S> {
         &mut self,
         socket: &Out,
         round: &[(Message, SocketAddr)],
-        waiting: Vec<(Outgoing, Option<usize>, usize)>,
+        waiting: Vec<(Outgoing, usize, usize)>,
         ops: &[Op],
         now: u64,
         e: &StoreError,
@@ -359,9 +359,10 @@ impl<S: Leases> Server<S> {
             .fetch_add(waiting.len() as u64, Ordering::Relaxed);
         warn!(replies = waiting.len(), error = %e, "leases not stored; replies that need them withheld");
         // The table forgets what was not stored: what it knew before stands.
-        for (k, o) in ops.iter().enumerate() {
-            if let Op::Put(l) | Op::Hold(l) = o {
-                let prior = self.op_prior(k, &waiting);
+        // (Every Put and Hold has its reply waiting.)
+        for &(_, k, i) in &waiting {
+            if let Op::Put(l) | Op::Hold(l) = &ops[k] {
+                let prior = self.prior.get(i).cloned().flatten();
                 match prior.filter(|p| p.ip == l.ip && p.mac == l.mac) {
                     Some(p) => self.table.insert(p),
                     None => self.table.insert(Lease {
@@ -374,13 +375,8 @@ impl<S: Leases> Server<S> {
         if !self.store.shared() {
             return;
         }
-        for (out, op, i) in waiting {
+        for (out, k, i) in waiting {
             let (req, from) = &round[i];
-            let Some(k) = op else {
-                // Nothing to store (an offer of the machine's own lease).
-                socket.send(&out);
-                continue;
-            };
             let Op::Put(l) = &ops[k] else { continue };
             let reserved = self.cfg.pool.reservations.get(&l.mac) == Some(&l.ip);
             let known = self
@@ -403,14 +399,6 @@ impl<S: Leases> Server<S> {
                 }
             }
         }
-    }
-
-    /// The table's lease, before this batch, of the machine whose op is `k`.
-    fn op_prior(&self, k: usize, waiting: &[(Outgoing, Option<usize>, usize)]) -> Option<Lease> {
-        waiting
-            .iter()
-            .find(|(_, op, _)| *op == Some(k))
-            .and_then(|(_, _, i)| self.prior.get(*i).cloned().flatten())
     }
 
     /// The table learns what another server did with `ip`: `holder` has it
