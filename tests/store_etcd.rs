@@ -166,25 +166,49 @@ fn servers_sharing_an_etcd_sign_with_one_key_and_know_each_others_enrolments_nee
     let token = |http: &str| token_in(&curl(&[&format!("{http}/ipxe/a1.ipxe")]));
     assert_eq!(token(&a.1), token(&b.1), "one site key");
     let t = token(&a.1);
-    assert_eq!(code(&format!("{}/cloud-config/a1?token={t}", b.1)), "200");
     assert!(
         !d.join("state-a/state.redb").exists(),
         "nothing kept locally"
     );
-    // a1 asks server A for its script; server B's page shows it too, as
-    // seen by A.
+    // a1 asks server A for its script, then server B for its
+    // cloud-config: both servers show one boot, each stage with the
+    // server that saw it.
     assert!(curl(&[&format!("{}/ipxe/boot?mac=52-54-00-5e-00-01", a.1)]).contains("#!ipxe"));
-    let a_name = a.1.trim_start_matches("http://").to_owned();
-    let mut row = serde_json::Value::Null;
-    for _ in 0..50 {
-        row = serde_json::from_str(&curl(&[&format!("{}/api/v1/nodes/a1", b.1)])).unwrap();
-        if row["stage"] == "script" {
-            break;
+    assert_eq!(code(&format!("{}/cloud-config/a1?token={t}", b.1)), "200");
+    let name = |http: &str| http.trim_start_matches("http://").to_owned();
+    let (a_name, b_name) = (name(&a.1), name(&b.1));
+    let seen = |row: &serde_json::Value| -> Vec<(String, String)> {
+        row["stages"]
+            .as_array()
+            .map(|stages| {
+                stages
+                    .iter()
+                    .map(|s| {
+                        let f = |k: &str| s[k].as_str().unwrap_or("").to_owned();
+                        (f("stage"), f("seen_by"))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let want = vec![
+        ("script".to_owned(), a_name.clone()),
+        ("cloud_config".to_owned(), b_name.clone()),
+    ];
+    for http in [&a.1, &b.1] {
+        let mut row = serde_json::Value::Null;
+        for _ in 0..50 {
+            row = serde_json::from_str(&curl(&[&format!("{http}/api/v1/nodes/a1")])).unwrap();
+            if seen(&row) == want {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
         }
-        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(seen(&row), want, "on {http}: {row}");
+        assert_eq!(row["stage"], "cloud_config", "{row}");
+        assert_eq!(row["boots"], 1, "one boot, not one per server: {row}");
+        assert_eq!(row["seen_by"], b_name.as_str(), "the last event: {row}");
     }
-    assert_eq!(row["stage"], "script", "{row}");
-    assert_eq!(row["seen_by"], a_name.as_str(), "{row}");
     // A machine enrolled by server A ...
     let script = curl(&[
         "--interface",

@@ -97,6 +97,9 @@ pub struct StageTime {
     pub ms: u64,
     /// Served (false while it goes on).
     pub done: bool,
+    /// The server that saw it (a site of several servers).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub seen_by: String,
 }
 
 /// The spec's machines, in spec order.
@@ -124,20 +127,21 @@ struct Inner {
 }
 
 impl Inner {
-    /// Takes `t` as the machine's timeline when its last event is later
-    /// than the one held (or none is).
-    fn take_if_newer(&mut self, mac: Mac, t: Timeline) -> bool {
-        let newer = self
-            .timelines
-            .get(&mac)
-            .is_none_or(|mine| t.last_at > mine.last_at);
-        if newer {
-            if let Some(ip) = t.ip {
-                self.by_ip.insert(ip, mac);
-            }
-            self.timelines.insert(mac, t);
+    /// Joins `t`, a view of the machine saved by some server (this one
+    /// before a restart, or another of the site), into the one held; says
+    /// whether anything changed. A joined view is saved again (it is this
+    /// server's view now).
+    fn merge(&mut self, mac: Mac, t: &Timeline) -> bool {
+        let mine = self.timelines.entry(mac).or_default();
+        let before = mine.clone();
+        mine.merge(t);
+        if *mine == before {
+            return false;
         }
-        newer
+        if let Some(ip) = mine.ip {
+            self.by_ip.insert(ip, mac);
+        }
+        true
     }
 
     fn set_known(&mut self, known: Vec<Known>) {
@@ -173,7 +177,7 @@ impl Registry {
                 let Ok(t) = serde_json::from_slice::<Timeline>(&record) else {
                     continue;
                 };
-                inner.take_if_newer(mac, t);
+                inner.merge(mac, &t);
             }
         }
         inner.set_known(known);
@@ -190,21 +194,29 @@ impl Registry {
         *self.server.lock().unwrap_or_else(|p| p.into_inner()) = name;
     }
 
-    /// Takes the timelines other servers of the site saved since the last
-    /// call, each where it is newer than this server's (its last event is
-    /// later): every server then shows every machine of the site.
+    /// Joins the timelines other servers of the site saved since the last
+    /// call into this server's: every server then shows every machine of
+    /// the site, each stage with the server that saw it.
     pub fn absorb(&self) -> Result<usize, BootError> {
         let Some(store) = &self.store else {
             return Ok(0);
         };
-        let rows = store.changed()?;
+        let server = self
+            .server
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let rows = store.changed(&server)?;
         let mut inner = self.lock();
         let mut taken = 0;
         for (mac, record) in rows {
             let Ok(t) = serde_json::from_slice::<Timeline>(&record) else {
                 continue;
             };
-            taken += usize::from(inner.take_if_newer(mac, t));
+            if inner.merge(mac, &t) {
+                inner.dirty.insert(mac);
+                taken += 1;
+            }
         }
         Ok(taken)
     }
@@ -243,11 +255,10 @@ impl Registry {
         }
         let t = inner.timelines.entry(e.mac).or_default();
         t.apply(&e);
-        // Named once per machine and server, not copied at every event.
-        let server = self.server.lock().unwrap_or_else(|p| p.into_inner());
-        if t.seen_by != *server {
-            t.seen_by.clone_from(&server);
-        }
+        t.seen(
+            e.stage,
+            &self.server.lock().unwrap_or_else(|p| p.into_inner()),
+        );
         inner.dirty.insert(e.mac);
     }
 
@@ -282,7 +293,12 @@ impl Registry {
                 })
                 .collect()
         };
-        if let Err(e) = store.save(&rows) {
+        let server = self
+            .server
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Err(e) = store.save(&server, &rows) {
             // Kept dirty for the next flush.
             let mut inner = self.lock();
             inner.dirty.extend(rows.iter().map(|(m, _)| *m));
@@ -315,6 +331,7 @@ impl Registry {
                     at: span.start,
                     ms,
                     done: span.end.is_some(),
+                    seen_by: span.by,
                 })
                 .collect(),
             last_event: t.last.clone(),

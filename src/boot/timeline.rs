@@ -113,10 +113,13 @@ pub struct Event {
 }
 
 /// When a stage of the current try started and, once served, ended.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Span {
     pub start: u64,
     pub end: Option<u64>,
+    /// The server that saw it (a site of several servers; empty for one).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub by: String,
 }
 
 /// One machine's boot so far.
@@ -197,7 +200,7 @@ impl Timeline {
                 self.os_asked(e);
                 self.stages.entry(e.stage).or_insert(Span {
                     start: e.at,
-                    end: None,
+                    ..Span::default()
                 });
                 self.got_past(e, false);
             }
@@ -205,7 +208,7 @@ impl Timeline {
                 self.os_asked(e);
                 let span = self.stages.entry(e.stage).or_insert(Span {
                     start: e.at,
-                    end: None,
+                    ..Span::default()
                 });
                 span.end = Some(span.end.map_or(e.at, |t| t.max(e.at)));
                 if e.stage == Stage::Initrd {
@@ -214,7 +217,7 @@ impl Timeline {
                         Stage::OsBoot,
                         Span {
                             start: e.at,
-                            end: None,
+                            ..Span::default()
                         },
                     );
                 }
@@ -327,11 +330,12 @@ impl Timeline {
             .iter()
             .map(|(s, span)| {
                 let end = span.end.unwrap_or(now);
-                (*s, *span, end.saturating_sub(span.start))
+                (*s, span.clone(), end.saturating_sub(span.start))
             })
             .collect()
     }
 }
 
+mod merge;
 #[cfg(test)]
 mod tests;

@@ -33,16 +33,18 @@ fn env() -> &'static Environment<'static> {
 struct Row<'a> {
     #[serde(flatten)]
     node: &'a NodeStatus,
-    stages: Vec<StageSecs>,
+    stages: Vec<StageSecs<'a>>,
     ago: String,
 }
 
 #[derive(Serialize)]
-struct StageSecs {
+struct StageSecs<'a> {
     stage: &'static str,
     secs: String,
     /// Still going on.
     open: bool,
+    /// The server that saw it (a site of several servers).
+    seen_by: &'a str,
 }
 
 fn ago(ms: u64) -> String {
@@ -69,6 +71,7 @@ pub async fn status(State(s): State<AppState>) -> Response {
                     stage: t.stage.name(),
                     secs: format!("{:.1}", t.ms as f64 / 1000.0),
                     open: !t.done,
+                    seen_by: &t.seen_by,
                 })
                 .collect(),
             ago: if n.last_event_at == 0 {

@@ -166,10 +166,15 @@ fn timelines_keep_the_last_record_per_machine(open: &dyn Fn() -> Store) {
     {
         let s = open();
         s.timelines
-            .save(&[(mac(1), b"one".to_vec()), (mac(2), b"two".to_vec())])
+            .save(
+                "10.0.0.2:8080",
+                &[(mac(1), b"one".to_vec()), (mac(2), b"two".to_vec())],
+            )
             .unwrap();
-        s.timelines.save(&[(mac(1), b"uno".to_vec())]).unwrap();
-        s.timelines.save(&[]).unwrap();
+        s.timelines
+            .save("10.0.0.2:8080", &[(mac(1), b"uno".to_vec())])
+            .unwrap();
+        s.timelines.save("10.0.0.2:8080", &[]).unwrap();
     }
     let s = open();
     let mut rows = s.timelines.load().unwrap();
@@ -222,6 +227,34 @@ pub fn shared(a: &Store, b: &Store) {
         .filter(|r| ***r == Enrolment::Added)
         .count();
     assert_eq!(added, 1, "{ra:?} {rb:?}");
+    // Each server's view of a machine is kept; a server reads the
+    // others', not its own; a restarted server replaces its own.
+    a.timelines.load().unwrap();
+    b.timelines.load().unwrap();
+    a.timelines
+        .save("a:80", &[(mac(9), b"a1".to_vec())])
+        .unwrap();
+    b.timelines
+        .save("b:80", &[(mac(9), b"b1".to_vec())])
+        .unwrap();
+    assert_eq!(
+        a.timelines.changed("a:80").unwrap(),
+        vec![(mac(9), b"b1".to_vec())]
+    );
+    assert_eq!(
+        b.timelines.changed("b:80").unwrap(),
+        vec![(mac(9), b"a1".to_vec())]
+    );
+    assert_eq!(a.timelines.changed("a:80").unwrap(), vec![], "read once");
+    a.timelines
+        .save("a:80", &[(mac(9), b"a2".to_vec())])
+        .unwrap();
+    let mut all = b.timelines.load().unwrap();
+    all.sort();
+    assert_eq!(
+        all,
+        vec![(mac(9), b"a2".to_vec()), (mac(9), b"b1".to_vec())]
+    );
 }
 
 fn now() -> u64 {

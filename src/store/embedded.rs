@@ -187,8 +187,8 @@ impl Timelines for Lazy {
         self.get(false)?
             .map_or(Ok(Vec::new()), |db| Timelines::load(&*db))
     }
-    fn save(&self, rows: &[(Mac, Vec<u8>)]) -> Result<(), StoreError> {
-        self.opened()?.save(rows)
+    fn save(&self, server: &str, rows: &[(Mac, Vec<u8>)]) -> Result<(), StoreError> {
+        self.opened()?.save(server, rows)
     }
 }
 
@@ -360,7 +360,8 @@ impl Timelines for Embedded {
         })
     }
 
-    fn save(&self, rows: &[(Mac, Vec<u8>)]) -> Result<(), StoreError> {
+    /// One server: `server` names nothing here.
+    fn save(&self, _server: &str, rows: &[(Mac, Vec<u8>)]) -> Result<(), StoreError> {
         if rows.is_empty() {
             return Ok(());
         }

@@ -103,6 +103,16 @@ impl Etcd {
         })
     }
 
+    /// The name a timeline record is saved under: the server's own
+    /// (stable across restarts), else this connection's id.
+    fn writer<'a>(&'a self, server: &'a str) -> &'a str {
+        if server.is_empty() || server.contains('/') {
+            &self.id
+        } else {
+            server
+        }
+    }
+
     fn key(&self, rest: &str) -> String {
         format!("{}/{rest}", self.prefix)
     }
@@ -415,20 +425,17 @@ impl Timelines for Etcd {
             .collect())
     }
 
-    fn save(&self, rows: &[(Mac, Vec<u8>)]) -> Result<(), StoreError> {
+    fn save(&self, server: &str, rows: &[(Mac, Vec<u8>)]) -> Result<(), StoreError> {
+        let server = self.writer(server);
         let ops: Vec<TxnOp> = rows
             .iter()
             .map(|(mac, v)| {
-                let mut value = self.id.as_bytes().to_vec();
+                let mut value = server.as_bytes().to_vec();
                 value.push(b'\n');
                 value.extend_from_slice(v);
                 // One key per machine and server: two servers never
-                // overwrite each other's view; readers take the newest.
-                TxnOp::put(
-                    self.key(&format!("timelines/{mac}/{}", self.id)),
-                    value,
-                    None,
-                )
+                // overwrite each other's view; readers join them.
+                TxnOp::put(self.key(&format!("timelines/{mac}/{server}")), value, None)
             })
             .collect();
         for chunk in ops.chunks(MAX_TXN_OPS) {
@@ -443,7 +450,8 @@ impl Timelines for Etcd {
 
     /// What changed since the revision last read: one ranged read of the
     /// keys modified after it.
-    fn changed(&self) -> Result<Vec<(Mac, Vec<u8>)>, StoreError> {
+    fn changed(&self, server: &str) -> Result<Vec<(Mac, Vec<u8>)>, StoreError> {
+        let server = self.writer(server).to_owned();
         let since = *self.timelines_rev.lock().unwrap_or_else(|p| p.into_inner());
         let key = self.key("timelines/");
         let resp = self.call("reading the boot timelines", move |mut c| {
@@ -463,7 +471,7 @@ impl Timelines for Etcd {
             .iter()
             .filter_map(|kv| {
                 let (writer, record) = split_writer(kv.value());
-                if writer == self.id.as_bytes() {
+                if writer == server.as_bytes() {
                     return None;
                 }
                 Some((mac_of(kv.key())?, record.to_vec()))

@@ -170,17 +170,22 @@ pub trait Keys: Send + Sync {
     fn get_or_create(&self, fresh: [u8; 32]) -> Result<([u8; 32], bool), StoreError>;
 }
 
-/// Boot timelines, one record per machine.
+/// Boot timelines: each server's record of each machine.
 ///
-/// Contract: `save` durably replaces the records of the MACs it is given;
-/// `load` returns the last saved record of every MAC. Records are opaque
-/// to the store (the timeline registry writes JSON).
+/// Contract: `save(server, rows)` durably replaces the records `server`
+/// saved for the MACs it is given; `server` is a name stable across its
+/// restarts (its HTTP address), so a restarted server replaces its own
+/// records instead of adding more. `load` returns the last saved record
+/// of every MAC and server (a store of one server keeps one per MAC).
+/// Records are opaque to the store (the timeline registry writes JSON and
+/// joins the records of one MAC).
 pub trait Timelines: Send + Sync {
     fn load(&self) -> Result<Vec<(Mac, Vec<u8>)>, StoreError>;
-    fn save(&self, rows: &[(Mac, Vec<u8>)]) -> Result<(), StoreError>;
-    /// The records other servers of the site saved since the last call
+    fn save(&self, server: &str, rows: &[(Mac, Vec<u8>)]) -> Result<(), StoreError>;
+    /// The records servers other than `server` saved since the last call
     /// (the first call: since `load`). None for a store of one server.
-    fn changed(&self) -> Result<Vec<(Mac, Vec<u8>)>, StoreError> {
+    fn changed(&self, server: &str) -> Result<Vec<(Mac, Vec<u8>)>, StoreError> {
+        let _ = server;
         Ok(Vec::new())
     }
 }
