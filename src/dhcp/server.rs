@@ -643,3 +643,6 @@ impl Out<'_> {
         super::arp::set(self.socket, device, ip, mac)
     }
 }
+
+#[cfg(test)]
+mod tests;
