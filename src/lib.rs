@@ -11,6 +11,7 @@ pub mod dhcp;
 pub mod http;
 pub mod images;
 pub mod inventory;
+pub mod metrics;
 pub mod ra;
 pub mod render;
 pub mod server;

@@ -903,10 +903,52 @@ fn serve_shows_a_refused_unknown_machine_on_its_page_and_api_needs_root() {
     );
     let metrics = get("/metrics");
     assert!(metrics.contains("outcome=\"unknown_refused\""), "{metrics}");
+
     // n1 takes its reservation; `bootfleet leases` asks the server for it.
     seg.set_client_mac("52:54:00:77:00:10");
     let env = udhcpc(&seg, d, &[]);
     assert_eq!(env.get("ip").map(String::as_str), Some("10.77.0.10"));
+    // The metrics after a refusal and an exchange: Prometheus' linter
+    // takes the page; the reply histogram, the counters and the pool's
+    // use moved (the reservation is not the pool's).
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let metrics = get("/metrics");
+    if have("promtool") {
+        promtool_check(&metrics);
+    } else {
+        cannot_run("needs promtool (Debian's prometheus) to lint /metrics");
+    }
+    // Every metric the alerting rules name is there.
+    let named = crate::alerts::metrics_in_rules();
+    assert!(named.len() >= 6, "{named:?}");
+    for name in named {
+        assert!(
+            metrics.contains(&format!("# TYPE {name} ")),
+            "the alerts use {name}, which is not on the page:\n{metrics}"
+        );
+    }
+    let replies = sample(&metrics, "bootfleet_dhcp_reply_duration_seconds_count")
+        .unwrap_or_else(|| panic!("{metrics}"));
+    assert!(replies >= 2.0, "{metrics}");
+    assert!(sample(&metrics, "bootfleet_dhcp_received_total").is_some_and(|v| v >= 3.0));
+    assert!(
+        sample(&metrics, "bootfleet_dhcp_lease_commits_total").is_some_and(|v| v >= 1.0),
+        "{metrics}"
+    );
+    let pool = "{pool=\"10.77.0.100-10.77.0.150\"}";
+    assert_eq!(
+        sample(&metrics, &format!("bootfleet_dhcp_pool_addresses{pool}")),
+        Some(51.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            &format!("bootfleet_dhcp_pool_free_addresses{pool}")
+        ),
+        Some(51.0),
+        "{metrics}"
+    );
     let o = seg
         .srv
         .exec(&[

@@ -4,6 +4,7 @@
 
 mod support;
 
+mod alerts;
 mod bad_input;
 mod boot_e2e;
 mod boot_failures;

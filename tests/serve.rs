@@ -344,9 +344,65 @@ fn the_api_page_and_metrics_follow_a_machine_to_booted_and_keep_it_across_a_rest
         assert_eq!(all.as_array().unwrap().len(), 2);
         assert_eq!(all[1]["state"], "waiting");
         let metrics = stdout(&curl(&[&format!("{}/metrics", s.http)]));
+        if have("promtool") {
+            promtool_check(&metrics);
+        } else {
+            cannot_run("needs promtool (Debian's prometheus) to lint /metrics");
+        }
         assert!(
-            metrics.contains("bootfleet_nodes{state=\"booted\"} 1"),
+            metrics.contains("bootfleet_machines{state=\"booted\"} 1"),
             "{metrics}"
+        );
+        // The histograms moved with the traffic: the config's transfer,
+        // each route's requests, the stages and the whole boot.
+        for (series, at_least) in [
+            (
+                "bootfleet_tftp_transfer_duration_seconds_count{kind=\"loader\"}",
+                1.0,
+            ),
+            (
+                "bootfleet_tftp_transfer_size_bytes_count{kind=\"loader\"}",
+                1.0,
+            ),
+            (
+                "bootfleet_http_request_duration_seconds_count{route=\"/assets/\"}",
+                1.0,
+            ),
+            (
+                "bootfleet_http_request_duration_seconds_count{route=\"/cloud-config/\"}",
+                1.0,
+            ),
+            (
+                "bootfleet_boot_stage_duration_seconds_count{stage=\"kernel\"}",
+                1.0,
+            ),
+            (
+                "bootfleet_boot_stage_duration_seconds_count{stage=\"booted\"}",
+                1.0,
+            ),
+            ("bootfleet_tftp_requests_total", 1.0),
+            (
+                "bootfleet_http_requests_total{route=\"/phone-home/\",status=\"204\"}",
+                1.0,
+            ),
+        ] {
+            let v = sample(&metrics, series).unwrap_or_else(|| panic!("{series}: {metrics}"));
+            assert!(v >= at_least, "{series} = {v}");
+        }
+        assert_eq!(
+            sample(&metrics, "bootfleet_tftp_active_transfers"),
+            Some(0.0)
+        );
+        // A scraper that asks for OpenMetrics gets it.
+        let om = stdout(&curl(&[
+            "-H",
+            "Accept: application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
+            &format!("{}/metrics", s.http),
+        ]));
+        assert!(om.ends_with("# EOF\n"), "{om}");
+        assert!(
+            om.contains("# TYPE bootfleet_tftp_requests counter"),
+            "{om}"
         );
         assert!(
             metrics.contains("bootfleet_tftp_transfers_total{result=\"completed\"} 1"),

@@ -34,6 +34,7 @@ fn free_port() -> u16 {
 
 fn etcd() -> Option<Etcd> {
     if !have("etcd") || !have("curl") {
+        cannot_run("needs etcd (Debian's etcd-server) and curl");
         return None;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -112,7 +113,13 @@ endpoints = ["{etcd}"]
 /// `bootfleet serve` over loopback (no DHCP) with its own state directory
 /// `state`; its HTTP base URL.
 fn serve(dir: &Path, state: &str) -> (Running, String) {
+    serve_with(dir, state, &[])
+}
+
+/// [`serve`] with `env` set for it.
+fn serve_with(dir: &Path, state: &str, env: &[(&str, &str)]) -> (Running, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_bootfleet"));
+    cmd.envs(env.iter().copied());
     cmd.arg("--state-dir")
         .arg(dir.join(state))
         .args(["serve", "--no-dhcp", "--http-listen", "127.0.0.1:0"])
@@ -261,4 +268,109 @@ fn serve_says_which_etcd_it_cannot_reach_and_exits_needs_etcd() {
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let err = stderr(&o);
     assert!(err.contains(&nowhere.replace("http://", "")), "{err}");
+}
+
+/// What systemd would have heard on its notification socket, waiting up
+/// to `wait` for a message with `needle`; every message read.
+fn heard(sock: &std::os::unix::net::UnixDatagram, needle: &str, wait: Duration) -> Vec<String> {
+    let start = std::time::Instant::now();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while start.elapsed() < wait {
+        if let Ok(n) = sock.recv(&mut buf) {
+            let m = String::from_utf8_lossy(&buf[..n]).into_owned();
+            let done = m.contains(needle);
+            got.push(m);
+            if done {
+                break;
+            }
+        }
+    }
+    got
+}
+
+/// `/healthz` until its status is `want` (up to 40 s): the body.
+fn health_until(http: &str, want: &str) -> serde_json::Value {
+    let mut last = String::new();
+    for _ in 0..200 {
+        let status = code(&format!("{http}/healthz"));
+        last = curl(&[&format!("{http}/healthz")]);
+        if status == want {
+            return serde_json::from_str(&last).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("/healthz never answered {want}: {last}");
+}
+
+#[test]
+fn a_wedged_etcd_makes_healthz_say_503_and_stops_the_systemd_watchdog_until_it_answers_again_needs_etcd()
+ {
+    let Some(etcd) = etcd() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("images/os")).unwrap();
+    std::fs::write(d.join("spec.toml"), spec(&etcd.url)).unwrap();
+    // systemd's side of Type=notify with WatchdogSec=1: a datagram socket.
+    let path = d.join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let (_server, http) = serve_with(
+        d,
+        "state",
+        &[
+            ("NOTIFY_SOCKET", path.to_str().unwrap()),
+            ("WATCHDOG_USEC", "1000000"),
+        ],
+    );
+    let first = heard(&sock, "READY=1", Duration::from_secs(5));
+    assert!(first[0].starts_with("READY=1"), "{first:?}");
+    let pings = heard(&sock, "WATCHDOG=1", Duration::from_secs(3));
+    assert!(pings.iter().any(|m| m == "WATCHDOG=1"), "{pings:?}");
+    let well = health_until(&http, "200");
+    assert_eq!(well["status"], "ok", "{well}");
+    let parts: Vec<&str> = well["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["part"].as_str())
+        .collect();
+    assert_eq!(parts, ["tftp", "http", "store"], "{well}");
+
+    // etcd stops answering (SIGSTOP: connections open, no replies).
+    run(&["kill", "-STOP", &etcd.child.id().to_string()]);
+    let sick = health_until(&http, "503");
+    assert_eq!(sick["status"], "unhealthy", "{sick}");
+    let store = sick["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["part"] == "store")
+        .unwrap();
+    assert_eq!(store["ok"], false, "{sick}");
+    assert!(
+        store["detail"].as_str().unwrap().contains("unreachable"),
+        "{sick}"
+    );
+    let metrics = curl(&[&format!("{http}/metrics")]);
+    assert!(
+        metrics.contains("bootfleet_part_up{part=\"store\"} 0"),
+        "{metrics}"
+    );
+    // The pings stop while it is unwell (systemd would restart it).
+    let said = heard(&sock, "STATUS=unwell", Duration::from_secs(5));
+    assert!(
+        said.iter().any(|m| m.starts_with("STATUS=unwell: store")),
+        "{said:?}"
+    );
+    let quiet = heard(&sock, "WATCHDOG=1", Duration::from_secs(2));
+    assert!(!quiet.iter().any(|m| m == "WATCHDOG=1"), "{quiet:?}");
+
+    // etcd answers again: healthy, and the pings resume.
+    run(&["kill", "-CONT", &etcd.child.id().to_string()]);
+    let back = health_until(&http, "200");
+    assert_eq!(back["status"], "ok", "{back}");
+    let pings = heard(&sock, "WATCHDOG=1", Duration::from_secs(5));
+    assert!(pings.iter().any(|m| m == "WATCHDOG=1"), "{pings:?}");
 }

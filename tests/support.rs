@@ -379,3 +379,38 @@ pub fn test_os() -> Option<PathBuf> {
     }
     Some(out)
 }
+
+/// Lints a `/metrics` page with Prometheus' own parser and linter
+/// (`promtool check metrics`, Debian's prometheus package): the page must
+/// parse and follow the naming conventions.
+pub fn promtool_check(page: &str) {
+    use std::io::Write;
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(page.as_bytes())
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(
+        o.status.success(),
+        "promtool check metrics: {}{}\n{page}",
+        stdout(&o),
+        stderr(&o)
+    );
+}
+
+/// The value of the sample written `series` (name and labels as on the
+/// page: `bootfleet_x_total{a="b"}`), if the page has it.
+pub fn sample(page: &str, series: &str) -> Option<f64> {
+    page.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}

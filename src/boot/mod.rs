@@ -160,6 +160,9 @@ pub struct Registry {
     store: Option<Arc<dyn Timelines>>,
     /// This server, as timelines name it (its HTTP address).
     server: Mutex<String>,
+    /// Seconds each stage took (first request to first answer), and
+    /// whole boots (first DHCP to phone-home), as this server saw them.
+    stage_seconds: crate::metrics::Histograms,
 }
 
 impl Registry {
@@ -186,7 +189,17 @@ impl Registry {
             stall_after_ms,
             store,
             server: Mutex::new(String::new()),
+            stage_seconds: crate::metrics::histograms(crate::metrics::slow),
         })
+    }
+
+    /// Puts the boot durations on the metrics page.
+    pub fn register_metrics(&self, m: &mut crate::metrics::Metrics) {
+        m.register(
+            "bootfleet_boot_stage_duration_seconds",
+            "Boot stages from their first request to their first answer (os_boot: initrd served to the OS's first request; booted: a whole boot, first DHCP to phone-home)",
+            self.stage_seconds.clone(),
+        );
     }
 
     /// Names this server in the timelines it writes.
@@ -254,12 +267,34 @@ impl Registry {
             );
         }
         let t = inner.timelines.entry(e.mac).or_default();
+        let open = |t: &Timeline, s: Stage| t.stages.get(&s).is_none_or(|x| x.end.is_none());
+        let (was_open, os_was_open) = (open(t, e.stage), open(t, Stage::OsBoot));
         t.apply(&e);
+        self.observe(t, e.stage, was_open);
+        if e.stage != Stage::OsBoot {
+            self.observe(t, Stage::OsBoot, os_was_open);
+        }
         t.seen(
             e.stage,
             &self.server.lock().unwrap_or_else(|p| p.into_inner()),
         );
         inner.dirty.insert(e.mac);
+    }
+
+    /// A stage that was open and is served now: its duration into the
+    /// metrics (a whole boot's too, when it is the phone-home).
+    fn observe(&self, t: &Timeline, stage: Stage, was_open: bool) {
+        let Some(span) = t.stages.get(&stage).filter(|_| was_open) else {
+            return;
+        };
+        let Some(end) = span.end else { return };
+        let (start, label) = match stage {
+            Stage::Booted => (t.started, "booted"),
+            s => (span.start, s.name()),
+        };
+        self.stage_seconds
+            .get_or_create(&[("stage", label)])
+            .observe(end.saturating_sub(start) as f64 / 1000.0);
     }
 
     /// The machine that last held `ip` (from DHCP, or the spec).

@@ -96,21 +96,35 @@ pub fn run(args: Args, state_dir: &Path) -> Result<(), CliError> {
     use std::io::Write as _;
     std::io::stdout().flush().ok();
     tracing::info!(tftp_addr = %a.tftp, http_addr = %a.http, dhcp = %a.dhcp, cluster = args.cluster.as_deref().unwrap_or("-"), "serving");
+    let notifier = crate::server::notify::Notifier::from_env();
+    if let Some(n) = &notifier {
+        n.send(&format!(
+            "READY=1\nSTATUS=serving: dhcp {}, tftp {}, http {}",
+            a.dhcp, a.tftp, a.http
+        ));
+    }
 
     let server = std::sync::Arc::new(server);
     let watched = server.clone();
     runtime.block_on(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(500));
+        let mut watchdog = Watchdog::default();
         loop {
             tokio::select! {
                 _ = int.recv() => return Ok::<(), CliError>(()),
                 _ = term.recv() => return Ok(()),
                 Some(()) = hup.recv() => {
+                    if let Some(n) = &notifier {
+                        n.send("RELOADING=1");
+                    }
                     let s = watched.clone();
                     match tokio::task::spawn_blocking(move || s.reload()).await {
                         Ok(Ok(())) => tracing::info!(spec = %watched.spec_path().display(), "spec reloaded"),
                         Ok(Err(e)) => tracing::error!("spec not reloaded, the old one stays in force:\n{}", describe(e)),
                         Err(e) => tracing::error!(error = %e, "reload task failed"),
+                    }
+                    if let Some(n) = &notifier {
+                        n.send("READY=1");
                     }
                 }
                 _ = tick.tick() => {
@@ -118,14 +132,55 @@ pub fn run(args: Args, state_dir: &Path) -> Result<(), CliError> {
                         tracing::error!("a part of the server stopped; stopping the rest");
                         return Ok(());
                     }
+                    if let Some(n) = &notifier {
+                        watchdog.tick(n, &watched);
+                    }
                 }
             }
         }
     })?;
+    if let Some(n) = crate::server::notify::Notifier::from_env() {
+        n.send("STOPPING=1");
+    }
     let server = std::sync::Arc::into_inner(server).expect("the signal loop holds no other handle");
     server.stop()?;
     tracing::info!("stopped; leases and timelines are on disk");
     Ok(())
+}
+
+/// Pings systemd's watchdog every half interval while every part is
+/// well; says once when it stops pinging and why, and when it resumes.
+#[derive(Default)]
+struct Watchdog {
+    last: Option<std::time::Instant>,
+    withheld: bool,
+}
+
+impl Watchdog {
+    fn tick(&mut self, n: &crate::server::notify::Notifier, server: &crate::server::Server) {
+        let Some(every) = n.watchdog else { return };
+        if self.last.is_some_and(|t| t.elapsed() < every / 2) {
+            return;
+        }
+        let sick: Vec<String> = server
+            .health()
+            .into_iter()
+            .filter(|p| !p.ok)
+            .map(|p| format!("{}: {}", p.part, p.detail))
+            .collect();
+        if sick.is_empty() {
+            if std::mem::take(&mut self.withheld) {
+                tracing::info!("every part is well again; the systemd watchdog is pinged again");
+                n.send("STATUS=serving");
+            }
+            n.send("WATCHDOG=1");
+        } else if !std::mem::replace(&mut self.withheld, true) {
+            let why = sick.join("; ");
+            tracing::error!(parts = %why, "a part is unwell; the systemd watchdog is no longer pinged (systemd restarts the server unless it recovers)");
+            n.send(&format!("STATUS=unwell: {why}"));
+        }
+        self.last = Some(std::time::Instant::now());
+    }
 }
 
 /// A server error as the command line prints it (a bad spec with every

@@ -99,6 +99,23 @@ impl Table {
     fn quarantined(&self, ip: Ipv4Addr, now: u64) -> bool {
         self.quarantine.get(&ip).is_some_and(|until| now < *until)
     }
+
+    /// How much of `pool` is taken at `now`: addresses leased (unexpired,
+    /// reservations not counted) and quarantined.
+    pub fn pool_use(&self, pool: &Pool, now: u64) -> (u64, u64) {
+        let taken = |ip: &Ipv4Addr| pool.in_range(*ip) && !pool.excluded.contains(ip);
+        let leased = self
+            .by_ip
+            .values()
+            .filter(|l| l.expires > now && taken(&l.ip))
+            .count();
+        let quarantined = self
+            .quarantine
+            .iter()
+            .filter(|(ip, until)| now < **until && taken(ip))
+            .count();
+        (leased as u64, quarantined as u64)
+    }
 }
 
 /// Where a client's address came from.
@@ -143,6 +160,18 @@ pub struct Pool {
 impl Pool {
     fn in_range(&self, ip: Ipv4Addr) -> bool {
         self.first <= ip && ip <= self.last
+    }
+
+    /// How many addresses the pool can hand out.
+    pub fn size(&self) -> u64 {
+        let range =
+            u64::from(u32::from(self.last)).saturating_sub(u64::from(u32::from(self.first)));
+        let excluded = self
+            .excluded
+            .iter()
+            .filter(|ip| self.in_range(**ip))
+            .count() as u64;
+        (range + 1).saturating_sub(excluded)
     }
 
     /// True when `ip` may go to `mac` now.
@@ -233,6 +262,28 @@ mod tests {
             reservations,
             excluded: [ip(10), ip(101)].into_iter().collect(),
         }
+    }
+
+    #[test]
+    fn the_pool_counts_what_it_can_hand_out_and_what_is_taken_now() {
+        let p = pool();
+        assert_eq!(p.size(), 3, "100..=103 less the excluded 101");
+        let mut t = Table::default();
+        let lease = |n, ipl, expires| Lease {
+            ip: ip(ipl),
+            mac: mac(n),
+            expires,
+        };
+        t.insert(lease(2, 100, 50));
+        t.insert(lease(3, 102, 10));
+        t.insert(lease(1, 10, 50));
+        t.quarantine(ip(103), 60);
+        assert_eq!(
+            t.pool_use(&p, 20),
+            (1, 1),
+            "102 expired; 10 is a reservation"
+        );
+        assert_eq!(t.pool_use(&p, 70), (0, 0));
     }
 
     #[test]

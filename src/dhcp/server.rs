@@ -16,10 +16,11 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use dhcproto::Encodable;
 use dhcproto::v4::{Message, MessageType};
+use prometheus_client::metrics::histogram::Histogram;
 use socket2::{Domain, Protocol, Socket, Type};
 use tracing::{debug, info, warn};
 
@@ -46,8 +47,8 @@ pub enum Port {
     PxeBoot,
 }
 
-/// Counters for logs and metrics.
-#[derive(Debug, Default)]
+/// Counters and timings for logs and metrics.
+#[derive(Debug)]
 pub struct Stats {
     pub received: AtomicU64,
     pub malformed: AtomicU64,
@@ -58,8 +59,50 @@ pub struct Stats {
     /// Claims another server of the site won (the request was decided
     /// again).
     pub lost_races: AtomicU64,
+    /// Batches the store refused to commit.
+    pub commit_failures: AtomicU64,
     /// (message type, outcome) -> count.
     outcomes: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    /// Seconds from a request's arrival (its batch read) to its reply
+    /// sent.
+    pub reply_seconds: Histogram,
+    /// Seconds per store commit.
+    pub commit_seconds: Histogram,
+    /// The pool's addresses, and how many are leased (unexpired) or
+    /// quarantined now: counted every few seconds by the server.
+    pub pool_size: AtomicU64,
+    pub pool_leased: AtomicU64,
+    pub pool_quarantined: AtomicU64,
+    /// The pool, for the metrics label: `10.0.0.100-10.0.0.200`.
+    pub pool_name: Mutex<String>,
+    /// Health: the loop runs, when it last went round (unix ms), whether
+    /// the last commit failed.
+    pub running: AtomicBool,
+    pub heartbeat_ms: AtomicU64,
+    pub last_commit_failed: AtomicBool,
+}
+
+impl Default for Stats {
+    fn default() -> Stats {
+        Stats {
+            received: AtomicU64::default(),
+            malformed: AtomicU64::default(),
+            store_errors: AtomicU64::default(),
+            commits: AtomicU64::default(),
+            lost_races: AtomicU64::default(),
+            commit_failures: AtomicU64::default(),
+            outcomes: Mutex::default(),
+            reply_seconds: crate::metrics::fast(),
+            commit_seconds: crate::metrics::fast(),
+            pool_size: AtomicU64::default(),
+            pool_leased: AtomicU64::default(),
+            pool_quarantined: AtomicU64::default(),
+            pool_name: Mutex::default(),
+            running: AtomicBool::new(false),
+            heartbeat_ms: AtomicU64::new(0),
+            last_commit_failed: AtomicBool::new(false),
+        }
+    }
 }
 
 impl Stats {
@@ -213,6 +256,8 @@ impl<S: Leases> Server<S> {
     /// Serves `sockets` until `stop` is set (checked at least once a
     /// second).
     pub fn run(&mut self, sockets: &[(UdpSocket, Port)], stop: &AtomicBool) -> std::io::Result<()> {
+        let stats = self.stats.clone();
+        let _running = Running::new(&stats.running);
         for (s, _) in sockets {
             s.set_nonblocking(true)?;
         }
@@ -232,7 +277,16 @@ impl<S: Leases> Server<S> {
             .collect();
         let mut bufs = vec![[0u8; BUF]; BATCH];
         let mut got: Vec<(usize, SocketAddr)> = Vec::with_capacity(BATCH);
+        let mut counted: Option<Instant> = None;
+        let reply_seconds = self.stats.reply_seconds.clone();
         while !stop.load(Ordering::Relaxed) {
+            self.stats
+                .heartbeat_ms
+                .store(crate::boot::now_ms(), Ordering::Relaxed);
+            if counted.is_none_or(|at| at.elapsed().as_secs() >= POOL_COUNT_SECS) {
+                self.count_pool();
+                counted = Some(Instant::now());
+            }
             wait_readable(&mut fds, 1000)?;
             let next = self
                 .pending
@@ -263,12 +317,30 @@ impl<S: Leases> Server<S> {
                     let out = Out {
                         socket,
                         device: device.as_deref(),
+                        received: Instant::now(),
+                        reply_seconds: &reply_seconds,
                     };
                     self.handle_batch(&out, *port, batch);
                 }
             }
         }
         Ok(())
+    }
+
+    /// Counts the pool's leased and quarantined addresses for the metrics
+    /// (how near the pool is to running out).
+    fn count_pool(&self) {
+        let pool = &self.cfg.pool;
+        let (leased, quarantined) = self.table.pool_use(pool, now());
+        let s = &self.stats;
+        s.pool_size.store(pool.size(), Ordering::Relaxed);
+        s.pool_leased.store(leased, Ordering::Relaxed);
+        s.pool_quarantined.store(quarantined, Ordering::Relaxed);
+        let name = format!("{}-{}", pool.first, pool.last);
+        let mut held = s.pool_name.lock().unwrap_or_else(|p| p.into_inner());
+        if *held != name {
+            *held = name;
+        }
     }
 
     /// Handles datagrams read together: decides each, commits their lease
@@ -310,12 +382,22 @@ impl<S: Leases> Server<S> {
             if ops.is_empty() {
                 return;
             }
-            let results = match self.store.apply(&ops) {
+            let commit = Instant::now();
+            let applied = self.store.apply(&ops);
+            self.stats
+                .commit_seconds
+                .observe(commit.elapsed().as_secs_f64());
+            let results = match applied {
                 Ok(r) => {
                     self.stats.commits.fetch_add(1, Ordering::Relaxed);
+                    self.stats
+                        .last_commit_failed
+                        .store(false, Ordering::Relaxed);
                     r
                 }
                 Err(e) => {
+                    self.stats.commit_failures.fetch_add(1, Ordering::Relaxed);
+                    self.stats.last_commit_failed.store(true, Ordering::Relaxed);
                     self.unstored(socket, &round, waiting, &ops, now, &e);
                     return;
                 }
@@ -603,14 +685,42 @@ impl<S: Leases> Server<S> {
 /// for every reply).
 static BROADCAST_FALLBACK_SAID: AtomicBool = AtomicBool::new(false);
 
-/// Where replies leave: a socket and the interface it is bound to.
+/// Marks the loop as running while it lives (also through a panic).
+struct Running<'a>(&'a AtomicBool);
+
+impl<'a> Running<'a> {
+    fn new(flag: &'a AtomicBool) -> Running<'a> {
+        flag.store(true, Ordering::Relaxed);
+        Running(flag)
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Relaxed);
+    }
+}
+
+/// How often the pool's use is counted for the metrics.
+const POOL_COUNT_SECS: u64 = 2;
+
+/// Where replies leave: a socket and the interface it is bound to; when
+/// the batch they answer was read.
 struct Out<'a> {
     socket: &'a UdpSocket,
     device: Option<&'a [u8]>,
+    received: Instant,
+    reply_seconds: &'a Histogram,
 }
 
 impl Out<'_> {
     fn send(&self, out: &Outgoing) {
+        self.send_now(out);
+        self.reply_seconds
+            .observe(self.received.elapsed().as_secs_f64());
+    }
+
+    fn send_now(&self, out: &Outgoing) {
         let mut to = out.to;
         if let Some((ip, mac)) = out.arp {
             // Unicast needs the ARP entry and a route to the new address on

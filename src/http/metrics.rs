@@ -1,26 +1,38 @@
-//! `/metrics` in Prometheus text format: HTTP requests by route and
-//! status, machines by boot state, and the other servers' counters.
+//! `/metrics`: the page, and what the HTTP side counts for it (requests
+//! by route and status, their durations by route).
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
+use std::fmt;
 use std::sync::Mutex;
 
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{HeaderMap, header};
 use axum::response::IntoResponse;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::DescriptorEncoder;
 
 use super::AppState;
-use crate::boot::now_ms;
+use crate::metrics::{Histograms, Metrics, OPENMETRICS, Out, TEXT, classic, histograms, slow};
 
-/// HTTP requests by route family and status.
-#[derive(Debug, Default)]
-pub struct HttpCounters {
+/// HTTP requests by route family and status, and their durations.
+#[derive(Debug)]
+pub struct HttpMetrics {
     counts: Mutex<BTreeMap<(&'static str, u16), u64>>,
+    seconds: Histograms,
+}
+
+impl Default for HttpMetrics {
+    fn default() -> HttpMetrics {
+        HttpMetrics {
+            counts: Mutex::default(),
+            seconds: histograms(slow),
+        }
+    }
 }
 
 /// The route family of a path: a fixed label, so that paths with node
 /// names or files do not make a label per value.
-fn family(path: &str) -> &'static str {
+pub fn family(path: &str) -> &'static str {
     const FAMILIES: [&str; 8] = [
         "/assets/",
         "/cloud-config/",
@@ -41,39 +53,62 @@ fn family(path: &str) -> &'static str {
         .unwrap_or("other")
 }
 
-impl HttpCounters {
-    pub fn count(&self, path: &str, status: u16) {
+impl HttpMetrics {
+    /// One request to `path`, answered `status` after `secs`.
+    pub fn count(&self, path: &str, status: u16, secs: f64) {
+        let route = family(path);
         let mut m = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        *m.entry((family(path), status)).or_default() += 1;
+        *m.entry((route, status)).or_default() += 1;
+        drop(m);
+        self.seconds
+            .get_or_create(&[("route", route)])
+            .observe(secs);
+    }
+
+    /// Registers the histogram, and these counters as a collector.
+    pub fn register(self: &std::sync::Arc<Self>, m: &mut Metrics) {
+        m.register(
+            "bootfleet_http_request_duration_seconds",
+            "HTTP requests from arrival to answer, by route",
+            self.seconds.clone(),
+        );
+        m.collect(self.clone());
     }
 }
 
-/// The Prometheus page.
-pub async fn render(State(s): State<AppState>) -> impl IntoResponse {
-    let mut out = String::new();
-    out.push_str("# HELP bootfleet_http_requests_total HTTP requests by route and status.\n# TYPE bootfleet_http_requests_total counter\n");
-    for ((route, status), n) in s
-        .http
-        .counts
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .iter()
-    {
-        let _ = writeln!(
-            out,
-            "bootfleet_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
-        );
+impl Collector for HttpMetrics {
+    fn encode(&self, encoder: DescriptorEncoder<'_>) -> fmt::Result {
+        let counts: Vec<((&'static str, u16), u64)> = self
+            .counts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(k, v)| (*k, *v))
+            .collect();
+        Out(encoder).counters(
+            "bootfleet_http_requests",
+            "HTTP requests by route and status",
+            counts.into_iter().map(|((route, status), v)| {
+                (
+                    [("route", route.to_owned()), ("status", status.to_string())],
+                    v,
+                )
+            }),
+        )
     }
-    let mut states: BTreeMap<&str, u64> = BTreeMap::new();
-    for row in s.registry.snapshot(now_ms()) {
-        *states.entry(row.state.name()).or_default() += 1;
+}
+
+/// The page: OpenMetrics for a scraper that accepts it, else the classic
+/// text format.
+pub async fn render(State(s): State<AppState>, headers: HeaderMap) -> impl IntoResponse {
+    let page = s.metrics.encode();
+    let accepts = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/openmetrics-text"));
+    if accepts {
+        ([(header::CONTENT_TYPE, OPENMETRICS)], page)
+    } else {
+        ([(header::CONTENT_TYPE, TEXT)], classic(&page))
     }
-    out.push_str("# HELP bootfleet_nodes Machines by boot state.\n# TYPE bootfleet_nodes gauge\n");
-    for (state, n) in states {
-        let _ = writeln!(out, "bootfleet_nodes{{state=\"{state}\"}} {n}");
-    }
-    for g in &s.gauges {
-        g.write_metrics(&mut out);
-    }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }

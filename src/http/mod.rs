@@ -11,7 +11,7 @@ mod assets;
 pub mod client;
 pub mod leases;
 mod machines;
-mod metrics;
+pub mod metrics;
 mod page;
 mod timeline;
 
@@ -47,10 +47,19 @@ pub struct Site {
     pub check_source: bool,
 }
 
-/// Counters the `/metrics` page shows from the other servers.
-pub trait Gauges: Send + Sync {
-    /// Prometheus text lines (with their `# TYPE` headers).
-    fn write_metrics(&self, out: &mut String);
+/// One part of the server (`dhcp`, `tftp`, `http`, `store`) as
+/// `/healthz` reports it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PartHealth {
+    pub part: &'static str,
+    pub ok: bool,
+    /// Why, for people: `DHCP server stuck: its loop last ran 7.2 s ago`.
+    pub detail: String,
+}
+
+/// What `/healthz` asks.
+pub trait Health: Send + Sync {
+    fn parts(&self) -> Vec<PartHealth>;
 }
 
 /// Asks `serve` to enrol a machine the spec does not list, seen at `ip`;
@@ -68,8 +77,10 @@ pub struct EnrolRequest {
 pub struct AppState {
     pub site: Arc<RwLock<Arc<Site>>>,
     pub registry: Arc<Registry>,
-    pub gauges: Vec<Arc<dyn Gauges>>,
-    pub http: Arc<metrics::HttpCounters>,
+    /// The `/metrics` page, with every part's metrics registered.
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// What HTTP counts for it (registered there).
+    pub http: Arc<metrics::HttpMetrics>,
     /// Where unknown machines are sent to be enrolled (none: refused).
     pub enrol: Option<tokio::sync::mpsc::Sender<EnrolRequest>>,
     /// Whole files in memory, shared with the TFTP server: big assets are
@@ -77,25 +88,30 @@ pub struct AppState {
     pub files: Arc<Files>,
     /// The stored leases, for `/api/v1/leases` (none: not served).
     pub leases: Option<Arc<dyn crate::store::Leases>>,
+    /// The parts' health, for `/healthz` (none: HTTP only).
+    pub health: Option<Arc<dyn Health>>,
 }
 
 impl AppState {
     /// State over `site`, reporting to `registry`, big assets read
-    /// through `files` (whose root is the images directory).
+    /// through `files` (whose root is the images directory); `metrics`
+    /// is the page, `http` what this side counts (registered on it).
     pub fn new(
         site: Site,
         registry: Arc<Registry>,
-        gauges: Vec<Arc<dyn Gauges>>,
+        metrics: Arc<crate::metrics::Metrics>,
+        http: Arc<metrics::HttpMetrics>,
         files: Arc<Files>,
     ) -> AppState {
         AppState {
             site: Arc::new(RwLock::new(Arc::new(site))),
             registry,
-            gauges,
-            http: Arc::default(),
+            metrics,
+            http,
             enrol: None,
             files,
             leases: None,
+            health: None,
         }
     }
 
@@ -114,7 +130,7 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(page::status))
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .route("/metrics", get(metrics::render))
         .route("/api/v1/nodes", get(page::nodes_json))
         .route("/api/v1/nodes/{name}", get(page::node_json))
@@ -134,6 +150,32 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(axum::middleware::map_response(name_the_server))
         .with_state(state)
+}
+
+/// `/healthz`: 200 when every part is well, else 503; the body names
+/// each part, whether it is well and why.
+async fn healthz(
+    axum::extract::State(s): axum::extract::State<AppState>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let parts = s.health.as_ref().map(|h| h.parts()).unwrap_or_else(|| {
+        vec![PartHealth {
+            part: "http",
+            ok: true,
+            detail: "answering".into(),
+        }]
+    });
+    let ok = parts.iter().all(|p| p.ok);
+    let status = if ok {
+        axum::http::StatusCode::OK
+    } else {
+        axum::http::StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = serde_json::json!({
+        "status": if ok { "ok" } else { "unhealthy" },
+        "parts": parts,
+    });
+    (status, axum::Json(body)).into_response()
 }
 
 /// The `Server` header of every answer: how `bootfleet nodes` tells

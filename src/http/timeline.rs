@@ -24,6 +24,7 @@ pub struct Refused {
 
 /// Records the request's arrival, runs it, then records its answer.
 pub async fn record(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    let arrived = std::time::Instant::now();
     let path = req.uri().path().to_owned();
     let query = req.uri().query().unwrap_or_default().to_owned();
     let from = req
@@ -52,7 +53,8 @@ pub async fn record(State(s): State<AppState>, req: Request, next: Next) -> Resp
     }
     let res = next.run(req).await;
     let status = res.status();
-    s.http.count(&path, status.as_u16());
+    s.http
+        .count(&path, status.as_u16(), arrived.elapsed().as_secs_f64());
     if stage.is_none() {
         return res;
     }

@@ -106,15 +106,29 @@ pub fn tftp_observer(
     reg: Arc<Registry>,
     names: Names,
     root: PathBuf,
+    timings: super::gauges::Timings,
 ) -> crate::tftp::server::Observer {
     Arc::new(move |r| {
+        let stage = crate::boot::classify::tftp(r.file, &names);
+        if let Progress::Completed { bytes, micros } = r.progress {
+            let kind = [("kind", stage.name())];
+            timings
+                .tftp_seconds
+                .get_or_create(&kind)
+                .observe(micros as f64 / 1e6);
+            timings
+                .tftp_bytes
+                .get_or_create(&kind)
+                .observe(bytes as f64);
+        }
         let IpAddr::V4(ip) = r.peer.ip() else { return };
         let Some(mac) = reg.mac_of_ip(ip) else { return };
-        let stage = crate::boot::classify::tftp(r.file, &names);
         let file = r.file;
         let (step, detail) = match &r.progress {
             Progress::Started => (Step::Asked, format!("tftp {file} asked")),
-            Progress::Completed { bytes } => (Step::Served, format!("tftp {file} {bytes} bytes")),
+            Progress::Completed { bytes, .. } => {
+                (Step::Served, format!("tftp {file} {bytes} bytes"))
+            }
             Progress::Failed { why, refusal } => {
                 let probe = file.trim_start_matches('/').starts_with("pxelinux.cfg/")
                     && !file.ends_with("/default");

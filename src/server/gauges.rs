@@ -1,105 +1,283 @@
-//! What `serve` adds to `/metrics` from the DHCP and TFTP servers'
-//! counters, in Prometheus text.
+//! What `serve` puts on `/metrics`: every counter the DHCP and TFTP
+//! servers, the file cache and the store keep (read at scrape time), the
+//! machines by boot state, and the histograms observed as work is done.
 
+use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::http::Gauges;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::DescriptorEncoder;
 
+use crate::boot::{Registry, now_ms};
+use crate::metrics::{Histograms, Metrics, Out, bytes, histograms, signed, slow};
+
+fn n(a: &AtomicU64) -> u64 {
+    a.load(Ordering::Relaxed)
+}
+
+/// Histograms the TFTP observer fills.
+#[derive(Clone, Debug)]
+pub struct Timings {
+    /// TFTP transfer seconds and bytes by kind of file (loader, kernel,
+    /// initrd, ...: the boot stage it serves).
+    pub tftp_seconds: Histograms,
+    pub tftp_bytes: Histograms,
+}
+
+impl Default for Timings {
+    fn default() -> Timings {
+        Timings {
+            tftp_seconds: histograms(slow),
+            tftp_bytes: histograms(bytes),
+        }
+    }
+}
+
+impl Timings {
+    /// Registers them on the page.
+    pub fn register(&self, m: &mut Metrics) {
+        m.register(
+            "bootfleet_tftp_transfer_duration_seconds",
+            "Completed TFTP transfers from request to last acknowledgement, by kind of file",
+            self.tftp_seconds.clone(),
+        );
+        m.register(
+            "bootfleet_tftp_transfer_size_bytes",
+            "Completed TFTP transfers' sizes, by kind of file",
+            self.tftp_bytes.clone(),
+        );
+    }
+}
+
+/// The DHCP server's counters, histograms and pool use.
 pub(super) struct DhcpGauges(pub(super) Arc<crate::dhcp::server::Stats>);
 
-impl Gauges for DhcpGauges {
-    fn write_metrics(&self, out: &mut String) {
-        use std::fmt::Write as _;
-        out.push_str("# HELP bootfleet_dhcp_requests_total DHCP requests by message type and outcome.\n# TYPE bootfleet_dhcp_requests_total counter\n");
-        for ((kind, outcome), n) in self.0.outcomes() {
-            let _ = writeln!(
-                out,
-                "bootfleet_dhcp_requests_total{{type=\"{kind}\",outcome=\"{outcome}\"}} {n}"
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# TYPE bootfleet_dhcp_malformed_total counter\nbootfleet_dhcp_malformed_total {}\n# TYPE bootfleet_dhcp_lease_commits_total counter\nbootfleet_dhcp_lease_commits_total {}",
-            self.0.malformed.load(Ordering::Relaxed),
-            self.0.commits.load(Ordering::Relaxed)
+impl fmt::Debug for DhcpGauges {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DhcpGauges")
+    }
+}
+
+impl DhcpGauges {
+    /// Registers the histograms the server observes, and the collector.
+    pub(super) fn register(self, m: &mut Metrics) {
+        m.register(
+            "bootfleet_dhcp_reply_duration_seconds",
+            "DHCP requests from arrival (their batch read) to reply sent, store commit included",
+            self.0.reply_seconds.clone(),
         );
-        let _ = writeln!(
-            out,
-            "# HELP bootfleet_dhcp_replies_withheld_total Replies not sent because their lease could not be stored.\n# TYPE bootfleet_dhcp_replies_withheld_total counter\nbootfleet_dhcp_replies_withheld_total {}\n# HELP bootfleet_dhcp_lost_races_total Claims another server of the site won first.\n# TYPE bootfleet_dhcp_lost_races_total counter\nbootfleet_dhcp_lost_races_total {}",
-            self.0.store_errors.load(Ordering::Relaxed),
-            self.0.lost_races.load(Ordering::Relaxed)
+        m.register(
+            "bootfleet_dhcp_lease_commit_duration_seconds",
+            "Lease store commits (one per batch of requests)",
+            self.0.commit_seconds.clone(),
         );
+        m.collect(self);
+    }
+}
+
+impl Collector for DhcpGauges {
+    fn encode(&self, encoder: DescriptorEncoder<'_>) -> fmt::Result {
+        let s = &self.0;
+        let mut out = Out(encoder);
+        out.counter(
+            "bootfleet_dhcp_received",
+            "DHCP datagrams received",
+            n(&s.received),
+        )?;
+        out.counter(
+            "bootfleet_dhcp_malformed",
+            "DHCP datagrams dropped as malformed",
+            n(&s.malformed),
+        )?;
+        let outcomes = s.outcomes();
+        out.counters(
+            "bootfleet_dhcp_requests",
+            "DHCP requests by message type and outcome",
+            outcomes
+                .iter()
+                .map(|((kind, outcome), v)| ([("type", *kind), ("outcome", *outcome)], *v)),
+        )?;
+        out.counter(
+            "bootfleet_dhcp_lease_commits",
+            "Lease store commits that succeeded",
+            n(&s.commits),
+        )?;
+        out.counter(
+            "bootfleet_dhcp_lease_commit_failures",
+            "Lease store commits that failed (their replies withheld)",
+            n(&s.commit_failures),
+        )?;
+        out.counter(
+            "bootfleet_dhcp_replies_withheld",
+            "Replies not sent because their lease could not be stored",
+            n(&s.store_errors),
+        )?;
+        out.counter(
+            "bootfleet_dhcp_lost_races",
+            "Claims another server of the site won first (the request was decided again)",
+            n(&s.lost_races),
+        )?;
+        let pool = s
+            .pool_name
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let label = |v: u64| ([("pool", pool.clone())], signed(v));
+        out.gauges(
+            "bootfleet_dhcp_pool_addresses",
+            "Addresses the pool can hand out",
+            [label(n(&s.pool_size))],
+        )?;
+        out.gauges(
+            "bootfleet_dhcp_pool_leased_addresses",
+            "Pool addresses leased now (unexpired)",
+            [label(n(&s.pool_leased))],
+        )?;
+        out.gauges(
+            "bootfleet_dhcp_pool_quarantined_addresses",
+            "Pool addresses held back after a DECLINE",
+            [label(n(&s.pool_quarantined))],
+        )?;
+        let free = n(&s.pool_size).saturating_sub(n(&s.pool_leased) + n(&s.pool_quarantined));
+        out.gauges(
+            "bootfleet_dhcp_pool_free_addresses",
+            "Pool addresses free to lease now: when this nears 0, new machines get no address",
+            [label(free)],
+        )
     }
 }
 
 /// Whether the state store answers (an etcd can be away).
 pub(super) struct StoreGauges(pub(super) Arc<dyn crate::store::Leases>);
 
-impl Gauges for StoreGauges {
-    fn write_metrics(&self, out: &mut String) {
-        use std::fmt::Write as _;
-        let _ = writeln!(
-            out,
-            "# HELP bootfleet_store_reachable 1 when the last call reached the state store.\n# TYPE bootfleet_store_reachable gauge\nbootfleet_store_reachable {}",
-            u8::from(self.0.reachable())
-        );
+impl fmt::Debug for StoreGauges {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("StoreGauges")
     }
 }
 
+impl Collector for StoreGauges {
+    fn encode(&self, encoder: DescriptorEncoder<'_>) -> fmt::Result {
+        Out(encoder).gauge(
+            "bootfleet_store_reachable",
+            "1 when the last call reached the state store",
+            i64::from(self.0.reachable()),
+        )
+    }
+}
+
+/// The TFTP server's counters.
+#[derive(Debug)]
 pub(super) struct TftpGauges(pub(super) Arc<crate::tftp::server::Stats>);
 
-impl Gauges for TftpGauges {
-    fn write_metrics(&self, out: &mut String) {
-        use std::fmt::Write as _;
+impl Collector for TftpGauges {
+    fn encode(&self, encoder: DescriptorEncoder<'_>) -> fmt::Result {
         let s = &self.0;
-        out.push_str("# HELP bootfleet_tftp_transfers_total TFTP transfers by result.\n# TYPE bootfleet_tftp_transfers_total counter\n");
-        for (result, n) in [
-            ("completed", s.completed.load(Ordering::Relaxed)),
-            ("client_error", s.client_errors.load(Ordering::Relaxed)),
-            ("timed_out", s.timed_out.load(Ordering::Relaxed)),
-        ] {
-            let _ = writeln!(
-                out,
-                "bootfleet_tftp_transfers_total{{result=\"{result}\"}} {n}"
-            );
-        }
-        out.push_str("# TYPE bootfleet_tftp_refused_total counter\n");
+        let mut out = Out(encoder);
+        out.counter(
+            "bootfleet_tftp_requests",
+            "TFTP requests received",
+            n(&s.requests),
+        )?;
+        out.counter(
+            "bootfleet_tftp_malformed",
+            "TFTP datagrams dropped as malformed (requests and in transfers)",
+            n(&s.malformed),
+        )?;
+        out.counter(
+            "bootfleet_tftp_unknown_tid",
+            "Datagrams from an unknown transfer ID, answered with ERROR 5",
+            n(&s.unknown_tid),
+        )?;
+        out.counters(
+            "bootfleet_tftp_transfers",
+            "TFTP transfers ended, by result",
+            [
+                ([("result", "completed")], n(&s.completed)),
+                ([("result", "client_error")], n(&s.client_errors)),
+                ([("result", "timed_out")], n(&s.timed_out)),
+            ],
+        )?;
         let mut refused: Vec<_> = s.refused().into_iter().collect();
         refused.sort();
-        for (reason, n) in refused {
-            let _ = writeln!(
-                out,
-                "bootfleet_tftp_refused_total{{reason=\"{reason}\"}} {n}"
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# TYPE bootfleet_tftp_bytes_sent_total counter\nbootfleet_tftp_bytes_sent_total {}",
-            s.bytes_sent.load(Ordering::Relaxed)
-        );
-        out.push_str("# HELP bootfleet_tftp_answers_total Clients' answers to a window, by whether the transfer polled for it or slept.\n# TYPE bootfleet_tftp_answers_total counter\n");
-        let (all, polled) = (
-            s.answers.load(Ordering::Relaxed),
-            s.answers_polled.load(Ordering::Relaxed),
-        );
-        for (how, n) in [("polled", polled), ("slept", all.saturating_sub(polled))] {
-            let _ = writeln!(out, "bootfleet_tftp_answers_total{{wait=\"{how}\"}} {n}");
-        }
+        out.counters(
+            "bootfleet_tftp_refused",
+            "TFTP requests refused, by reason",
+            refused.into_iter().map(|(r, v)| ([("reason", r)], v)),
+        )?;
+        out.counter(
+            "bootfleet_tftp_sent_bytes",
+            "TFTP data sent, retransmissions included",
+            n(&s.bytes_sent),
+        )?;
+        let (all, polled) = (n(&s.answers), n(&s.answers_polled));
+        out.counters(
+            "bootfleet_tftp_answers",
+            "Clients' answers to a window, by whether the transfer polled for it or slept",
+            [
+                ([("wait", "polled")], polled),
+                ([("wait", "slept")], all.saturating_sub(polled)),
+            ],
+        )?;
+        out.gauge(
+            "bootfleet_tftp_active_transfers",
+            "TFTP transfers going on now",
+            signed(n(&s.active)),
+        )
     }
 }
 
 /// The whole-file copies TFTP and HTTP share.
 pub(super) struct FileGauges(pub(super) Arc<crate::tftp::files::Files>);
 
-impl Gauges for FileGauges {
-    fn write_metrics(&self, out: &mut String) {
-        use std::fmt::Write as _;
-        let _ = writeln!(
-            out,
-            "# HELP bootfleet_file_reads_total Files read from disk into memory (for TFTP and HTTP alike).\n# TYPE bootfleet_file_reads_total counter\nbootfleet_file_reads_total {}\n# HELP bootfleet_file_bytes_in_memory File data held in memory now.\n# TYPE bootfleet_file_bytes_in_memory gauge\nbootfleet_file_bytes_in_memory {}",
+impl fmt::Debug for FileGauges {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("FileGauges")
+    }
+}
+
+impl Collector for FileGauges {
+    fn encode(&self, encoder: DescriptorEncoder<'_>) -> fmt::Result {
+        let mut out = Out(encoder);
+        out.counter(
+            "bootfleet_file_reads",
+            "Files read from disk into memory (for TFTP and HTTP alike)",
             self.0.disk_reads(),
-            self.0.bytes_in_use()
-        );
+        )?;
+        out.gauge(
+            "bootfleet_file_memory_bytes",
+            "File data held in memory now",
+            signed(self.0.bytes_in_use()),
+        )
+    }
+}
+
+/// Machines by boot state, from the timelines.
+pub(super) struct MachineGauges(pub(super) Arc<Registry>);
+
+impl fmt::Debug for MachineGauges {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("MachineGauges")
+    }
+}
+
+impl Collector for MachineGauges {
+    fn encode(&self, encoder: DescriptorEncoder<'_>) -> fmt::Result {
+        use crate::boot::State;
+        let rows = self.0.snapshot(now_ms());
+        let count = |s: State| rows.iter().filter(|r| r.state == s).count() as i64;
+        let states = [
+            State::Waiting,
+            State::Booting,
+            State::Booted,
+            State::Stalled,
+            State::Failed,
+        ];
+        Out(encoder).gauges(
+            "bootfleet_machines",
+            "Machines by boot state (stalled and failed ones need a look)",
+            states.map(|s| ([("state", s.name())], count(s))),
+        )
     }
 }

@@ -7,7 +7,9 @@
 
 mod events;
 mod gauges;
+pub mod health;
 mod live;
+pub mod notify;
 pub mod prepare;
 pub mod sockets;
 
@@ -17,13 +19,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use gauges::{DhcpGauges, FileGauges, StoreGauges, TftpGauges};
+use gauges::{DhcpGauges, FileGauges, MachineGauges, StoreGauges, TftpGauges, Timings};
 use live::{Live, Source};
 pub use prepare::{PrepareError, Prepared};
 
 use crate::boot::{BootError, Registry, known};
 use crate::dhcp::server::{Port, Server as DhcpServer};
-use crate::http::{AppState, EnrolRequest, Gauges};
+use crate::http::{AppState, EnrolRequest};
+use crate::metrics::Metrics;
 use crate::spec::DhcpMode;
 use crate::tftp::files::Files;
 use crate::tftp::server::{Config as TftpConfig, Server as TftpServer};
@@ -116,6 +119,8 @@ pub struct Server {
     /// Logged at shutdown.
     dhcp_stats: Option<Arc<crate::dhcp::server::Stats>>,
     tftp_stats: Arc<crate::tftp::server::Stats>,
+    /// Each part's health.
+    parts: health::Parts,
 }
 
 /// Loads the spec and the state, binds every socket and starts DHCP (a
@@ -194,7 +199,9 @@ pub fn start(o: Options) -> Result<Server, ServerError> {
     let mut dhcp_thread = None;
     let mut dhcp_pending = None;
     let mut dhcp_stats = None;
-    let mut gauges: Vec<Arc<dyn Gauges>> = Vec::new();
+    let mut metrics = Metrics::default();
+    registry.register_metrics(&mut metrics);
+    metrics.collect(MachineGauges(registry.clone()));
     if let Some(port) = o.dhcp_port {
         let mut socks = vec![(sockets::dhcp(&iface, port)?, Port::Dhcp)];
         if net.mode == DhcpMode::Proxy {
@@ -212,7 +219,7 @@ pub fn start(o: Options) -> Result<Server, ServerError> {
             enrol_tx.clone(),
             files.clone(),
         ));
-        gauges.push(Arc::new(DhcpGauges(server.stats.clone())));
+        DhcpGauges(server.stats.clone()).register(&mut metrics);
         dhcp_stats = Some(server.stats.clone());
         dhcp_pending = Some(server.pending.clone());
         let flag = stop_dhcp.clone();
@@ -262,6 +269,7 @@ pub fn start(o: Options) -> Result<Server, ServerError> {
         what: "reading the TFTP address",
         source,
     })?;
+    let timings = Timings::default();
     let tftp = TftpServer::observed(
         files.clone(),
         TftpConfig {
@@ -272,12 +280,14 @@ pub fn start(o: Options) -> Result<Server, ServerError> {
             registry.clone(),
             loaded.site.names.clone(),
             files.root().to_path_buf(),
+            timings.clone(),
         )),
     );
-    gauges.push(Arc::new(TftpGauges(tftp.stats())));
-    gauges.push(Arc::new(StoreGauges(store.leases.clone())));
+    timings.register(&mut metrics);
+    metrics.collect(TftpGauges(tftp.stats()));
+    metrics.collect(StoreGauges(store.leases.clone()));
     let tftp_stats = tftp.stats();
-    gauges.push(Arc::new(FileGauges(files.clone())));
+    metrics.collect(FileGauges(files.clone()));
     let tftp_running = tftp
         .spawn_runtime(tftp_socket)
         .map_err(|source| ServerError::Io {
@@ -295,9 +305,25 @@ pub fn start(o: Options) -> Result<Server, ServerError> {
         source,
     })?;
     registry.set_server(http_addr.to_string());
-    let mut state = AppState::new(loaded.site, registry.clone(), gauges, files.clone());
+    let http_metrics = Arc::new(crate::http::metrics::HttpMetrics::default());
+    http_metrics.register(&mut metrics);
+    let parts = health::Parts {
+        dhcp: dhcp_stats.clone(),
+        tftp: tftp_stats.clone(),
+        store: store.leases.clone(),
+        http: http_addr.to_string(),
+    };
+    metrics.collect(parts.clone());
+    let mut state = AppState::new(
+        loaded.site,
+        registry.clone(),
+        Arc::new(metrics),
+        http_metrics,
+        files.clone(),
+    );
     state.enrol = Some(enrol_tx);
     state.leases = Some(store.leases.clone());
+    state.health = Some(Arc::new(parts.clone()));
     let app = crate::http::router(state.clone());
     let mut live = Live::new(source, prepared, enrolled, state, files, registry.clone());
     live.dhcp_pending = dhcp_pending;
@@ -377,6 +403,7 @@ pub fn start(o: Options) -> Result<Server, ServerError> {
         registry,
         dhcp_stats,
         tftp_stats,
+        parts,
     })
 }
 
@@ -391,6 +418,11 @@ impl Server {
         let alive =
             |t: &Option<std::thread::JoinHandle<_>>| t.as_ref().is_none_or(|t| !t.is_finished());
         alive(&self.dhcp_thread) && self.http_thread.as_ref().is_some_and(|t| !t.is_finished())
+    }
+
+    /// Each part's health now (as `/healthz` reports it).
+    pub fn health(&self) -> Vec<crate::http::PartHealth> {
+        self.parts.check(crate::boot::now_ms())
     }
 
     /// Reads the spec again and serves it; a bad spec is refused and the

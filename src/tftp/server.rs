@@ -84,7 +84,29 @@ pub struct Stats {
     /// answers to a window sent.
     pub answers_polled: AtomicU64,
     pub answers: AtomicU64,
+    /// Transfers going on now.
+    pub active: AtomicU64,
+    /// Health: the request loop runs; the runtime's heartbeat (unix ms,
+    /// stamped every second).
+    pub serving: std::sync::atomic::AtomicBool,
+    pub heartbeat_ms: AtomicU64,
     refused: Mutex<HashMap<&'static str, u64>>,
+}
+
+/// Counts a transfer as going on while it lives.
+struct Active<'a>(&'a AtomicU64);
+
+impl<'a> Active<'a> {
+    fn new(n: &'a AtomicU64) -> Active<'a> {
+        n.fetch_add(1, Ordering::Relaxed);
+        Active(n)
+    }
+}
+
+impl Drop for Active<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Stats {
@@ -138,8 +160,8 @@ pub struct Report<'a> {
 pub enum Progress {
     /// Its request arrived and a transfer starts.
     Started,
-    /// All of it was acknowledged.
-    Completed { bytes: u64 },
+    /// All of it was acknowledged, `micros` after its request.
+    Completed { bytes: u64, micros: u64 },
     /// Refused (`refusal` says why) or timed out (`refusal` is `None`).
     /// A client that ends the transfer itself (the PXE size probe) is not
     /// reported.
@@ -258,11 +280,22 @@ impl Server {
             .enable_all()
             .thread_name("tftp")
             .build()?;
+        let stats = self.stats.clone();
+        let beat = self.stats.clone();
         runtime.spawn(async move {
+            loop {
+                beat.heartbeat_ms
+                    .store(crate::boot::now_ms(), Ordering::Relaxed);
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+        });
+        runtime.spawn(async move {
+            stats.serving.store(true, Ordering::Relaxed);
             let served = match UdpSocket::from_std(socket) {
                 Ok(socket) => self.run(socket).await,
                 Err(e) => Err(e),
             };
+            stats.serving.store(false, Ordering::Relaxed);
             if let Err(e) = served {
                 tracing::error!(error = %e, "the TFTP server stopped");
             }
@@ -377,6 +410,7 @@ impl Server {
         netascii: bool,
         options: Options,
     ) {
+        let _active = Active::new(&self.stats.active);
         let socket = match UdpSocket::bind((local_ip, 0)).await {
             Ok(s) => s,
             Err(e) => {
@@ -485,7 +519,8 @@ impl Server {
             Some(Outcome::Completed { bytes }) => {
                 self.stats.completed.fetch_add(1, Ordering::Relaxed);
                 info!(%peer, file = %filename, bytes, ms = elapsed.as_millis() as u64, answers, polled, "transfer completed");
-                self.report(peer, &filename, Progress::Completed { bytes: *bytes });
+                let (bytes, micros) = (*bytes, elapsed.as_micros() as u64);
+                self.report(peer, &filename, Progress::Completed { bytes, micros });
             }
             Some(Outcome::ClientError { code, message }) => {
                 self.stats.client_errors.fetch_add(1, Ordering::Relaxed);
