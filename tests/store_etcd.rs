@@ -34,7 +34,6 @@ fn free_port() -> u16 {
 
 fn etcd() -> Option<Etcd> {
     if !have("etcd") || !have("curl") {
-        cannot_run("needs etcd (Debian's etcd-server) and curl");
         return None;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -37,8 +37,20 @@ pub struct Cli {
     /// Default: /var/lib/bootfleet as root, else $XDG_STATE_HOME/bootfleet.
     #[arg(long, global = true, env = "BOOTFLEET_STATE_DIR", value_name = "DIR")]
     state_dir: Option<PathBuf>,
+    /// How log lines are written to stderr: `text` for people and
+    /// journald, `json` (one object per line: timestamp, level, message,
+    /// fields) for log shippers.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "BOOTFLEET_LOG_FORMAT")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+/// See [`Cli::log_format`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -221,7 +233,7 @@ fn nix_is_root() -> bool {
         .unwrap_or(false)
 }
 
-fn init_logging(verbose: u8, quiet: u8) {
+fn init_logging(verbose: u8, quiet: u8, format: LogFormat) {
     let level = match (verbose, quiet) {
         (_, q) if q > 0 => "error",
         (0, _) => "info",
@@ -232,19 +244,21 @@ fn init_logging(verbose: u8, quiet: u8) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     // Colours only on a terminal: logs in files and journals stay plain.
     use std::io::IsTerminal as _;
-    tracing_subscriber::fmt()
+    let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
-        .init();
+        .with_target(false);
+    match format {
+        LogFormat::Text => fmt.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => fmt.json().flatten_event(true).init(),
+    }
 }
 
 /// Parses the arguments, runs the command, prints any error, and returns
 /// the exit status.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.verbose, cli.quiet);
+    init_logging(cli.verbose, cli.quiet, cli.log_format);
     let state_dir = cli.state_dir.clone().unwrap_or_else(default_state_dir);
     let result = match cli.command {
         Command::Check(args) => check::run(args, &state_dir),
