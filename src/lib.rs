@@ -8,6 +8,7 @@ pub mod cli;
 pub mod cloudconfig;
 pub mod cluster;
 pub mod dhcp;
+pub mod durable;
 pub mod http;
 pub mod images;
 pub mod inventory;

@@ -1,10 +1,7 @@
-//! A minimal HTTP/1.1 client for bootfleet's own JSON API (`nodes`,
-//! `cluster`): a GET that expects Content-Length and a closed connection,
-//! and an answer from bootfleet (its `Server` header), not whatever else
-//! listens at the address.
+//! The client of bootfleet's own JSON API (`nodes`, `leases`,
+//! `cluster`), on ureq: a GET that wants an answer from bootfleet (its
+//! `Server` header), not from whatever else listens at the address.
 
-use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
 /// Why a GET failed.
@@ -37,59 +34,55 @@ pub enum ClientError {
 
 /// GETs `path` from `addr` (HOST:PORT); the body when the answer is 200.
 pub fn get(addr: &str, path: &str) -> Result<String, ClientError> {
-    let connect = |source| ClientError::Connect {
-        addr: addr.to_owned(),
-        source,
-    };
-    let target = addr
-        .to_socket_addrs()
-        .map_err(connect)?
-        .next()
-        .ok_or_else(|| {
-            connect(std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                "no address",
-            ))
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_connect(Some(Duration::from_secs(5)))
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into();
+    let mut res = agent
+        .get(format!("http://{addr}{path}"))
+        .call()
+        .map_err(|e| match e {
+            ureq::Error::Protocol(_) => ClientError::NotHttp {
+                addr: addr.to_owned(),
+                path: path.to_owned(),
+            },
+            ureq::Error::Io(source) => ClientError::Connect {
+                addr: addr.to_owned(),
+                source,
+            },
+            other => ClientError::Connect {
+                addr: addr.to_owned(),
+                source: std::io::Error::other(other),
+            },
         })?;
-    let mut s = TcpStream::connect_timeout(&target, Duration::from_secs(5)).map_err(connect)?;
-    let io = |source| ClientError::Io {
-        addr: addr.to_owned(),
-        path: path.to_owned(),
-        source,
-    };
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .map_err(io)?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .map_err(io)?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).map_err(io)?;
-    let text = String::from_utf8_lossy(&raw);
-    let not_http = || ClientError::NotHttp {
-        addr: addr.to_owned(),
-        path: path.to_owned(),
-    };
-    let (head, body) = text.split_once("\r\n\r\n").ok_or_else(not_http)?;
-    let status = head.split_whitespace().nth(1).ok_or_else(not_http)?;
-    let ours = head.lines().any(|l| {
-        l.split_once(':').is_some_and(|(k, v)| {
-            k.eq_ignore_ascii_case("server") && v.trim().starts_with("bootfleet/")
-        })
-    });
+    let status = res.status().as_u16().to_string();
+    let ours = res
+        .headers()
+        .get("server")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("bootfleet/"));
     if !ours {
         return Err(ClientError::NotBootfleet {
             addr: addr.to_owned(),
-            status: status.to_owned(),
+            status,
         });
     }
     if status != "200" {
         return Err(ClientError::Status {
             addr: addr.to_owned(),
             path: path.to_owned(),
-            status: status.to_owned(),
+            status,
         });
     }
-    Ok(body.to_owned())
+    res.body_mut()
+        .with_config()
+        .limit(64 << 20)
+        .read_to_string()
+        .map_err(|e| ClientError::Io {
+            addr: addr.to_owned(),
+            path: path.to_owned(),
+            source: e.into_io(),
+        })
 }

@@ -119,12 +119,11 @@ pub async fn ipxe_by_name(State(s): State<AppState>, Path(file): Path<String>) -
 }
 
 /// Compares without stopping at the first difference.
+/// Tokens compared in constant time (no early exit on the first
+/// differing byte).
 fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
+    use subtle::ConstantTimeEq;
+    a.as_bytes().ct_eq(b.as_bytes()).into()
 }
 
 /// Checks `?token=` against the node's own: the refusal, or `None` when

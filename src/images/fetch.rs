@@ -137,7 +137,7 @@ pub fn fetch_flatcar(
     }
     for (part, name) in parts.0.iter().zip(PXE_FILES) {
         let to = dir.join(name);
-        fs::rename(part, &to).map_err(write_err(&to))?;
+        crate::durable::rename(part, &to).map_err(write_err(&to))?;
     }
     parts.0.clear();
     Ok(Fetched {

@@ -95,9 +95,7 @@ pub fn stage(system_root: &Path, images: &Path) -> Result<Vec<Staged>, ImagesErr
             continue;
         };
         let dest = images.join(name);
-        let tmp = images.join(format!(".{name}.tmp"));
-        std::fs::write(&tmp, &data).map_err(|e| write_err(&tmp, e))?;
-        std::fs::rename(&tmp, &dest).map_err(|e| write_err(&dest, e))?;
+        crate::durable::write(&dest, &data).map_err(|e| write_err(&dest, e))?;
         out.push(Staged::Copied {
             name,
             bytes: data.len() as u64,

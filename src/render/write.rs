@@ -6,7 +6,6 @@
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::io::Write;
 use std::path::Path;
 
 use super::{File, RenderError};
@@ -48,7 +47,7 @@ pub fn write(out: &Path, files: &[File]) -> Result<usize, RenderError> {
                 s.spawn(move || {
                     for f in part {
                         let path = out.join(&f.path);
-                        atomic_write(&path, f.content.as_bytes())
+                        crate::durable::write(&path, f.content.as_bytes())
                             .map_err(|source| RenderError::Io { path, source })?;
                     }
                     Ok(())
@@ -73,18 +72,6 @@ pub fn write(out: &Path, files: &[File]) -> Result<usize, RenderError> {
         }
     }
     let listing: String = current.iter().map(|p| format!("{p}\n")).collect();
-    atomic_write(&manifest_path, listing.as_bytes()).map_err(io(&manifest_path))?;
+    crate::durable::write(&manifest_path, listing.as_bytes()).map_err(io(&manifest_path))?;
     Ok(removed)
-}
-
-fn atomic_write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.tmp"));
-    let mut f = fs::File::create(&tmp)?;
-    f.write_all(bytes)?;
-    drop(f);
-    fs::rename(&tmp, path)
 }

@@ -127,7 +127,8 @@ pub(super) fn older_layout(store: &Embedded, state_dir: &Path) -> Result<(), Sto
     for f in &found.files {
         let from = state_dir.join(f);
         let to = state_dir.join(format!("{f}.imported"));
-        std::fs::rename(&from, &to).map_err(|source| StoreError::Io { path: from, source })?;
+        crate::durable::rename(&from, &to)
+            .map_err(|source| StoreError::Io { path: from, source })?;
     }
     tracing::info!(
         files = %found.files.join(" "),
