@@ -9,6 +9,7 @@ use dhcproto::v4::{DhcpOption, Message, MessageType, Opcode, OptionCode, Unknown
 use ipnet::Ipv4Net;
 
 use super::boot::{BootConfig, BootFile, Choice, Client, choose};
+pub use super::outcome::Outcome;
 use super::pool::{Assignment, Lease, Pool, Table};
 use crate::spec::{DhcpMode, Mac};
 
@@ -83,13 +84,13 @@ pub struct Decision {
     pub reply: Option<(Message, Dest)>,
     pub change: Option<Change>,
     /// Why, in a word, for logs and metrics (`offer`, `ack`, `nak`, ...).
-    pub outcome: &'static str,
+    pub outcome: Outcome,
     /// The boot choice, when the client is booting.
     pub boot: Option<Choice>,
 }
 
 impl Decision {
-    pub(super) fn silent(outcome: &'static str) -> Decision {
+    pub(super) fn silent(outcome: Outcome) -> Decision {
         Decision {
             reply: None,
             change: None,
@@ -134,18 +135,18 @@ pub fn message_type(req: &Message) -> Option<MessageType> {
 /// In proxy mode this is [`super::proxy::on_port_67`].
 pub fn decide(req: &Message, cfg: &Config, table: &Table, now: u64) -> Decision {
     if req.opcode() != Opcode::BootRequest {
-        return Decision::silent("not_a_request");
+        return Decision::silent(Outcome::NotARequest);
     }
     let Some(mac) = client_mac(req) else {
-        return Decision::silent("no_mac");
+        return Decision::silent(Outcome::NoMac);
     };
     let Some(kind) = message_type(req) else {
-        return Decision::silent("no_message_type");
+        return Decision::silent(Outcome::NoMessageType);
     };
     if matches!(kind, MessageType::Discover | MessageType::Request)
         && refused_unknown(req, cfg, mac)
     {
-        return Decision::silent("unknown_refused");
+        return Decision::silent(Outcome::UnknownRefused);
     }
     if cfg.mode == DhcpMode::Proxy {
         return super::proxy::on_port_67(req, cfg, kind);
@@ -153,7 +154,7 @@ pub fn decide(req: &Message, cfg: &Config, table: &Table, now: u64) -> Decision 
     // A relay names the client's subnet with giaddr (RFC 2131 4.3.1): one
     // bootfleet does not serve gets no address from the spec's pool.
     if !req.giaddr().is_unspecified() && !cfg.subnet.contains(&req.giaddr()) {
-        return Decision::silent("relay_from_unserved_subnet");
+        return Decision::silent(Outcome::RelayFromUnservedSubnet);
     }
     match kind {
         MessageType::Discover => discover(req, cfg, table, mac, now),
@@ -164,15 +165,15 @@ pub fn decide(req: &Message, cfg: &Config, table: &Table, now: u64) -> Decision 
                     ip,
                     until: now + DECLINE_QUARANTINE_SECS,
                 }),
-                ..Decision::silent("decline")
+                ..Decision::silent(Outcome::Decline)
             },
-            _ => Decision::silent("decline_ignored"),
+            _ => Decision::silent(Outcome::DeclineIgnored),
         },
         MessageType::Release => {
             let ip = req.ciaddr();
             Decision {
                 change: Some(Change::Release { ip, mac }),
-                ..Decision::silent("release")
+                ..Decision::silent(Outcome::Release)
             }
         }
         MessageType::Inform => {
@@ -184,18 +185,18 @@ pub fn decide(req: &Message, cfg: &Config, table: &Table, now: u64) -> Decision 
             Decision {
                 reply: Some((reply, dest)),
                 change: None,
-                outcome: "inform",
+                outcome: Outcome::Inform,
                 boot,
             }
         }
-        _ => Decision::silent("unhandled_type"),
+        _ => Decision::silent(Outcome::UnhandledType),
     }
 }
 
 fn discover(req: &Message, cfg: &Config, table: &Table, mac: Mac, now: u64) -> Decision {
     let a = cfg.pool.assign(table, mac, requested_ip(req), now);
     let Some(ip) = a.ip() else {
-        return Decision::silent("pool_exhausted");
+        return Decision::silent(Outcome::PoolExhausted);
     };
     let (reply, boot) = base_reply(req, cfg, MessageType::Offer, ip);
     let dest = destination(req, false, ip);
@@ -214,7 +215,7 @@ fn discover(req: &Message, cfg: &Config, table: &Table, mac: Mac, now: u64) -> D
     Decision {
         reply: Some((reply, dest)),
         change,
-        outcome: "offer",
+        outcome: Outcome::Offer,
         boot,
     }
 }
@@ -229,7 +230,7 @@ fn request(req: &Message, cfg: &Config, table: &Table, mac: Mac, now: u64) -> De
                 .filter(|l| l.expires > now && l.expires <= now + OFFER_HOLD_SECS);
             return Decision {
                 change: offered.map(|l| Change::Release { ip: l.ip, mac }),
-                ..Decision::silent("chose_another_server")
+                ..Decision::silent(Outcome::ChoseAnotherServer)
             };
         }
     }
@@ -238,7 +239,7 @@ fn request(req: &Message, cfg: &Config, table: &Table, mac: Mac, now: u64) -> De
     let wanted =
         requested_ip(req).or_else(|| (!req.ciaddr().is_unspecified()).then_some(req.ciaddr()));
     let Some(wanted) = wanted else {
-        return Decision::silent("request_without_address");
+        return Decision::silent(Outcome::RequestWithoutAddress);
     };
     let a = cfg.pool.assign(table, mac, Some(wanted), now);
     if a.ip() != Some(wanted) {
@@ -253,7 +254,7 @@ fn request(req: &Message, cfg: &Config, table: &Table, mac: Mac, now: u64) -> De
         return Decision {
             reply: Some((nak, dest)),
             change: None,
-            outcome: "nak",
+            outcome: Outcome::Nak,
             boot: None,
         };
     }
@@ -267,7 +268,7 @@ fn request(req: &Message, cfg: &Config, table: &Table, mac: Mac, now: u64) -> De
     Decision {
         reply: Some((reply, dest)),
         change: Some(Change::Bind(lease)),
-        outcome: "ack",
+        outcome: Outcome::Ack,
         boot,
     }
 }

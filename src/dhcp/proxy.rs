@@ -19,6 +19,7 @@ use std::net::Ipv4Addr;
 use dhcproto::v4::{Message, MessageType, Opcode};
 
 use super::boot::{Client, choose};
+use super::outcome::Outcome;
 use super::policy::{
     Config, Decision, Dest, add_boot_options, client_mac, destination, message_type,
     refused_unknown, reply_to,
@@ -27,7 +28,7 @@ use super::policy::{
 /// The answer to `req` received on port 67 in proxy mode.
 pub fn on_port_67(req: &Message, cfg: &Config, kind: MessageType) -> Decision {
     if kind != MessageType::Discover {
-        return Decision::silent("proxy_not_ours");
+        return Decision::silent(Outcome::ProxyNotOurs);
     }
     reply(
         req,
@@ -35,44 +36,38 @@ pub fn on_port_67(req: &Message, cfg: &Config, kind: MessageType) -> Decision {
         MessageType::Offer,
         // No address is given, so no unicast to one.
         destination(req, false, Ipv4Addr::UNSPECIFIED),
-        "proxy_offer",
+        Outcome::ProxyOffer,
     )
 }
 
 /// The answer to `req` received on port 4011 (the PXE boot server port).
 pub fn on_port_4011(req: &Message, cfg: &Config) -> Decision {
     if req.opcode() != Opcode::BootRequest {
-        return Decision::silent("not_a_request");
+        return Decision::silent(Outcome::NotARequest);
     }
     let Some(mac) = client_mac(req) else {
-        return Decision::silent("not_a_request");
+        return Decision::silent(Outcome::NotARequest);
     };
     if refused_unknown(req, cfg, mac) {
-        return Decision::silent("unknown_refused");
+        return Decision::silent(Outcome::UnknownRefused);
     }
     match message_type(req) {
         Some(MessageType::Request | MessageType::Inform) => {
-            reply(req, cfg, MessageType::Ack, Dest::Sender, "proxy_ack")
+            reply(req, cfg, MessageType::Ack, Dest::Sender, Outcome::ProxyAck)
         }
-        Some(_) => Decision::silent("unhandled_type"),
-        None => Decision::silent("no_message_type"),
+        Some(_) => Decision::silent(Outcome::UnhandledType),
+        None => Decision::silent(Outcome::NoMessageType),
     }
 }
 
-fn reply(
-    req: &Message,
-    cfg: &Config,
-    kind: MessageType,
-    dest: Dest,
-    outcome: &'static str,
-) -> Decision {
+fn reply(req: &Message, cfg: &Config, kind: MessageType, dest: Dest, outcome: Outcome) -> Decision {
     let client = Client::from_request(req);
     if !(client.pxe_client || client.http_client) {
         // Not PXE firmware: the real DHCP server's business.
-        return Decision::silent("proxy_not_pxe");
+        return Decision::silent(Outcome::ProxyNotPxe);
     }
     let Some(choice) = choose(&client, &cfg.boot) else {
-        return Decision::silent("proxy_not_pxe");
+        return Decision::silent(Outcome::ProxyNotPxe);
     };
     let mut m = reply_to(req, kind, cfg.server, Ipv4Addr::UNSPECIFIED);
     // A proxy offer must carry option 60 whatever the client is: iPXE and

@@ -24,6 +24,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use socket2::{Domain, Protocol, Socket, Type};
 use tracing::{debug, info, warn};
 
+use super::outcome::Outcome;
 use super::policy::{
     Change, Config, Decision, Dest, OFFER_HOLD_SECS, client_mac, decide, message_type,
 };
@@ -62,7 +63,7 @@ pub struct Stats {
     /// Batches the store refused to commit.
     pub commit_failures: AtomicU64,
     /// (message type, outcome) -> count.
-    outcomes: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    outcomes: Mutex<BTreeMap<(&'static str, Outcome), u64>>,
     /// Seconds from a request's arrival (its batch read) to its reply
     /// sent.
     pub reply_seconds: Histogram,
@@ -106,7 +107,7 @@ impl Default for Stats {
 }
 
 impl Stats {
-    fn count(&self, kind: &'static str, outcome: &'static str) {
+    fn count(&self, kind: &'static str, outcome: Outcome) {
         let mut m = self.outcomes.lock().unwrap_or_else(|p| p.into_inner());
         *m.entry((kind, outcome)).or_default() += 1;
     }
@@ -114,7 +115,7 @@ impl Stats {
     /// Every (message type, outcome) seen so far, with its count.
     pub fn outcomes(&self) -> Vec<((&'static str, &'static str), u64)> {
         let m = self.outcomes.lock().unwrap_or_else(|p| p.into_inner());
-        m.iter().map(|(k, v)| (*k, *v)).collect()
+        m.iter().map(|((k, o), v)| ((*k, o.name()), *v)).collect()
     }
 
     /// The counters on one line, for the log at shutdown:
@@ -174,8 +175,8 @@ struct Outgoing {
 #[derive(Debug)]
 pub struct Report<'a> {
     pub mac: Mac,
-    /// `ack`, `nak`, `offer`, `proxy_offer`, `proxy_ack`, `inform`.
-    pub outcome: &'static str,
+    /// What was done: an offer, an ACK, a refusal ...
+    pub outcome: Outcome,
     /// The address given (none in proxy mode).
     pub ip: Option<Ipv4Addr>,
     /// The firmware, when the client is booting.
@@ -475,7 +476,7 @@ impl<S: Leases> Server<S> {
                 cfg.lease_secs = u32::try_from(p.expires - now).unwrap_or(u32::MAX);
                 let d = decide(req, &cfg, &self.table, now);
                 self.stats
-                    .count(type_name(message_type(req)), "ack_unstored");
+                    .count(type_name(message_type(req)), Outcome::AckUnstored);
                 if let Some(out) = self.encode(&d, *from) {
                     socket.send(&out);
                 }
@@ -616,7 +617,7 @@ impl<S: Leases> Server<S> {
             Some(Change::Release { ip, mac }) => {
                 if self.table.by_ip(*ip).is_some_and(|l| l.mac == *mac) {
                     let (ip, mac) = (*ip, *mac);
-                    ops.push(if d.outcome == "chose_another_server" {
+                    ops.push(if d.outcome == Outcome::ChoseAnotherServer {
                         Op::Unhold { ip, mac }
                     } else {
                         Op::Remove { ip, mac }
@@ -650,7 +651,7 @@ impl<S: Leases> Server<S> {
                 file: d.boot.as_ref().map(|b| b.file.as_str()),
             }),
             // Refused machines are news too: the status page shows them.
-            None if d.outcome == "unknown_refused" => observer(&Report {
+            None if d.outcome == Outcome::UnknownRefused => observer(&Report {
                 mac,
                 outcome: d.outcome,
                 ip: None,
@@ -670,12 +671,12 @@ impl<S: Leases> Server<S> {
         match &d.reply {
             Some((reply, _)) => {
                 let boot = d.boot.as_ref().map(|b| b.file.as_str());
-                info!(%mac, xid = req.xid(), outcome = d.outcome, ip = %reply.yiaddr(), arch = arch.as_deref().unwrap_or("-"), boot = boot.unwrap_or("-"), "DHCP");
+                info!(%mac, xid = req.xid(), outcome = d.outcome.name(), ip = %reply.yiaddr(), arch = arch.as_deref().unwrap_or("-"), boot = boot.unwrap_or("-"), "DHCP");
             }
-            None if d.outcome == "unknown_refused" => {
-                info!(%mac, xid = req.xid(), outcome = d.outcome, "a machine that is not in the spec tried to boot and was refused; add it to [[nodes]], or add [enrolment] to boot such machines")
+            None if d.outcome == Outcome::UnknownRefused => {
+                info!(%mac, xid = req.xid(), outcome = d.outcome.name(), "a machine that is not in the spec tried to boot and was refused; add it to [[nodes]], or add [enrolment] to boot such machines")
             }
-            None => debug!(%mac, xid = req.xid(), outcome = d.outcome, "no reply"),
+            None => debug!(%mac, xid = req.xid(), outcome = d.outcome.name(), "no reply"),
         }
     }
 }

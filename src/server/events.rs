@@ -9,6 +9,7 @@ use tokio::sync::mpsc;
 
 use crate::boot::classify::Names;
 use crate::boot::{Event, Registry, Stage, Step, fixes, now_ms};
+use crate::dhcp::outcome::Outcome;
 use crate::http::EnrolRequest;
 use crate::spec::Mac;
 use crate::tftp::files::Files;
@@ -25,7 +26,7 @@ pub fn dhcp_observer(
         // A machine that booted and got its address here may be one to
         // enrol (checked by the enroller; a full queue drops it and the
         // script request enrols it instead).
-        if let ("ack", Some(ip), Some(_)) = (r.outcome, r.ip, r.file) {
+        if let (Outcome::Ack, Some(ip), Some(_)) = (r.outcome, r.ip, r.file) {
             // Its pxelinux config is on its way if it is enrolled: TFTP
             // waits for it rather than answering "not found" first.
             let config = vec![pxelinux_config(r.mac)];
@@ -52,10 +53,10 @@ pub fn dhcp_observer(
 /// machine refused fails it; other answers are not boot news.
 fn dhcp_event(r: &crate::dhcp::server::Report) -> Option<Event> {
     let (step, asked) = match r.outcome {
-        "offer" | "proxy_offer" => (Step::Asked, "DHCPDISCOVER"),
-        "ack" | "proxy_ack" => (Step::Served, "DHCPREQUEST"),
-        "nak" => (Step::News, "DHCPREQUEST"),
-        "unknown_refused" => (
+        Outcome::Offer | Outcome::ProxyOffer => (Step::Asked, "DHCPDISCOVER"),
+        Outcome::Ack | Outcome::ProxyAck => (Step::Served, "DHCPREQUEST"),
+        Outcome::Nak => (Step::News, "DHCPREQUEST"),
+        Outcome::UnknownRefused => (
             Step::Failed {
                 answer: "refused: not in the spec, and no [enrolment]".into(),
                 fix: Some(fixes::unknown_machine(r.mac)),
@@ -66,7 +67,7 @@ fn dhcp_event(r: &crate::dhcp::server::Report) -> Option<Event> {
     };
     let firmware = r.arch.as_deref().map(|a| format!(" ({a} firmware)"));
     let detail = match r.outcome {
-        "unknown_refused" => format!(
+        Outcome::UnknownRefused => format!(
             "dhcp refused{}: not in the spec, and no [enrolment]",
             firmware.as_deref().unwrap_or_default()
         ),
@@ -93,7 +94,7 @@ fn dhcp_event(r: &crate::dhcp::server::Report) -> Option<Event> {
         step,
         asked: format!("{asked}{}", firmware.unwrap_or_default()),
         detail,
-        ip: r.ip.filter(|_| r.outcome == "ack"),
+        ip: r.ip.filter(|_| r.outcome == Outcome::Ack),
         arch: r.arch.clone(),
     })
 }

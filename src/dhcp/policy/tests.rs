@@ -62,7 +62,7 @@ fn discover_then_request_binds_a_pool_address_with_network_options() {
         (
             MessageType::Offer,
             Dest::Hardware(Ipv4Addr::new(10, 0, 0, 100), Mac(MAC)),
-            "offer"
+            Outcome::Offer
         )
     );
     assert_eq!(offer.yiaddr(), Ipv4Addr::new(10, 0, 0, 100));
@@ -188,7 +188,7 @@ fn a_request_for_someone_elses_address_is_naked_by_broadcast() {
     let (nak, dest) = d.reply.unwrap();
     assert_eq!(
         (kind(&nak), dest, d.outcome),
-        (MessageType::Nak, Dest::Broadcast, "nak")
+        (MessageType::Nak, Dest::Broadcast, Outcome::Nak)
     );
     assert!(nak.yiaddr().is_unspecified() && nak.ciaddr().is_unspecified());
 }
@@ -230,7 +230,7 @@ fn renewal_is_unicast_and_relayed_requests_go_to_the_relay() {
     renew.set_ciaddr(ip);
     let d = decide(&renew, &c, &t, 100);
     assert_eq!(d.reply.as_ref().unwrap().1, Dest::Client(ip));
-    assert_eq!(d.outcome, "ack");
+    assert_eq!(d.outcome, Outcome::Ack);
     let mut relayed = msg(MessageType::Discover, [2, 0, 0, 0, 0, 8], vec![]);
     relayed.set_giaddr(Ipv4Addr::new(10, 0, 0, 254));
     let d = decide(&relayed, &c, &t, 100);
@@ -313,7 +313,7 @@ fn release_decline_and_other_servers() {
         ],
     );
     let d = decide(&other, &c, &t, 0);
-    assert!(d.reply.is_none() && d.outcome == "chose_another_server");
+    assert!(d.reply.is_none() && d.outcome == Outcome::ChoseAnotherServer);
     assert_eq!(d.change, None, "nothing offered here");
     // What was offered here is given back when the client takes another
     // server's offer; a bound lease is not.
@@ -396,10 +396,13 @@ fn a_relay_from_a_subnet_not_served_gets_no_address() {
     let d = decide(&req, &c, &Table::default(), 0);
     assert_eq!(
         (d.outcome, d.reply.is_none()),
-        ("relay_from_unserved_subnet", true)
+        (Outcome::RelayFromUnservedSubnet, true)
     );
     req.set_giaddr(Ipv4Addr::new(10, 0, 0, 1));
-    assert_eq!(decide(&req, &c, &Table::default(), 0).outcome, "offer");
+    assert_eq!(
+        decide(&req, &c, &Table::default(), 0).outcome,
+        Outcome::Offer
+    );
 }
 
 #[test]
@@ -417,7 +420,7 @@ fn without_enrolment_unknown_booting_machines_are_refused_and_others_served() {
     let t = Table::default();
     for kind in [MessageType::Discover, MessageType::Request] {
         let d = decide(&msg(kind, MAC, pxe()), &c, &t, 0);
-        assert_eq!(d.outcome, "unknown_refused");
+        assert_eq!(d.outcome, Outcome::UnknownRefused);
         assert!(d.reply.is_none() && d.change.is_none());
     }
     // The same firmware on a machine of the spec boots.
@@ -427,10 +430,10 @@ fn without_enrolment_unknown_booting_machines_are_refused_and_others_served() {
         &t,
         0,
     );
-    assert_eq!(known.outcome, "offer");
+    assert_eq!(known.outcome, Outcome::Offer);
     // An unknown machine that is not booting still gets a pool address.
     let plain = decide(&msg(MessageType::Discover, MAC, vec![]), &c, &t, 0);
-    assert_eq!(plain.outcome, "offer");
+    assert_eq!(plain.outcome, Outcome::Offer);
     assert_eq!(
         plain.reply.unwrap().0.yiaddr(),
         Ipv4Addr::new(10, 0, 0, 100)

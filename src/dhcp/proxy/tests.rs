@@ -36,7 +36,7 @@ fn a_pxe_discover_gets_an_addressless_offer_with_the_boot_file() {
         &Table::default(),
         0,
     );
-    assert_eq!(d.outcome, "proxy_offer");
+    assert_eq!(d.outcome, Outcome::ProxyOffer);
     assert_eq!(d.change, None, "a proxy never touches leases");
     let (offer, dest) = d.reply.unwrap();
     assert_eq!((kind(&offer), dest), (MessageType::Offer, Dest::Broadcast));
@@ -91,7 +91,7 @@ fn the_proxy_leaves_everything_else_to_the_real_server() {
     let plain = crate::dhcp::policy::decide(&msg(MessageType::Discover, MAC, vec![]), &c, &t, 0);
     assert_eq!(
         (plain.outcome, plain.reply.is_none()),
-        ("proxy_not_pxe", true)
+        (Outcome::ProxyNotPxe, true)
     );
     let request = crate::dhcp::policy::decide(
         &msg(MessageType::Request, MAC, pxe_opts(Architecture(0))),
@@ -101,7 +101,7 @@ fn the_proxy_leaves_everything_else_to_the_real_server() {
     );
     assert_eq!(
         (request.outcome, request.reply.is_none()),
-        ("proxy_not_ours", true)
+        (Outcome::ProxyNotOurs, true)
     );
     let release = crate::dhcp::policy::decide(&msg(MessageType::Release, MAC, vec![]), &c, &t, 0);
     assert!(release.reply.is_none() && release.change.is_none());
@@ -116,7 +116,7 @@ fn port_4011_requests_get_an_ack_back_to_the_sender() {
     let (ack, dest) = d.reply.unwrap();
     assert_eq!(
         (kind(&ack), dest, d.outcome),
-        (MessageType::Ack, Dest::Sender, "proxy_ack")
+        (MessageType::Ack, Dest::Sender, Outcome::ProxyAck)
     );
     assert_eq!(ack.ciaddr(), Ipv4Addr::new(192, 168, 1, 50));
     assert_eq!(ack.yiaddr(), Ipv4Addr::UNSPECIFIED);
@@ -127,7 +127,7 @@ fn port_4011_requests_get_an_ack_back_to_the_sender() {
     );
     assert!(discover.reply.is_none());
     let not_pxe = on_port_4011(&msg(MessageType::Request, MAC, vec![]), &c);
-    assert_eq!(not_pxe.outcome, "proxy_not_pxe");
+    assert_eq!(not_pxe.outcome, Outcome::ProxyNotPxe);
 }
 
 #[test]
@@ -161,13 +161,13 @@ fn without_enrolment_a_proxy_ignores_unknown_machines_on_both_ports() {
     };
     let discover = msg(MessageType::Discover, MAC, pxe_opts(Architecture(0)));
     let d = crate::dhcp::policy::decide(&discover, &c, &Table::default(), 0);
-    assert_eq!(d.outcome, "unknown_refused");
+    assert_eq!(d.outcome, Outcome::UnknownRefused);
     let request = msg(MessageType::Request, MAC, pxe_opts(Architecture(0)));
-    assert_eq!(on_port_4011(&request, &c).outcome, "unknown_refused");
+    assert_eq!(on_port_4011(&request, &c).outcome, Outcome::UnknownRefused);
     let known = msg(
         MessageType::Request,
         [0x52, 0x54, 0, 0xbf, 0, 1],
         pxe_opts(Architecture(0)),
     );
-    assert_eq!(on_port_4011(&known, &c).outcome, "proxy_ack");
+    assert_eq!(on_port_4011(&known, &c).outcome, Outcome::ProxyAck);
 }
