@@ -8,6 +8,8 @@ use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use crate::render::Generated;
+
 use super::timeline::Refused;
 use super::{AppState, EnrolRequest};
 use crate::boot::fixes;
@@ -54,7 +56,7 @@ fn refuse(status: StatusCode, body: String, answer: &str, fix: Option<String>) -
 
 /// `/boot.ipxe`: hands over to the machine's own script.
 pub async fn boot_ipxe(State(s): State<AppState>) -> Response {
-    match s.site().files.get("boot.ipxe") {
+    match s.site().files.get(&Generated::BootScript.path()) {
         Some(f) => ipxe(f.clone()),
         None => StatusCode::NOT_FOUND.into_response(),
     }
@@ -85,7 +87,7 @@ pub async fn ipxe_by_mac(
             .find(|n| n.mac == mac)?
             .name
             .clone();
-        site.files.get(&format!("ipxe/{name}.ipxe")).cloned()
+        site.files.get(&Generated::NodeScript(name).path()).cloned()
     };
     if let Some(script) = known(&s) {
         return ipxe(script);
@@ -112,9 +114,13 @@ const ENROL_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// `/ipxe/<node>.ipxe`.
 pub async fn ipxe_by_name(State(s): State<AppState>, Path(file): Path<String>) -> Response {
-    match s.site().files.get(&format!("ipxe/{file}")) {
-        Some(f) if file.ends_with(".ipxe") => ipxe(f.clone()),
-        _ => StatusCode::NOT_FOUND.into_response(),
+    let script = match Generated::parse(&format!("ipxe/{file}")) {
+        Some(g @ Generated::NodeScript(_)) => s.site().files.get(&g.path()).cloned(),
+        _ => None,
+    };
+    match script {
+        Some(f) => ipxe(f),
+        None => StatusCode::NOT_FOUND.into_response(),
     }
 }
 
@@ -188,7 +194,7 @@ pub async fn cloud_config(
     if let Some(refused) = refusal(&s, &name, &q, from) {
         return refused;
     }
-    match s.site().files.get(&format!("cloud-config/{name}.yml")) {
+    match s.site().files.get(&Generated::CloudConfig(name).path()) {
         Some(f) => text(f.clone(), "text/yaml; charset=utf-8"),
         None => StatusCode::NOT_FOUND.into_response(),
     }

@@ -9,8 +9,11 @@
 
 mod context;
 mod filters;
+pub mod generated;
 pub mod templates;
 mod write;
+
+pub use generated::Generated;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -198,15 +201,15 @@ impl Renderer {
         let ctx = Context::for_node(spec, shared, node);
         Ok(vec![
             File {
-                path: format!("cloud-config/{}.yml", node.name),
+                path: Generated::CloudConfig(node.name.clone()).path(),
                 content: self.checked_cloud_config(&ctx)?,
             },
             File {
-                path: format!("pxelinux.cfg/01-{}", node.mac.dashed()),
+                path: Generated::PxelinuxConfig(node.mac).path(),
                 content: self.render("boot/pxelinux.cfg", &ctx)?,
             },
             File {
-                path: format!("ipxe/{}.ipxe", node.name),
+                path: Generated::NodeScript(node.name.clone()).path(),
                 content: self.render("boot/node.ipxe", &ctx)?,
             },
         ])
@@ -217,11 +220,11 @@ impl Renderer {
         let mut ctx = Context::cluster(shared);
         let mut files = vec![
             File {
-                path: "boot.ipxe".into(),
+                path: Generated::BootScript.path(),
                 content: self.render("boot/boot.ipxe", &ctx)?,
             },
             File {
-                path: "pxelinux.cfg/default".into(),
+                path: Generated::PxelinuxDefault.path(),
                 content: self.render("boot/pxelinux-default.cfg", &ctx)?,
             },
         ];
@@ -234,7 +237,7 @@ impl Renderer {
             for unit in units {
                 let content = self.render(&format!("units/{unit}"), &ctx)?;
                 files.push(File {
-                    path: format!("units/{unit}"),
+                    path: Generated::Unit(unit.to_owned()).path(),
                     content,
                 });
             }

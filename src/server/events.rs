@@ -162,5 +162,5 @@ pub fn tftp_observer(
 
 /// The generated pxelinux config of the machine with `mac`.
 pub fn pxelinux_config(mac: Mac) -> String {
-    format!("pxelinux.cfg/01-{}", mac.dashed())
+    crate::render::Generated::PxelinuxConfig(mac).path()
 }

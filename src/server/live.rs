@@ -61,11 +61,7 @@ impl Source {
         }
         let http_files: HashMap<String, String> = files
             .iter()
-            .filter(|f| {
-                f.path == "boot.ipxe"
-                    || f.path.starts_with("ipxe/")
-                    || f.path.starts_with("cloud-config/")
-            })
+            .filter(|f| crate::render::Generated::parse(&f.path).is_some_and(|g| g.over_http()))
             .map(|f| (f.path.clone(), f.content.clone()))
             .collect();
         let tftp_files = boot_files(files)

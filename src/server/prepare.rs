@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use crate::inventory::{Inventory, SiteKey};
-use crate::render::{File, RenderError, Renderer};
+use crate::render::{File, Generated, RenderError, Renderer};
 use crate::spec::{Diagnostic, Spec, SpecError};
 use crate::store::{Keys, StoreError};
 
@@ -141,10 +141,6 @@ impl Prepared {
 pub fn boot_files(files: Vec<File>) -> Vec<File> {
     files
         .into_iter()
-        .filter(|f| {
-            f.path.starts_with("pxelinux.cfg/")
-                || f.path.starts_with("ipxe/")
-                || f.path == "boot.ipxe"
-        })
+        .filter(|f| Generated::parse(&f.path).is_some_and(|g| g.over_tftp()))
         .collect()
 }
