@@ -189,3 +189,6 @@ async fn name_the_server(mut res: axum::response::Response) -> axum::response::R
     );
     res
 }
+
+#[cfg(test)]
+mod tests;

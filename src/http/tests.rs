@@ -1,0 +1,378 @@
+//! Every route, called in-process (the axum `Router` as a tower service,
+//! no socket): what a booting machine, a person and a script get, and what
+//! bad input gets: wrong, missing and other nodes' tokens, percent-encoded
+//! and malformed MACs, traversal on `/assets/`, oversized names and
+//! tokens, methods a route does not take.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{Method, Request, StatusCode, header};
+use tower::ServiceExt;
+
+use super::{AppState, Site, router};
+use crate::boot::Registry;
+use crate::boot::classify::Names;
+use crate::inventory::{Inventory, SiteKey};
+use crate::render::Generated;
+use crate::server::prepare::Prepared;
+use crate::tftp::files::Files;
+
+const SPEC: &str = r#"[cluster]
+name = "routes"
+
+[network]
+interface = "lo"
+subnet = "127.0.0.0/8"
+server = "127.0.0.9"
+
+[boot]
+kernel = "os/vmlinuz"
+initrd = "os/initrd.img"
+
+[[nodes]]
+name = "a1"
+mac = "52:54:00:5e:00:01"
+ip = "127.0.0.1"
+roles = ["etcd", "worker"]
+
+[[nodes]]
+name = "a2"
+mac = "52:54:00:5e:00:02"
+ip = "127.0.0.2"
+roles = ["worker"]
+"#;
+
+/// The site of [`SPEC`] over an images directory with a kernel, an
+/// initrd, and a symlink leading out of it.
+struct Rig {
+    app: Router,
+    inventory: Inventory,
+    _dir: tempfile::TempDir,
+}
+
+fn rig(check_source: bool) -> Rig {
+    let dir = tempfile::tempdir().unwrap();
+    let images = dir.path().join("images");
+    std::fs::create_dir_all(images.join("os")).unwrap();
+    std::fs::write(images.join("os/vmlinuz"), vec![7u8; 4096]).unwrap();
+    std::fs::write(images.join("os/initrd.img"), b"initrd").unwrap();
+    std::fs::write(dir.path().join("secret"), b"not for you").unwrap();
+    std::os::unix::fs::symlink(dir.path().join("secret"), images.join("escape")).unwrap();
+    let spec = crate::spec::parse(Path::new("spec.toml"), SPEC)
+        .unwrap()
+        .spec;
+    let prepared = Prepared::with_key(spec, SiteKey::from_bytes([7; 32])).unwrap();
+    let files = prepared.all_files().unwrap();
+    let images = images.canonicalize().unwrap();
+    let site = Site {
+        cluster: prepared.spec.cluster.name.clone(),
+        files: files
+            .into_iter()
+            .filter(|f| Generated::parse(&f.path).is_some_and(|g| g.over_http()))
+            .map(|f| (f.path, f.content))
+            .collect(),
+        inventory: prepared.inventory.clone(),
+        names: Names {
+            kernel: prepared.spec.boot.kernel.clone(),
+            initrd: prepared.spec.boot.initrd.clone(),
+        },
+        images: images.clone(),
+        check_source,
+    };
+    let registry =
+        Arc::new(Registry::open(crate::boot::known(&prepared.inventory), 60_000, None).unwrap());
+    let state = AppState::new(
+        site,
+        registry,
+        Arc::default(),
+        Arc::default(),
+        Arc::new(Files::new(&images, 1 << 30).unwrap()),
+    );
+    Rig {
+        app: router(state),
+        inventory: prepared.inventory,
+        _dir: dir,
+    }
+}
+
+/// What a request got.
+struct Got {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: String,
+}
+
+impl Rig {
+    fn token(&self, node: &str) -> String {
+        let n = self
+            .inventory
+            .nodes
+            .iter()
+            .find(|n| n.name == node)
+            .unwrap();
+        n.token.clone()
+    }
+
+    /// `method uri` from `from`, with `headers`.
+    async fn call_from(
+        &self,
+        method: Method,
+        uri: &str,
+        from: &str,
+        headers: &[(header::HeaderName, &str)],
+    ) -> Got {
+        let mut req = Request::builder().method(method).uri(uri);
+        for (k, v) in headers {
+            req = req.header(k, *v);
+        }
+        let mut req = req.body(Body::empty()).unwrap();
+        let from: SocketAddr = format!("{from}:40000").parse().unwrap();
+        req.extensions_mut().insert(ConnectInfo(from));
+        let res = self.app.clone().oneshot(req).await.unwrap();
+        let status = res.status();
+        let headers = res.headers().clone();
+        let bytes = axum::body::to_bytes(res.into_body(), 1 << 24)
+            .await
+            .unwrap();
+        Got {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&bytes).into_owned(),
+        }
+    }
+
+    async fn get(&self, uri: &str) -> Got {
+        self.call_from(Method::GET, uri, "127.0.0.1", &[]).await
+    }
+}
+
+#[tokio::test]
+async fn every_route_answers_what_it_is_for_and_names_bootfleet() {
+    let r = rig(false);
+    let t1 = r.token("a1");
+    let cases = [
+        ("/", StatusCode::OK, "routes"),
+        ("/healthz", StatusCode::OK, "\"status\":\"ok\""),
+        ("/metrics", StatusCode::OK, ""),
+        ("/api/v1/nodes", StatusCode::OK, "\"name\":\"a2\""),
+        ("/api/v1/nodes/a1", StatusCode::OK, "\"name\":\"a1\""),
+        (
+            "/api/v1/nodes/52:54:00:5e:00:02",
+            StatusCode::OK,
+            "\"name\":\"a2\"",
+        ),
+        ("/boot.ipxe", StatusCode::OK, "#!ipxe"),
+        ("/ipxe/boot?mac=52-54-00-5e-00-01", StatusCode::OK, "#!ipxe"),
+        ("/ipxe/a1.ipxe", StatusCode::OK, "#!ipxe"),
+        ("/assets/os/initrd.img", StatusCode::OK, "initrd"),
+    ];
+    for (uri, status, needle) in cases {
+        let got = r.get(uri).await;
+        assert_eq!(got.status, status, "{uri}: {}", got.body);
+        assert!(got.body.contains(needle), "{uri}: {}", got.body);
+        assert!(
+            got.headers[header::SERVER]
+                .to_str()
+                .unwrap()
+                .starts_with("bootfleet/"),
+            "{uri}"
+        );
+    }
+    let config = r.get(&format!("/cloud-config/a1?token={t1}")).await;
+    assert_eq!(config.status, StatusCode::OK);
+    assert!(config.body.starts_with("#cloud-config"), "{}", config.body);
+    for method in [Method::POST, Method::GET] {
+        let home = r
+            .call_from(
+                method,
+                &format!("/phone-home/a1?token={t1}"),
+                "127.0.0.1",
+                &[],
+            )
+            .await;
+        assert_eq!(home.status, StatusCode::NO_CONTENT);
+    }
+    let node = r.get("/api/v1/nodes/a1").await;
+    assert!(node.body.contains("\"state\":\"booted\""), "{}", node.body);
+    // Without a store, no leases to list.
+    assert_eq!(r.get("/api/v1/leases").await.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_cloud_config_opens_only_with_its_own_nodes_token() {
+    let r = rig(false);
+    let (t1, t2) = (r.token("a1"), r.token("a2"));
+    let cases = [
+        ("/cloud-config/a1".to_owned(), StatusCode::FORBIDDEN),
+        ("/cloud-config/a1?token=".to_owned(), StatusCode::FORBIDDEN),
+        (
+            format!("/cloud-config/a1?token={t2}"),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            format!("/cloud-config/a1?token={}", &t1[..t1.len() - 1]),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            format!("/cloud-config/a1?token={t1}0"),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            format!("/cloud-config/a1?token={}", t1.to_uppercase()),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            format!("/cloud-config/a2?token={t1}"),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            format!("/cloud-config/zz?token={t1}"),
+            StatusCode::NOT_FOUND,
+        ),
+        (format!("/phone-home/a2?token={t1}"), StatusCode::FORBIDDEN),
+        (format!("/cloud-config/a2?token={t2}"), StatusCode::OK),
+        (
+            format!("/cloud-config/a1?token={}", "f".repeat(60_000)),
+            StatusCode::FORBIDDEN,
+        ),
+    ];
+    for (uri, want) in cases {
+        let got = r.get(&uri).await;
+        assert_eq!(
+            got.status,
+            want,
+            "{}: {}",
+            &uri[..uri.len().min(80)],
+            got.body
+        );
+        if want != StatusCode::OK {
+            assert!(!got.body.contains("#cloud-config"), "{uri}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn with_source_checks_a_token_opens_its_config_only_from_the_nodes_address() {
+    let r = rig(true);
+    let t1 = r.token("a1");
+    let uri = format!("/cloud-config/a1?token={t1}");
+    let mine = r.call_from(Method::GET, &uri, "127.0.0.1", &[]).await;
+    assert_eq!(mine.status, StatusCode::OK);
+    let other = r.call_from(Method::GET, &uri, "127.0.0.2", &[]).await;
+    assert_eq!(other.status, StatusCode::FORBIDDEN, "{}", other.body);
+}
+
+#[tokio::test]
+async fn macs_are_read_in_any_spelling_and_a_malformed_one_is_a_clear_400() {
+    let r = rig(false);
+    for mac in [
+        "52-54-00-5e-00-01",
+        "52:54:00:5e:00:01",
+        "52%3A54%3A00%3A5e%3A00%3A01",
+        "52-54-00-5E-00-01",
+    ] {
+        let got = r.get(&format!("/ipxe/boot?mac={mac}")).await;
+        assert_eq!(got.status, StatusCode::OK, "{mac}: {}", got.body);
+        assert!(got.body.contains("a1"), "{mac}: {}", got.body);
+    }
+    for bad in [
+        "",
+        "zz",
+        "52-54-00-5e-00",
+        "52-54-00-5e-00-01-02",
+        "%ff%fe",
+        "52-54-00-5e-00-0g",
+    ] {
+        let got = r.get(&format!("/ipxe/boot?mac={bad}")).await;
+        assert_eq!(got.status, StatusCode::BAD_REQUEST, "{bad}: {}", got.body);
+        assert!(got.body.contains("not a MAC address"), "{bad}");
+    }
+    assert_eq!(r.get("/ipxe/boot").await.status, StatusCode::BAD_REQUEST);
+    // An unknown machine without [enrolment] gets a script that says so.
+    let stranger = r.get("/ipxe/boot?mac=02-00-00-00-00-99").await;
+    assert!(stranger.body.contains("#!ipxe"), "{}", stranger.body);
+    assert!(
+        stranger.body.contains("02:00:00:00:00:99"),
+        "{}",
+        stranger.body
+    );
+    for missing in [
+        "/ipxe/zz.ipxe",
+        "/ipxe/a1",
+        "/ipxe/..%2Fa1.ipxe",
+        "/api/v1/nodes/zz",
+    ] {
+        assert_eq!(
+            r.get(missing).await.status,
+            StatusCode::NOT_FOUND,
+            "{missing}"
+        );
+    }
+    let long = format!("/api/v1/nodes/{}", "a".repeat(50_000));
+    assert_eq!(r.get(&long).await.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn assets_never_leave_the_images_directory() {
+    let r = rig(false);
+    for uri in [
+        "/assets/../secret",
+        "/assets/%2e%2e/secret",
+        "/assets/os/%2e%2e/%2e%2e/secret",
+        "/assets/escape",
+        "/assets/os",
+        "/assets/",
+        "/assets/nope",
+    ] {
+        let got = r.get(uri).await;
+        assert_eq!(got.status, StatusCode::NOT_FOUND, "{uri}: {}", got.body);
+        assert!(!got.body.contains("not for you"), "{uri}");
+    }
+    // Range and ETag on a real one.
+    let part = r
+        .call_from(
+            Method::GET,
+            "/assets/os/vmlinuz",
+            "127.0.0.1",
+            &[(header::RANGE, "bytes=0-9")],
+        )
+        .await;
+    assert_eq!(part.status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(part.body.len(), 10);
+    let tag = part.headers[header::ETAG].to_str().unwrap().to_owned();
+    let again = r
+        .call_from(
+            Method::GET,
+            "/assets/os/vmlinuz",
+            "127.0.0.1",
+            &[(header::IF_NONE_MATCH, &tag)],
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::NOT_MODIFIED);
+}
+
+#[tokio::test]
+async fn a_method_a_route_does_not_take_is_405() {
+    let r = rig(false);
+    let t1 = r.token("a1");
+    let config = format!("/cloud-config/a1?token={t1}");
+    for (method, uri) in [
+        (Method::POST, "/"),
+        (Method::DELETE, config.as_str()),
+        (Method::PUT, "/assets/os/vmlinuz"),
+        (Method::POST, "/boot.ipxe"),
+        (Method::PATCH, "/api/v1/nodes"),
+        (Method::DELETE, "/phone-home/a1"),
+        (Method::POST, "/metrics"),
+    ] {
+        let got = r.call_from(method.clone(), uri, "127.0.0.1", &[]).await;
+        assert_eq!(got.status, StatusCode::METHOD_NOT_ALLOWED, "{method} {uri}");
+    }
+    let unknown = r.get("/nothing-here").await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+}
