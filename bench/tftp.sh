@@ -3,12 +3,19 @@
 # the same 64 MiB file over loopback in one run. Clients: curl at blksize
 # 512/1468/8192/65464; atftp at windowsize 1/4/16/64 with blksize 1468 and
 # 8192; and 100 curl clients at once (16 MiB each, blksize 1468). Prints
-# MiB/s (best of RUNS rounds; each round fetches from every server in turn)
-# per server and setting, and bootfleet's ratio to the best peer. A
-# transfer that fails, is corrupted or takes over 60 s is FAIL.
-# Needs root (port 69 on 127.0.0.2-5) and: apt-get install atftp curl
-# tftpd-hpa dnsmasq-base (atftpd conflicts with tftpd-hpa, so its binary is
-# unpacked from the package into a temporary directory).
+# MiB/s per server and setting as the median of RUNS rounds (each round
+# fetches from every server in turn) with the spread (min-max), and
+# bootfleet's ratio to the best peer's median. A transfer that fails, is
+# corrupted or takes over 60 s is FAIL.
+# Same conditions for every server: each runs only while it is measured
+# (started, waited for until it listens, stopped after its fetch), so no
+# other server (and no yardstick) is running, idle or not, during a
+# measurement; the script prints the machine's cores, load and every
+# peer's version first.
+# Needs root (port 69 on 127.0.0.2-6) and: apt-get install atftp curl
+# dnsmasq-base libwrap0 (tftpd-hpa's and atftpd's binaries are unpacked from their
+# packages into a temporary directory: installing the packages would start
+# their daemons, and they conflict).
 # With CEILING=1 a last column shows examples/tftp_ceiling.rs, a sender
 # that spins on its socket with every datagram built in advance: the most
 # any server could get through that client here. It is no peer (not in
@@ -18,14 +25,22 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-3}
 work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+pid=
+stop_server() { if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; pid=; fi; }
+cleanup() { stop_server; rm -rf "$work"; }
 trap cleanup EXIT
 
 cargo build --release --quiet
 [ "${CEILING:-0}" = 1 ] && cargo build --release --quiet --example tftp_ceiling
-(cd "$work" && apt-get download atftpd >/dev/null 2>&1 && dpkg -x atftpd_*.deb atftpd-pkg) || { echo "cannot fetch atftpd" >&2; exit 1; }
-atftpd_bin="$work/atftpd-pkg/usr/sbin/atftpd"
+unpack() { # package, binary path inside it
+  (cd "$work" && apt-get download "$1" >/dev/null 2>&1 && dpkg -x "$1"_*.deb "$1-pkg") || { echo "cannot fetch $1" >&2; exit 1; }
+  echo "$work/$1-pkg$2"
+}
+atftpd_bin=$(unpack atftpd /usr/sbin/atftpd)
+hpa_bin=$(unpack tftpd-hpa /usr/sbin/in.tftpd)
+echo "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $(uname -r)"
+echo "bootfleet $(git rev-parse --short HEAD 2>/dev/null || echo '?'); $("$hpa_bin" -V 2>&1 | head -1); $("$atftpd_bin" --version 2>&1 | head -1); $(dnsmasq --version | head -1 | cut -d' ' -f1-3)"
+echo "clients: $(curl --version | head -1 | cut -d' ' -f1-2); $(dpkg-query -W -f='atftp ${Version}' atftp 2>/dev/null)"
 mkdir -p "$work/root"
 head -c $((64 << 20)) /dev/urandom > "$work/root/big.bin"
 head -c $((16 << 20)) /dev/urandom > "$work/root/mid.bin"
@@ -35,15 +50,22 @@ want_mid=$(sha256sum < "$work/root/mid.bin" | cut -d' ' -f1)
 
 declare -A addr=([bootfleet]=127.0.0.2 [tftpd-hpa]=127.0.0.3 [atftpd]=127.0.0.4 [dnsmasq]=127.0.0.5 [ceiling]=127.0.0.6)
 servers=(bootfleet tftpd-hpa atftpd dnsmasq)
-if [ "${CEILING:-0}" = 1 ]; then
-  servers+=(ceiling)
-  ./target/release/examples/tftp_ceiling 127.0.0.6:69 "$work/root/big.bin" 512 1468 8192 65464 > /dev/null & pids+=($!)
-fi
-./target/release/bootfleet -q tftp --root "$work/root" --listen 127.0.0.2:69 > /dev/null & pids+=($!)
-/usr/sbin/in.tftpd -L -s "$work/root" -a 127.0.0.3:69 -B 65464 & pids+=($!)
-"$atftpd_bin" --daemon --no-fork --logfile /dev/null --bind-address 127.0.0.4 --port 69 "$work/root" & pids+=($!)
-dnsmasq --no-daemon --port=0 --enable-tftp --tftp-root="$work/root" --listen-address=127.0.0.5 --bind-interfaces --log-facility=/dev/null 2>/dev/null & pids+=($!)
-sleep 1
+[ "${CEILING:-0}" = 1 ] && servers+=(ceiling)
+
+start() { # server: starts it alone and waits until it listens
+  case $1 in
+    bootfleet) ./target/release/bootfleet -q tftp --root "$work/root" --listen 127.0.0.2:69 > /dev/null & pid=$! ;;
+    tftpd-hpa) "$hpa_bin" -L -s "$work/root" -a 127.0.0.3:69 -B 65464 & pid=$! ;;
+    atftpd) "$atftpd_bin" --daemon --no-fork --logfile /dev/null --bind-address 127.0.0.4 --port 69 "$work/root" & pid=$! ;;
+    dnsmasq) dnsmasq --no-daemon --port=0 --enable-tftp --tftp-root="$work/root" --listen-address=127.0.0.5 --bind-interfaces --log-facility=/dev/null 2>/dev/null & pid=$! ;;
+    ceiling) ./target/release/examples/tftp_ceiling 127.0.0.6:69 "$work/root/big.bin" 512 1468 8192 65464 > /dev/null & pid=$! ;;
+  esac
+  for _ in $(seq 100); do
+    ss -Hlun "src ${addr[$1]}:69" | grep -q . && return 0
+    sleep 0.05
+  done
+  echo "$1 did not start" >&2; exit 1
+}
 
 # One fetch: prints MiB/s, or FAIL.
 fetch() { # server, file, size_mib, checksum, client command...
@@ -62,20 +84,27 @@ fetch() { # server, file, size_mib, checksum, client command...
 }
 
 # Runs one setting: RUNS rounds, each fetching once from every server in
-# turn (so drift over time hits every server alike); sets vals to each
-# server's best.
+# turn (so drift over time hits every server alike), each server started
+# for its fetch and stopped after it; sets vals to each server's median
+# and spreads to its min-max (FAIL when any round failed).
 setting() { # command builder name, then its arguments after the server
   local cmd=$1; shift
-  local -A best=()
-  local r s v
-  for s in "${servers[@]}"; do best[$s]=FAIL; done
+  local -A got=()
+  local s v
   for _ in $(seq "$runs"); do
     for s in "${servers[@]}"; do
+      start "$s"
       v=$("$cmd" "$s" "$@")
-      if [ "$v" != FAIL ] && { [ "${best[$s]}" = FAIL ] || awk "BEGIN{exit !($v > ${best[$s]})}"; }; then best[$s]=$v; fi
+      stop_server
+      got[$s]="${got[$s]:-} $v"
     done
   done
-  vals=(); for s in "${servers[@]}"; do vals+=("${best[$s]}"); done
+  vals=(); spreads=()
+  for s in "${servers[@]}"; do
+    if [[ "${got[$s]}" == *FAIL* ]]; then vals+=(FAIL); spreads+=(-); continue; fi
+    read -r med lo hi < <(tr ' ' '\n' <<< "${got[$s]}" | grep . | sort -g | awk '{v[NR]=$1} END{m = NR % 2 ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2; printf "%.1f %s %s\n", m, v[1], v[NR]}')
+    vals+=("$med"); spreads+=("$lo-$hi")
+  done
 }
 
 curl_get() { local server=$1 blk=$2 out=$3; curl --max-time 60 --silent --fail --tftp-blksize "$blk" -o "$out" "tftp://${addr[$server]}/big.bin"; }
@@ -95,12 +124,13 @@ many_get() { # 100 clients at once; prints aggregate MiB/s or FAIL
   if [ $ok = 1 ]; then awk "BEGIN{printf \"%.1f\", 1600 / ($end - $start)}"; else echo FAIL; fi
 }
 
-printf '%-28s' setting; for s in "${servers[@]}"; do printf '%12s' "$s"; done; printf '%10s' ratio
+printf '%-28s' setting; for s in "${servers[@]}"; do printf '%20s' "$s"; done; printf '%10s' ratio
 [ "${CEILING:-0}" = 1 ] && printf '%10s' "of ceil"; echo
-row() { # label, then per server the measured values, then ratio to the best peer
+row() { # label, then per server the medians (spreads in $spreads), then ratio to the best peer
   local label=$1; shift
   local -a vals=("$@")
-  printf '%-28s' "$label"; for v in "${vals[@]}"; do printf '%12s' "$v"; done
+  local i
+  printf '%-28s' "$label"; for i in "${!vals[@]}"; do printf '%20s' "${vals[$i]} (${spreads[$i]:--})"; done
   local ours=${vals[0]} best=0 v
   for v in "${vals[@]:1:3}"; do [ "$v" != FAIL ] && awk "BEGIN{exit !($v > $best)}" && best=$v; done
   if [ "$ours" = FAIL ]; then printf '%10s' FAIL; elif [ "$best" = 0 ]; then printf '%10s' "peers fail"; else awk "BEGIN{printf \"%9.2fx\", $ours / $best}"; fi
@@ -124,5 +154,9 @@ for blk in 1468 8192; do
   done
 done
 # The ceiling serves one client at a time: no figure for it here.
-vals=(); for s in "${servers[@]}"; do if [ "$s" = ceiling ]; then vals+=(-); else vals+=("$(many_get "$s")"); fi; done
+vals=(); spreads=()
+for s in "${servers[@]}"; do
+  if [ "$s" = ceiling ]; then vals+=(-); spreads+=(-); continue; fi
+  start "$s"; vals+=("$(many_get "$s")"); spreads+=(one); stop_server
+done
 row "100 x curl 16 MiB (aggregate)" "${vals[@]}"
