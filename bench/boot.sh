@@ -18,6 +18,8 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; ip netns del "$ns" 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 cargo build --release --quiet
+. bench/lib/facts.sh
+facts dnsmasq qemu
 src/images/testos.sh target/tmp/testos >/dev/null
 mac=52:54:00:e2:00:01
 mkdir -p "$work/images/testos"

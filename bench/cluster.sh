@@ -27,6 +27,8 @@ cleanup() {
 trap cleanup EXIT
 dist/start-libvirtd.sh
 cargo build --release --quiet
+. bench/lib/facts.sh
+facts qemu libvirtd dnsmasq
 "$bin" -q images testos --images "$work/images" >/dev/null
 
 spec() { # NAME BRIDGE OCTET NODES

@@ -14,6 +14,8 @@ nodes=${1:-10000}
 runs=${2:-5}
 [ -x /usr/bin/time ] || { echo "needs GNU time: apt-get install time" >&2; exit 1; }
 cargo build --release --quiet
+. bench/lib/facts.sh
+facts 
 work=$(mktemp -d)
 out=$(mktemp -d -p /dev/shm 2>/dev/null || mktemp -d)
 trap 'rm -rf "$work" "$out"' EXIT

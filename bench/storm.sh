@@ -27,6 +27,8 @@ cleanup() {
 }
 trap cleanup EXIT
 cargo build --release --quiet
+. bench/lib/facts.sh
+facts dnsmasq nginx curl
 # BOOTFLEET_BIN=path runs another build of bootfleet (to compare builds).
 bin=$(realpath "${BOOTFLEET_BIN:-target/release/bootfleet}")
 

@@ -8,10 +8,12 @@
 # bootfleet's ratio to the best peer's median. A transfer that fails, is
 # corrupted or takes over 60 s is FAIL.
 # Same conditions for every server: each runs only while it is measured
-# (started, waited for until it listens, stopped after its fetch), so no
-# other server (and no yardstick) is running, idle or not, during a
-# measurement; the script prints the machine's cores, load and every
-# peer's version first.
+# (started, waited for until it listens, given one untimed warm-up fetch
+# of a 16 MiB file with the same client and options, timed on the 64 MiB
+# one, stopped), so no other server (and no yardstick) is running, idle or
+# not, during a measurement, and none is measured on its first transfer
+# (bootfleet's first after a start ran at a third of its later ones); the
+# script prints the machine's cores, load and every peer's version first.
 # Needs root (port 69 on 127.0.0.2-6) and: apt-get install atftp curl
 # dnsmasq-base libwrap0 (tftpd-hpa's and atftpd's binaries are unpacked from their
 # packages into a temporary directory: installing the packages would start
@@ -94,6 +96,7 @@ setting() { # command builder name, then its arguments after the server
   for _ in $(seq "$runs"); do
     for s in "${servers[@]}"; do
       start "$s"
+      WARM=1 "$cmd" "$s" "$@" > /dev/null
       v=$("$cmd" "$s" "$@")
       stop_server
       got[$s]="${got[$s]:-} $v"
@@ -107,8 +110,8 @@ setting() { # command builder name, then its arguments after the server
   done
 }
 
-curl_get() { local server=$1 blk=$2 out=$3; curl --max-time 60 --silent --fail --tftp-blksize "$blk" -o "$out" "tftp://${addr[$server]}/big.bin"; }
-atftp_get() { local server=$1 blk=$2 win=$3 out=$4; timeout 60 atftp --option "blksize $blk" --option "windowsize $win" -g -r big.bin -l "$out" "${addr[$server]}" 69; }
+curl_get() { local server=$1 blk=$2 file=$3 out=$4; curl --max-time 60 --silent --fail --tftp-blksize "$blk" -o "$out" "tftp://${addr[$server]}/$file"; }
+atftp_get() { local server=$1 blk=$2 win=$3 file=$4 out=$5; timeout 60 atftp --option "blksize $blk" --option "windowsize $win" -g -r "$file" -l "$out" "${addr[$server]}" 69; }
 many_get() { # 100 clients at once; prints aggregate MiB/s or FAIL
   local server=$1 start end ok=1 i
   local -a clients=()
@@ -141,8 +144,10 @@ row() { # label, then per server the medians (spreads in $spreads), then ratio t
   echo
 }
 
-curl_fetch() { fetch "$1" big.bin 64 "$want" curl_get "$1" "$2"; }
-atftp_fetch() { fetch "$1" big.bin 64 "$want" atftp_get "$1" "$2" "$3"; }
+# WARM=1: the warm-up, on the 16 MiB file.
+file_of() { if [ "${WARM:-0}" = 1 ]; then echo "mid.bin 16 $want_mid"; else echo "big.bin 64 $want"; fi; }
+curl_fetch() { local f m w; read -r f m w < <(file_of); fetch "$1" "$f" "$m" "$w" curl_get "$1" "$2" "$f"; }
+atftp_fetch() { local f m w; read -r f m w < <(file_of); fetch "$1" "$f" "$m" "$w" atftp_get "$1" "$2" "$3" "$f"; }
 for blk in 512 1468 8192 65464; do
   setting curl_fetch "$blk"
   row "curl blksize $blk" "${vals[@]}"
@@ -157,6 +162,6 @@ done
 vals=(); spreads=()
 for s in "${servers[@]}"; do
   if [ "$s" = ceiling ]; then vals+=(-); spreads+=(-); continue; fi
-  start "$s"; vals+=("$(many_get "$s")"); spreads+=(one); stop_server
+  start "$s"; WARM=1 curl_fetch "$s" 1468 > /dev/null; vals+=("$(many_get "$s")"); spreads+=(one); stop_server
 done
 row "100 x curl 16 MiB (aggregate)" "${vals[@]}"

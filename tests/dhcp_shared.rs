@@ -368,8 +368,10 @@ fn with_etcd_away_known_leases_and_reservations_are_answered_new_ones_wait_and_a
     }
     let site = Site::new("bfso", &["10.81.0.10/16"]);
     let s1 = site.host("s1", Some("10.81.0.2/16"));
+    let p1 = site.host("p1", Some("10.81.0.51/16"));
     let cli = site.clients("c", 3, 1);
     let mut etcd = site.etcd();
+    let (tcpdump, capture) = site.capture();
     // c0 is the spec's node n1 (a reservation); c1 and c2 take pool leases.
     let spec = spec("10.81.0.2")
         + &format!(
@@ -402,8 +404,10 @@ fn with_etcd_away_known_leases_and_reservations_are_answered_new_ones_wait_and_a
         .unwrap_or_else(|| panic!("c1: {}", log()));
     let c1_ip = c1["ip"].clone();
     assert_eq!(c1["lease"], "3600");
+    // Load throughout the outage and after: new machines all the time.
+    let load = perfdhcp(&p1, "10.81.0.2", 50, 40, 500_000_000);
 
-    // etcd goes away.
+    // etcd goes away, under that load.
     let _ = etcd.kill();
     let _ = etcd.wait();
     std::thread::sleep(Duration::from_secs(3));
@@ -445,7 +449,20 @@ fn with_etcd_away_known_leases_and_reservations_are_answered_new_ones_wait_and_a
     assert!(log().contains("etcd reachable again"), "{}", log());
     assert!(get("/metrics").contains("bootfleet_store_reachable 1"));
     assert!(!get("/").contains("id=\"store-away\""));
-    drop((s1, cli));
+    // Under the load, before, during and after the outage: no address
+    // was ever ACKed to two MACs, and ACKs resumed once etcd was back.
+    let out = String::from_utf8_lossy(&load.wait_with_output().unwrap().stdout).into_owned();
+    std::thread::sleep(Duration::from_millis(500));
+    drop(tcpdump);
+    let acked = acks(&capture);
+    one_mac_per_address(&acked);
+    let (sent, got) = perf_counts(&out);
+    eprintln!("perfdhcp through the outage: {}", drops(&out));
+    assert!(
+        got > 0 && got < sent,
+        "some ACKed, some withheld: {got} of {sent}"
+    );
+    drop((s1, p1, cli));
 }
 
 #[test]
