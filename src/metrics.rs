@@ -130,17 +130,13 @@ pub struct Out<'a>(pub DescriptorEncoder<'a>);
 impl Out<'_> {
     /// A counter (`name` without `_total`; the encoder adds it).
     pub fn counter(&mut self, name: &str, help: &str, value: u64) -> fmt::Result {
-        let m = self
-            .0
-            .encode_descriptor(name, &sentence(help), None, MetricType::Counter)?;
+        let m = self.describe(name, help, MetricType::Counter)?;
         ConstCounter::new(value).encode(m)
     }
 
     /// A gauge.
     pub fn gauge(&mut self, name: &str, help: &str, value: i64) -> fmt::Result {
-        let m = self
-            .0
-            .encode_descriptor(name, &sentence(help), None, MetricType::Gauge)?;
+        let m = self.describe(name, help, MetricType::Gauge)?;
         ConstGauge::new(value).encode(m)
     }
 
@@ -151,13 +147,8 @@ impl Out<'_> {
         help: &str,
         rows: impl IntoIterator<Item = (L, u64)>,
     ) -> fmt::Result {
-        let mut family =
-            self.0
-                .encode_descriptor(name, &sentence(help), None, MetricType::Counter)?;
-        for (labels, value) in rows {
-            ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
-        }
-        Ok(())
+        let rows = rows.into_iter().map(|(l, v)| (l, ConstCounter::new(v)));
+        self.family(name, help, MetricType::Counter, rows)
     }
 
     /// A gauge per label set.
@@ -167,11 +158,30 @@ impl Out<'_> {
         help: &str,
         rows: impl IntoIterator<Item = (L, i64)>,
     ) -> fmt::Result {
-        let mut family =
-            self.0
-                .encode_descriptor(name, &sentence(help), None, MetricType::Gauge)?;
-        for (labels, value) in rows {
-            ConstGauge::new(value).encode(family.encode_family(&labels)?)?;
+        let rows = rows.into_iter().map(|(l, v)| (l, ConstGauge::new(v)));
+        self.family(name, help, MetricType::Gauge, rows)
+    }
+
+    fn describe<'s>(
+        &'s mut self,
+        name: &'s str,
+        help: &str,
+        kind: MetricType,
+    ) -> Result<prometheus_client::encoding::MetricEncoder<'s>, fmt::Error> {
+        self.0.encode_descriptor(name, &sentence(help), None, kind)
+    }
+
+    /// One metric per label set, all of `kind`.
+    fn family<L: EncodeLabelSet, M: EncodeMetric>(
+        &mut self,
+        name: &str,
+        help: &str,
+        kind: MetricType,
+        rows: impl IntoIterator<Item = (L, M)>,
+    ) -> fmt::Result {
+        let mut family = self.describe(name, help, kind)?;
+        for (labels, metric) in rows {
+            metric.encode(family.encode_family(&labels)?)?;
         }
         Ok(())
     }

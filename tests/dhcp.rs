@@ -140,18 +140,7 @@ fn udhcpc(seg: &Segment, dir: &Path, extra: &[&str]) -> HashMap<String, String> 
 /// Runs udhcpc once on `iface` in namespace `ns`; returns the variables
 /// its script saw on `bound`.
 fn udhcpc_on(ns: &str, iface: &str, dir: &Path, extra: &[&str]) -> HashMap<String, String> {
-    let out = dir.join("bound.env");
-    let _ = std::fs::remove_file(&out);
-    let script = dir.join("script.sh");
-    std::fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\n[ \"$1\" = bound ] && env > {}\nexit 0\n",
-            out.display()
-        ),
-    )
-    .unwrap();
-    run(&["chmod", "+x", script.to_str().unwrap()]);
+    let (script, out) = bound_script(dir, "bound");
     let o = udhcpc_once(ns, iface, "5", script.to_str().unwrap(), extra);
     assert!(
         o.status.success(),

@@ -122,13 +122,7 @@ fn two_servers_sharing_etcd_never_give_one_address_to_two_macs_and_lose_no_acked
         .collect();
 
     // Real clients, all at once: each DISCOVER reaches both servers.
-    let clients: Vec<Child> = (0..CLIENTS)
-        .map(|i| {
-            site.udhcpc(&cli, &format!("c{i}"), "10", &[])
-                .spawn()
-                .unwrap()
-        })
-        .collect();
+    let clients = site.udhcpc_all(&cli, 0..CLIENTS);
     // And load on both servers at once, new clients every exchange.
     let loads = [
         perfdhcp(&p1, "10.81.0.2", 150, 8, 500_000_000),
@@ -242,25 +236,13 @@ fn three_serve_processes_keep_serving_when_one_is_killed_under_load_and_every_st
     let loads: Vec<Child> = (0..3)
         .map(|i| perfdhcp(&loaders[i], addrs[i], 100, 8, 3000))
         .collect();
-    let early: Vec<Child> = (0..HALF)
-        .map(|i| {
-            site.udhcpc(&cli, &format!("c{i}"), "10", &[])
-                .spawn()
-                .unwrap()
-        })
-        .collect();
+    let early = site.udhcpc_all(&cli, 0..HALF);
     std::thread::sleep(Duration::from_secs(4));
     let mut s0 = servers[0].take().unwrap();
     run(&["kill", "-KILL", &s0.0.id().to_string()]);
     let _ = s0.0.wait();
     // Clients that come after the kill are served by the others.
-    let late: Vec<Child> = (HALF..CLIENTS)
-        .map(|i| {
-            site.udhcpc(&cli, &format!("c{i}"), "10", &[])
-                .spawn()
-                .unwrap()
-        })
-        .collect();
+    let late = site.udhcpc_all(&cli, HALF..CLIENTS);
     for mut c in early.into_iter().chain(late) {
         c.wait().unwrap();
     }

@@ -7,30 +7,8 @@ use std::process::{Command, Output};
 
 use crate::support::*;
 
-const SPEC: &str = r#"[cluster]
-name = "servetest"
-
-[network]
-interface = "lo"
-subnet = "127.0.0.0/8"
-server = "127.0.0.9"
-
-[boot]
-kernel = "os/vmlinuz"
-initrd = "os/initrd.img"
-
-[[nodes]]
-name = "a1"
-mac = "52:54:00:5e:00:01"
-ip = "127.0.0.1"
-roles = ["etcd", "worker"]
-
-[[nodes]]
-name = "a2"
-mac = "52:54:00:5e:00:02"
-ip = "127.0.0.2"
-roles = ["worker"]
-"#;
+/// Two nodes on loopback (shared with the in-process route tests).
+const SPEC: &str = include_str!("fixtures/serve.toml");
 
 struct Served {
     _server: Running,

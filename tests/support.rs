@@ -183,6 +183,24 @@ pub fn spawn_until_line(cmd: &mut Command) -> (Running, String) {
     (Running(child), line)
 }
 
+/// A udhcpc script `dir/NAME.sh` that writes the variables it sees on
+/// `bound` to `dir/NAME.env` (removed first): (script, env file).
+pub fn bound_script(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let out = dir.join(format!("{name}.env"));
+    let _ = std::fs::remove_file(&out);
+    let script = dir.join(format!("{name}.sh"));
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n[ \"$1\" = bound ] && env > {}\nexit 0\n",
+            out.display()
+        ),
+    )
+    .unwrap();
+    run(&["chmod", "+x", script.to_str().unwrap()]);
+    (script, out)
+}
+
 /// `KEY=value` lines written by a client's script, quotes taken off.
 pub fn read_env(path: &Path) -> std::collections::HashMap<String, String> {
     std::fs::read_to_string(path)

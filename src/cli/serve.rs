@@ -106,6 +106,7 @@ pub fn run(args: Args, state_dir: &Path) -> Result<(), CliError> {
 
     let server = std::sync::Arc::new(server);
     let watched = server.clone();
+    let notifier = notifier.as_ref();
     runtime.block_on(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         let mut watchdog = Watchdog::default();
@@ -114,7 +115,7 @@ pub fn run(args: Args, state_dir: &Path) -> Result<(), CliError> {
                 _ = int.recv() => return Ok::<(), CliError>(()),
                 _ = term.recv() => return Ok(()),
                 Some(()) = hup.recv() => {
-                    if let Some(n) = &notifier {
+                    if let Some(n) = notifier {
                         n.send("RELOADING=1");
                     }
                     let s = watched.clone();
@@ -123,7 +124,7 @@ pub fn run(args: Args, state_dir: &Path) -> Result<(), CliError> {
                         Ok(Err(e)) => tracing::error!("spec not reloaded, the old one stays in force:\n{}", describe(e)),
                         Err(e) => tracing::error!(error = %e, "reload task failed"),
                     }
-                    if let Some(n) = &notifier {
+                    if let Some(n) = notifier {
                         n.send("READY=1");
                     }
                 }
@@ -132,14 +133,14 @@ pub fn run(args: Args, state_dir: &Path) -> Result<(), CliError> {
                         tracing::error!("a part of the server stopped; stopping the rest");
                         return Ok(());
                     }
-                    if let Some(n) = &notifier {
+                    if let Some(n) = notifier {
                         watchdog.tick(n, &watched);
                     }
                 }
             }
         }
     })?;
-    if let Some(n) = crate::server::notify::Notifier::from_env() {
+    if let Some(n) = notifier {
         n.send("STOPPING=1");
     }
     let server = std::sync::Arc::into_inner(server).expect("the signal loop holds no other handle");

@@ -47,6 +47,37 @@ pub struct Site {
     pub check_source: bool,
 }
 
+impl Site {
+    /// The site of `spec` (its machines in `inventory`) from its rendered
+    /// `files`, keeping those HTTP may serve; assets come from `images`,
+    /// resolved once here since `/assets/` checks every file against it.
+    pub fn rendered(
+        spec: &crate::spec::Spec,
+        inventory: Inventory,
+        files: &[crate::render::File],
+        images: &std::path::Path,
+        check_source: bool,
+    ) -> Site {
+        Site {
+            cluster: spec.cluster.name.clone(),
+            files: files
+                .iter()
+                .filter(|f| crate::render::Generated::parse(&f.path).is_some_and(|g| g.over_http()))
+                .map(|f| (f.path.clone(), f.content.clone()))
+                .collect(),
+            inventory,
+            names: Names {
+                kernel: spec.boot.kernel.clone(),
+                initrd: spec.boot.initrd.clone(),
+            },
+            images: images
+                .canonicalize()
+                .unwrap_or_else(|_| images.to_path_buf()),
+            check_source,
+        }
+    }
+}
+
 /// One part of the server (`dhcp`, `tftp`, `http`, `store`) as
 /// `/healthz` reports it.
 #[derive(Debug, Clone, serde::Serialize)]

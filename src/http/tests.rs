@@ -16,36 +16,12 @@ use tower::ServiceExt;
 
 use super::{AppState, Site, router};
 use crate::boot::Registry;
-use crate::boot::classify::Names;
 use crate::inventory::{Inventory, SiteKey};
-use crate::render::Generated;
 use crate::server::prepare::Prepared;
 use crate::tftp::files::Files;
 
-const SPEC: &str = r#"[cluster]
-name = "routes"
-
-[network]
-interface = "lo"
-subnet = "127.0.0.0/8"
-server = "127.0.0.9"
-
-[boot]
-kernel = "os/vmlinuz"
-initrd = "os/initrd.img"
-
-[[nodes]]
-name = "a1"
-mac = "52:54:00:5e:00:01"
-ip = "127.0.0.1"
-roles = ["etcd", "worker"]
-
-[[nodes]]
-name = "a2"
-mac = "52:54:00:5e:00:02"
-ip = "127.0.0.2"
-roles = ["worker"]
-"#;
+/// The spec `tests/serve.rs` serves over loopback: a1 and a2.
+const SPEC: &str = include_str!("../../tests/fixtures/serve.toml");
 
 /// The site of [`SPEC`] over an images directory with a kernel, an
 /// initrd, and a symlink leading out of it.
@@ -68,22 +44,14 @@ fn rig(check_source: bool) -> Rig {
         .spec;
     let prepared = Prepared::with_key(spec, SiteKey::from_bytes([7; 32])).unwrap();
     let files = prepared.all_files().unwrap();
-    let images = images.canonicalize().unwrap();
-    let site = Site {
-        cluster: prepared.spec.cluster.name.clone(),
-        files: files
-            .into_iter()
-            .filter(|f| Generated::parse(&f.path).is_some_and(|g| g.over_http()))
-            .map(|f| (f.path, f.content))
-            .collect(),
-        inventory: prepared.inventory.clone(),
-        names: Names {
-            kernel: prepared.spec.boot.kernel.clone(),
-            initrd: prepared.spec.boot.initrd.clone(),
-        },
-        images: images.clone(),
+    let site = Site::rendered(
+        &prepared.spec,
+        prepared.inventory.clone(),
+        &files,
+        &images,
         check_source,
-    };
+    );
+    let images = site.images.clone();
     let registry =
         Arc::new(Registry::open(crate::boot::known(&prepared.inventory), 60_000, None).unwrap());
     let state = AppState::new(
@@ -156,7 +124,7 @@ async fn every_route_answers_what_it_is_for_and_names_bootfleet() {
     let r = rig(false);
     let t1 = r.token("a1");
     let cases = [
-        ("/", StatusCode::OK, "routes"),
+        ("/", StatusCode::OK, "servetest"),
         ("/healthz", StatusCode::OK, "\"status\":\"ok\""),
         ("/metrics", StatusCode::OK, ""),
         ("/api/v1/nodes", StatusCode::OK, "\"name\":\"a2\""),

@@ -3,7 +3,6 @@
 //! reads the spec again; an enrolment adds a machine; either way the new
 //! rendering reaches HTTP, TFTP, DHCP and the boot timelines together.
 
-use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -12,7 +11,6 @@ use tokio::sync::mpsc;
 
 use super::ServerError;
 use super::prepare::{Prepared, boot_files};
-use crate::boot::classify::Names;
 use crate::boot::{Registry, known};
 use crate::http::{AppState, EnrolRequest, Site};
 use crate::inventory::enrol::{self, Enrolled, Verdict};
@@ -59,31 +57,13 @@ impl Source {
         if prepared.keep_key(&*self.store.keys)? == super::prepare::KeyKept::Theirs {
             return Err(ServerError::KeyTaken);
         }
-        let http_files: HashMap<String, String> = files
-            .iter()
-            .filter(|f| crate::render::Generated::parse(&f.path).is_some_and(|g| g.over_http()))
-            .map(|f| (f.path.clone(), f.content.clone()))
-            .collect();
+        let site = Site::rendered(&spec, inventory, &files, &self.images, self.check_source);
         let tftp_files = boot_files(files)
             .into_iter()
             .map(|f| (f.path, f.content.into_bytes()))
             .collect();
         Ok(Loaded {
-            site: Site {
-                cluster: spec.cluster.name.clone(),
-                files: http_files,
-                inventory,
-                names: Names {
-                    kernel: spec.boot.kernel.clone(),
-                    initrd: spec.boot.initrd.clone(),
-                },
-                // Resolved once: `/assets/` checks every file against it.
-                images: self
-                    .images
-                    .canonicalize()
-                    .unwrap_or_else(|_| self.images.clone()),
-                check_source: self.check_source,
-            },
+            site,
             tftp_files,
             dhcp: crate::dhcp::config::from_spec(&spec),
             spec,

@@ -190,18 +190,7 @@ impl Site {
     /// Starts busybox udhcpc once on `iface` of `ns` (`-t TRIES -T 1`);
     /// [`Site::bound`] reads what it was given.
     pub fn udhcpc(&self, ns: &Netns, iface: &str, tries: &str, extra: &[&str]) -> Command {
-        let out = self.dir().join(format!("{iface}.env"));
-        let _ = std::fs::remove_file(&out);
-        let script = self.dir().join(format!("{iface}.sh"));
-        std::fs::write(
-            &script,
-            format!(
-                "#!/bin/sh\n[ \"$1\" = bound ] && env > {}\nexit 0\n",
-                out.display()
-            ),
-        )
-        .unwrap();
-        run(&["chmod", "+x", script.to_str().unwrap()]);
+        let (script, _) = bound_script(self.dir(), iface);
         let mut c = ns.exec(&[
             "busybox", "udhcpc", "-i", iface, "-f", "-q", "-n", "-t", tries, "-T", "1",
         ]);
@@ -210,6 +199,18 @@ impl Site {
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         c
+    }
+
+    /// udhcpc started on interfaces `c{i}` of `ns` for each `i` in
+    /// `clients`, all at once (10 tries each).
+    pub fn udhcpc_all(&self, ns: &Netns, clients: std::ops::Range<usize>) -> Vec<Child> {
+        clients
+            .map(|i| {
+                self.udhcpc(ns, &format!("c{i}"), "10", &[])
+                    .spawn()
+                    .unwrap()
+            })
+            .collect()
     }
 
     /// What udhcpc on `iface` was given when it bound, if it did.

@@ -140,28 +140,12 @@ fn join(a: &Span, b: &Span) -> Span {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::ev;
     use super::super::{Event, State, Step};
     use super::*;
-    use crate::spec::Mac;
-
-    fn ev(at: u64, stage: Stage, step: Step) -> Event {
-        Event {
-            mac: Mac([2, 0, 0, 0, 0, 1]),
-            at,
-            stage,
-            step,
-            asked: stage.name().into(),
-            detail: format!("{} at {at}", stage.name()),
-            ip: None,
-            arch: None,
-        }
-    }
 
     fn firmware(at: u64) -> Event {
-        Event {
-            arch: Some("bios".into()),
-            ..ev(at, Stage::Dhcp, Step::Served)
-        }
+        super::super::tests::firmware(at, Step::Served)
     }
 
     /// A view as server `by` folds it: every stage it saw named after it.

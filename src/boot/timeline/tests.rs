@@ -1,6 +1,6 @@
 use super::*;
 
-fn ev(at: u64, stage: Stage, step: Step) -> Event {
+pub(super) fn ev(at: u64, stage: Stage, step: Step) -> Event {
     Event {
         mac: Mac([2, 0, 0, 0, 0, 1]),
         at,
@@ -19,7 +19,7 @@ fn fetch(t: &mut Timeline, at: u64, done: u64, stage: Stage) {
     t.apply(&ev(done, stage, Step::Served));
 }
 
-fn firmware(at: u64, step: Step) -> Event {
+pub(super) fn firmware(at: u64, step: Step) -> Event {
     Event {
         arch: Some("bios".into()),
         asked: "DHCPDISCOVER".into(),
