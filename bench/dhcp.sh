@@ -34,8 +34,8 @@ repeat=${REPEAT:-1}
 . bench/lib/dhcp-rig.sh
 
 # perfdhcp's counts from one run: "sent acks" (DISCOVERs sent, ACKs got).
-counts() { # namespace, interface, rate, server
-  ip netns exec "$1" taskset -c 1 perfdhcp -4 -l "$2" -r "$3" -R 500000000 -p "$step" "$4" 2>&1 | tee -a "$work/perfdhcp.last" |
+counts() { # namespace, interface, rate, server, [perfdhcp options...]
+  ip netns exec "$1" taskset -c 1 perfdhcp -4 -l "$2" -r "$3" -R 500000000 -p "$step" "${@:5}" "$4" 2>&1 | tee -a "$work/perfdhcp.last" |
     awk '/^\*\*\*Statistics for:/ { ex++ }
          /^sent packets:/ && ex == 1 { sent = $3 }
          /^received packets:/ && ex == 2 { acks = $3 }
@@ -47,7 +47,9 @@ measure() { # server, rate
   : > "$work/perfdhcp.last"
   local sent acks s2 a2
   if [ "$1" = bootfleet-etcd2 ]; then
-    counts "$cli2" bfbc $(($2 / 2)) 10.64.0.4 > "$work/second" &
+    # Its own clients: perfdhcp draws MACs from the same base otherwise
+    # (and two started together draw the same ones).
+    counts "$cli2" bfbc $(($2 / 2)) 10.64.0.4 -b mac=00:0c:02:02:03:04 > "$work/second" &
     local other=$!
     read -r sent acks < <(counts "$cli" bfbc $(($2 - $2 / 2)) 10.64.0.2)
     wait "$other"
@@ -78,6 +80,7 @@ for r in "${rates[@]}"; do
   done
   # A server whose median drops passed 5% is not taken to higher rates.
   for s in "${servers[@]}"; do
+    [ -n "${got_drops[$s,$r]:-}" ] || continue
     m=$(tr ' ' '\n' <<< "${got_drops[$s,$r]:-}" | grep . | sort -g | awk '{v[NR]=$1} END{print (NR ? v[int((NR+1)/2)] : 100)}')
     awk "BEGIN{exit !($m > 5)}" && stopped[$s]=1
   done

@@ -67,6 +67,16 @@ impl Table {
         }
     }
 
+    /// Starts the next search for a never-leased address at `ip` (taken
+    /// into the pool when searching). Servers sharing a pool each start
+    /// at a point of their own ([`Pool::point`]), so they seldom reach for
+    /// the same address at once: two that scanned from the pool's start
+    /// together would both pick each next address, and one of them would
+    /// lose every claim.
+    pub fn scan_from(&mut self, ip: Ipv4Addr) {
+        *self.scan_from.get_mut() = u32::from(ip);
+    }
+
     fn lower_hint(&mut self, ip: Ipv4Addr) {
         let h = self.scan_from.get_mut();
         *h = (*h).min(u32::from(ip));
@@ -162,6 +172,13 @@ impl Pool {
         self.first <= ip && ip <= self.last
     }
 
+    /// The pool address `seed` lands on, spread evenly over the range.
+    pub fn point(&self, seed: u64) -> Ipv4Addr {
+        let first = u32::from(self.first);
+        let span = u64::from(u32::from(self.last).saturating_sub(first)) + 1;
+        Ipv4Addr::from(first + (seed % span) as u32)
+    }
+
     /// How many addresses the pool can hand out.
     pub fn size(&self) -> u64 {
         let range =
@@ -207,34 +224,31 @@ impl Pool {
                 return Assignment::Requested(ip);
             }
         }
-        // Never-leased addresses first, from where the last one was found.
+        // Never-leased addresses first, from where the last one was found
+        // up to the pool's end, then from its start (below the hint: a
+        // quarantine ended, or the search started mid-pool).
         let first = u32::from(self.first);
         let last = u32::from(self.last);
         let hint = table
             .scan_from
             .load(Ordering::Relaxed)
             .clamp(first, last.max(first));
-        for n in hint..=last {
+        for n in (hint..=last).chain(first..hint) {
             let ip = Ipv4Addr::from(n);
             if table.by_ip(ip).is_none() && self.free_for(table, ip, mac, now) {
                 table.scan_from.store(n, Ordering::Relaxed);
                 return Assignment::Pool(ip);
             }
         }
-        // Then the whole pool: never-leased addresses below the hint (a
-        // quarantine ended), else the one expired longest ago.
+        // Then the one expired longest ago.
         let mut best: Option<(u64, Ipv4Addr)> = None;
         for n in first..=last {
             let ip = Ipv4Addr::from(n);
-            if !self.free_for(table, ip, mac, now) {
+            let Some(expires) = table.by_ip(ip).map(|l| l.expires) else {
                 continue;
-            }
-            let age_key = table.by_ip(ip).map_or(0, |l| l.expires.saturating_add(1));
-            if age_key == 0 {
-                return Assignment::Pool(ip);
-            }
-            if best.is_none_or(|(k, _)| age_key < k) {
-                best = Some((age_key, ip));
+            };
+            if self.free_for(table, ip, mac, now) && best.is_none_or(|(k, _)| expires < k) {
+                best = Some((expires, ip));
             }
         }
         best.map_or(Assignment::Exhausted, |(_, ip)| Assignment::Pool(ip))
@@ -465,6 +479,36 @@ mod tests {
             let m = Mac([2, 0, 0, 0, (n >> 8) as u8, n as u8]);
             let got = p.assign(&t, m, None, 0).ip().unwrap();
             assert_eq!(u32::from(got), u32::from(p.first) + n);
+            t.insert(Lease {
+                ip: got,
+                mac: m,
+                expires: 100,
+            });
+        }
+        assert_eq!(p.assign(&t, mac(99), None, 50), Assignment::Exhausted);
+    }
+
+    #[test]
+    fn a_search_started_mid_pool_runs_to_the_end_then_wraps_to_the_start() {
+        let p = Pool {
+            first: Ipv4Addr::new(10, 1, 0, 0),
+            last: Ipv4Addr::new(10, 1, 255, 255),
+            reservations: HashMap::new(),
+            excluded: Default::default(),
+        };
+        assert_eq!(p.point(0), p.first);
+        assert_eq!(p.point(65_536 + 7), Ipv4Addr::new(10, 1, 0, 7));
+        assert_eq!(p.point(u64::MAX), Ipv4Addr::new(10, 1, 255, 255));
+        let mut t = Table::default();
+        let start = 40_000u32;
+        t.scan_from(p.point(u64::from(start)));
+        // Each next address is found directly (a search that began at the
+        // start again after wrapping would take minutes here).
+        for n in 0..65_536u32 {
+            let m = Mac([2, 0, 0, 0, (n >> 8) as u8, n as u8]);
+            let got = p.assign(&t, m, None, 0).ip().unwrap();
+            let want = u32::from(p.first) + (start + n) % 65_536;
+            assert_eq!(u32::from(got), want, "the {n}th address");
             t.insert(Lease {
                 ip: got,
                 mac: m,

@@ -207,6 +207,11 @@ pub struct Server<S> {
     pub relay_port: u16,
 }
 
+/// A random number: where in the pool a server sharing it searches.
+fn seed() -> u64 {
+    getrandom::u64().unwrap_or_else(|_| u64::from(std::process::id()))
+}
+
 fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -240,6 +245,9 @@ impl<S: Leases> Server<S> {
             } else {
                 table.insert(l);
             }
+        }
+        if store.shared() {
+            table.scan_from(cfg.pool.point(seed()));
         }
         Ok(Server {
             cfg,
@@ -411,6 +419,9 @@ impl<S: Leases> Server<S> {
                         debug!(ip = %op.ip(), "another server took the address first; deciding again");
                         self.learn(op.ip(), holder.clone(), &round[i].0);
                         again.push(round[i].clone());
+                        // Another server is searching here too: move on
+                        // to another part of the pool.
+                        self.table.scan_from(self.cfg.pool.point(seed()));
                     }
                     _ => socket.send(&out),
                 }

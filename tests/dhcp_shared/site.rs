@@ -242,9 +242,18 @@ pub fn client_mac(group: u8, i: usize) -> String {
 }
 
 /// perfdhcp from `ns` against `server`: `rate` new clients a second for
-/// `secs`, each a whole DORA, MACs drawn from `clients`.
+/// `secs`, each a whole DORA, MACs drawn from `clients`. Each server's
+/// load has MACs of its own (the second byte is the server address's
+/// last), so two loads are two sets of machines, not one set doing two
+/// DORAs at once.
 pub fn perfdhcp(ns: &Netns, server: &str, rate: u32, secs: u32, clients: u32) -> Child {
-    ns.exec(&["perfdhcp", "-4", "-l", "bfs"])
+    let last: u8 = server
+        .rsplit('.')
+        .next()
+        .and_then(|o| o.parse().ok())
+        .unwrap_or(1);
+    let base = format!("mac=00:{last:02x}:01:02:03:04");
+    ns.exec(&["perfdhcp", "-4", "-l", "bfs", "-b", &base])
         .args(["-r", &rate.to_string(), "-p", &secs.to_string()])
         .args(["-R", &clients.to_string(), server])
         .stdout(Stdio::piped())

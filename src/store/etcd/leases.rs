@@ -16,7 +16,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use etcd_client::{
-    Client, Compare, CompareOp, EventType, GetOptions, PutOptions, Txn, TxnOp, WatchOptions,
+    Client, Compare, CompareOp, EventType, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse,
+    WatchOptions,
 };
 use serde::{Deserialize, Serialize};
 
@@ -26,6 +27,10 @@ use crate::store::{Applied, Lease, Leases, Op, QUARANTINED, StoreError};
 
 /// The time to live of the etcd lease a server's holds hang on.
 pub const HOLD_TTL_SECS: i64 = 10;
+
+/// How many times a batch is claimed again after other servers changed
+/// some of its addresses first.
+const CLAIM_ROUNDS: usize = 3;
 
 #[derive(Serialize, Deserialize)]
 struct Record {
@@ -242,43 +247,58 @@ impl Etcd {
         }
     }
 
-    /// One op as its own transaction, at the revision etcd has now.
-    fn apply_one(&self, op: &Op, hold: Option<i64>) -> Result<Applied, StoreError> {
-        let key = self.key(&format!("leases/{}", op.ip()));
-        for _ in 0..3 {
-            let k = key.clone();
-            let got = self.call("reading a lease", move |mut c| {
-                let k = k.clone();
-                async move { c.get(k, None).await }
-            })?;
-            let e = got
-                .kvs()
-                .first()
-                .and_then(|kv| entry(&self.id, kv.key(), kv.value(), kv.mod_revision()))
-                .map_or_else(Entry::default, |(_, e)| e);
-            lock(&self.known).insert(op.ip(), e.clone());
-            match verdict(op, &e, now_secs()) {
-                Verdict::Taken(holder) => return Ok(Applied::Taken(holder)),
-                Verdict::Nothing => return Ok(Applied::Done),
-                Verdict::Write => {}
+    /// Writes `chunk` in one transaction if every key is still at the
+    /// revision given; `None` when it was, otherwise what etcd holds now
+    /// for each key, in order (read in the same transaction).
+    fn claim(
+        &self,
+        chunk: &[(&Op, i64)],
+        hold: Option<i64>,
+    ) -> Result<Option<Vec<Entry>>, StoreError> {
+        let keys: Vec<String> = chunk
+            .iter()
+            .map(|(op, _)| self.key(&format!("leases/{}", op.ip())))
+            .collect();
+        let compares: Vec<Compare> = keys
+            .iter()
+            .zip(chunk)
+            .map(|(key, (_, rev))| Compare::mod_revision(key.as_str(), CompareOp::Equal, *rev))
+            .collect();
+        let writes: Vec<TxnOp> = chunk.iter().map(|(op, _)| self.txn_op(op, hold)).collect();
+        let reads: Vec<TxnOp> = keys.iter().map(|k| TxnOp::get(k.as_str(), None)).collect();
+        let txn = Txn::new().when(compares).and_then(writes).or_else(reads);
+        let resp = match self.call("storing leases", move |mut c| {
+            let txn = txn.clone();
+            async move { c.txn(txn).await }
+        }) {
+            Ok(r) => r,
+            Err(e) => {
+                // The hold lease may be gone (etcd restarted): a new one
+                // next time.
+                *lock(&self.hold_lease) = None;
+                return Err(e);
             }
-            let txn = Txn::new()
-                .when(vec![Compare::mod_revision(
-                    key.as_str(),
-                    CompareOp::Equal,
-                    e.rev,
-                )])
-                .and_then(vec![self.txn_op(op, hold)]);
-            let resp = self.call("claiming a lease", move |mut c| {
-                let txn = txn.clone();
-                async move { c.txn(txn).await }
-            })?;
-            if resp.succeeded() {
-                self.note_own(resp.header().map_or(0, |h| h.revision()), &[op]);
-                return Ok(Applied::Done);
-            }
+        };
+        if resp.succeeded() {
+            let done: Vec<&Op> = chunk.iter().map(|(op, _)| *op).collect();
+            self.note_own(resp.header().map_or(0, |h| h.revision()), &done);
+            return Ok(None);
         }
-        Ok(Applied::Taken(None))
+        let mut stored = Vec::with_capacity(chunk.len());
+        let mut known = lock(&self.known);
+        for ((op, _), answer) in chunk.iter().zip(resp.op_responses()) {
+            let e = match answer {
+                TxnOpResponse::Get(got) => got
+                    .kvs()
+                    .first()
+                    .and_then(|kv| entry(&self.id, kv.key(), kv.value(), kv.mod_revision()))
+                    .map_or_else(Entry::default, |(_, e)| e),
+                _ => Entry::default(),
+            };
+            known.insert(op.ip(), e.clone());
+            stored.push(e);
+        }
+        Ok(Some(stored))
     }
 }
 
@@ -429,8 +449,7 @@ impl Leases for Etcd {
 
     /// Claims every address at the revision this server knows it at, in
     /// one transaction per 128 addresses; when one of them changed
-    /// meanwhile, each op of that chunk goes alone, so only what was lost
-    /// is refused.
+    /// meanwhile, only what was lost is refused (see [`Etcd::claim`]).
     fn apply(&self, ops: &[Op]) -> Result<Vec<Applied>, StoreError> {
         let now = now_secs();
         // etcd changes a key once per transaction: the last change to
@@ -469,39 +488,45 @@ impl Leases for Etcd {
                 }
             }
         }
-        for chunk in todo.chunks(MAX_TXN_OPS) {
-            let compares: Vec<Compare> = chunk
-                .iter()
-                .map(|(op, rev)| {
-                    let key = self.key(&format!("leases/{}", op.ip()));
-                    Compare::mod_revision(key, CompareOp::Equal, *rev)
-                })
-                .collect();
-            let writes: Vec<TxnOp> = chunk.iter().map(|(op, _)| self.txn_op(op, hold)).collect();
-            let txn = Txn::new().when(compares).and_then(writes);
-            let resp = match self.call("storing leases", move |mut c| {
-                let txn = txn.clone();
-                async move { c.txn(txn).await }
-            }) {
-                Ok(r) => r,
-                Err(e) => {
-                    // The hold lease may be gone (etcd restarted): a new
-                    // one next time.
-                    *lock(&self.hold_lease) = None;
-                    return Err(e);
-                }
-            };
-            if resp.succeeded() {
-                let done: Vec<&Op> = chunk.iter().map(|(op, _)| *op).collect();
-                self.note_own(resp.header().map_or(0, |h| h.revision()), &done);
-                for (op, _) in chunk {
-                    results.insert(op.ip(), Applied::Done);
-                }
-                continue;
+        // A chunk whose compare fails reads back, in the same
+        // transaction, every key it wanted to change: what changed
+        // meanwhile is decided again at once and the rest is claimed
+        // again together, so a lost race costs one more transaction per
+        // round, not two per address.
+        for _round in 0..CLAIM_ROUNDS {
+            if todo.is_empty() {
+                break;
             }
-            for (op, _) in chunk {
-                results.insert(op.ip(), self.apply_one(op, hold)?);
+            let mut again: Vec<(&Op, i64)> = Vec::new();
+            for chunk in todo.chunks(MAX_TXN_OPS) {
+                match self.claim(chunk, hold)? {
+                    None => {
+                        for (op, _) in chunk {
+                            results.insert(op.ip(), Applied::Done);
+                        }
+                    }
+                    Some(stored) => {
+                        let now = now_secs();
+                        for ((op, _), e) in chunk.iter().zip(stored) {
+                            match verdict(op, &e, now) {
+                                Verdict::Taken(holder) => {
+                                    results.insert(op.ip(), Applied::Taken(holder));
+                                }
+                                Verdict::Nothing => {
+                                    results.insert(op.ip(), Applied::Done);
+                                }
+                                Verdict::Write => again.push((op, e.rev)),
+                            }
+                        }
+                    }
+                }
             }
+            todo = again;
+        }
+        // Still changing under us after every round: refused, and the
+        // DHCP server decides again.
+        for (op, _) in todo {
+            results.insert(op.ip(), Applied::Taken(None));
         }
         Ok(ops
             .iter()
