@@ -6,6 +6,14 @@
 # server's namespace, on the server's core) and kea-dhcp4 (memfile on
 # disk). Same namespaces, veth pair, pinning and spec as bench/dhcp.sh
 # (bench/lib/dhcp-rig.sh); a fresh lease store for every run. Prints each run and the medians.
+# Each size runs twice: with the machine's default socket receive buffer
+# (net.core.rmem_default, 208 KiB here), and with it raised to 16 MiB for
+# every socket (perfdhcp's and the servers' alike; restored afterwards).
+# perfdhcp receives the answers for all N clients on one socket: with the
+# default buffer, a server that answers a burst faster than perfdhcp reads
+# loses answers in perfdhcp's own buffer (nstat in its namespace counts
+# them as UdpRcvbufErrors), and the retries measure perfdhcp; N real
+# machines each have a buffer of their own. RMEMS="default" runs one.
 # Needs root and: apt-get install kea-admin kea-dhcp4-server etcd-server iproute2
 # Usage: sudo bench/avalanche.sh [RUNS] [N ...]   (default: 3 runs of 1000 and 10000)
 set -euo pipefail
@@ -28,22 +36,30 @@ avalanche() { # clients
 
 declare -A all
 read -r -a servers <<< "${SERVERS:-bootfleet bootfleet-etcd kea}"
-printf '%-15s %8s %4s %10s\n' server clients run seconds
-for n in "${sizes[@]}"; do
-  for r in $(seq "$runs"); do
-    for s in "${servers[@]}"; do
-      start "$s"
-      t=$(avalanche "$n")
-      stop_server
-      printf '%-15s %8s %4s %10s\n' "$s" "$n" "$r" "$t"
-      all[$s,$n]="${all[$s,$n]:-} $t"
+read -r -a rmems <<< "${RMEMS:-default 16777216}"
+rmem_was=$(cat /proc/sys/net/core/rmem_default)
+trap 'sysctl -qw net.core.rmem_default="$rmem_was"; cleanup' EXIT
+printf '%-15s %9s %8s %4s %10s\n' server rcvbuf clients run seconds
+for b in "${rmems[@]}"; do
+  if [ "$b" = default ]; then sysctl -qw net.core.rmem_default="$rmem_was"; else sysctl -qw net.core.rmem_default="$b"; fi
+  for n in "${sizes[@]}"; do
+    for r in $(seq "$runs"); do
+      for s in "${servers[@]}"; do
+        start "$s"
+        t=$(avalanche "$n")
+        stop_server
+        printf '%-15s %9s %8s %4s %10s\n' "$s" "$b" "$n" "$r" "$t"
+        all[$s,$b,$n]="${all[$s,$b,$n]:-} $t"
+      done
     done
   done
 done
 echo
 median() { tr ' ' '\n' | grep -E '^[0-9.]+$' | sort -n | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)], "(" v[1] "-" v[NR] ")"; else print "-" }'; }
-for n in "${sizes[@]}"; do
-  for s in "${servers[@]}"; do
-    printf '%-15s %8s clients: median %s s\n' "$s" "$n" "$(echo "${all[$s,$n]}" | median)"
+for b in "${rmems[@]}"; do
+  for n in "${sizes[@]}"; do
+    for s in "${servers[@]}"; do
+      printf '%-15s rcvbuf %9s %8s clients: median %s s\n' "$s" "$b" "$n" "$(echo "${all[$s,$b,$n]}" | median)"
+    done
   done
 done

@@ -155,9 +155,39 @@ pub fn bind(interface: &str, port: u16) -> std::io::Result<UdpSocket> {
     s.set_broadcast(true)?;
     s.bind_device(Some(interface.as_bytes()))?;
     s.bind(&SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)).into())?;
-    // Room for a burst of requests while a commit is under way.
-    let _ = s.set_recv_buffer_size(4 << 20);
+    grow_recv_buffer(&s, RECV_BUFFER);
     Ok(s.into())
+}
+
+/// The receive buffer asked for: room for a whole site powered on at once
+/// (10,000 DISCOVERs, about 2 KiB each as the kernel counts them) while a
+/// commit is under way.
+const RECV_BUFFER: usize = 16 << 20;
+
+/// Grows the socket's receive buffer to `want` bytes, past
+/// `net.core.rmem_max` where the process may (`SO_RCVBUFFORCE` needs
+/// CAP_NET_ADMIN), and never shrinks it below what the system already
+/// gives every socket (`net.core.rmem_default`).
+fn grow_recv_buffer(s: &Socket, want: usize) {
+    // The kernel reports twice what was set (its bookkeeping share).
+    if s.recv_buffer_size().is_ok_and(|now| now / 2 >= want) {
+        return;
+    }
+    let value = libc::c_int::try_from(want).unwrap_or(libc::c_int::MAX);
+    // SAFETY: a valid socket and a c_int option value of the stated size.
+    let forced = unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(s),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    } == 0;
+    if !forced && s.recv_buffer_size().is_ok_and(|now| now / 2 < want) {
+        // Unprivileged: as much as rmem_max allows.
+        let _ = s.set_recv_buffer_size(want);
+    }
 }
 
 /// A reply ready to send.
