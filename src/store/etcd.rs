@@ -15,7 +15,7 @@
 //! (the key does not exist yet): the site key, an enrolment. A batch of
 //! lease changes is one transaction (in chunks of etcd's 128-operation
 //! limit; each chunk is atomic). Calls block on a runtime of the store's
-//! own, each bounded by [`TIMEOUT`].
+//! own, each try bounded by [`TRY_TIMEOUT`].
 
 use std::future::Future;
 use std::sync::atomic::AtomicBool;
@@ -29,8 +29,16 @@ use etcd_client::{
 use super::{Enrolled, Enrolment, Keys, Machines, StoreError, Timelines};
 use crate::spec::{EtcdStore, Mac};
 
-/// How long one try of a call may take (a call tries twice).
+/// How long connecting may take, and the most one call may take in all.
 pub const TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How long one try of a call may take: a try that went to a member that
+/// has just died (or is waiting out an election) is given up soon and
+/// the next goes to another member.
+const TRY_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Tries per call.
+const TRIES: u32 = 3;
 
 /// How long after a failed call the store fails at once, before trying
 /// etcd again.
@@ -79,14 +87,14 @@ impl Etcd {
             })?;
         let mut options = ConnectOptions::new()
             .with_connect_timeout(TIMEOUT)
-            .with_timeout(TIMEOUT)
+            .with_timeout(TRY_TIMEOUT)
             .with_keep_alive(Duration::from_secs(10), TIMEOUT);
         if let Some(tls) = tls(config)? {
             options = options.with_tls(tls);
         }
         let eps = config.endpoints.clone();
         let connect = async move { Client::connect(eps, Some(options)).await };
-        let client = block(&runtime, &endpoints, "connecting", connect)?;
+        let client = block(&runtime, &endpoints, "connecting", TIMEOUT, connect)?;
         Ok(Etcd {
             client,
             prefix: config.prefix.clone(),
@@ -137,15 +145,31 @@ impl Etcd {
                 });
             }
         }
-        let mut out = block(&self.runtime, &self.endpoints, what, f(self.client.clone()));
-        if matches!(
-            out,
-            Err(StoreError::Etcd { .. } | StoreError::EtcdTimeout { .. })
-        ) {
-            // Once more: another member may answer (the cluster was
-            // electing a leader, or the first try went to a member that
-            // had just died).
-            out = block(&self.runtime, &self.endpoints, what, f(self.client.clone()));
+        let mut out = block(
+            &self.runtime,
+            &self.endpoints,
+            what,
+            TRY_TIMEOUT,
+            f(self.client.clone()),
+        );
+        for _ in 1..TRIES {
+            if !matches!(
+                out,
+                Err(StoreError::Etcd { .. } | StoreError::EtcdTimeout { .. })
+            ) {
+                break;
+            }
+            // Again: another member may answer (the cluster was electing
+            // a leader, or the try went to a member that had just died
+            // and the connection has not moved on yet).
+            std::thread::sleep(Duration::from_millis(50));
+            out = block(
+                &self.runtime,
+                &self.endpoints,
+                what,
+                TRY_TIMEOUT,
+                f(self.client.clone()),
+            );
         }
         let mut failed = self.failed_at.lock().unwrap_or_else(|p| p.into_inner());
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
@@ -225,20 +249,21 @@ fn tls(config: &EtcdStore) -> Result<Option<etcd_client::TlsOptions>, StoreError
     Ok(Some(tls))
 }
 
-/// Runs `fut` to completion on `runtime`, bounded by [`TIMEOUT`], from any
+/// Runs `fut` to completion on `runtime`, bounded by `limit`, from any
 /// thread: one of an async runtime's included (there, on a thread of its
 /// own, since a runtime cannot be blocked on from inside another).
 fn block<T, Fut>(
     runtime: &tokio::runtime::Runtime,
     endpoints: &str,
     what: &'static str,
+    limit: Duration,
     fut: Fut,
 ) -> Result<T, StoreError>
 where
     Fut: Future<Output = Result<T, etcd_client::Error>> + Send + 'static,
     T: Send + 'static,
 {
-    let bounded = async move { tokio::time::timeout(TIMEOUT, fut).await };
+    let bounded = async move { tokio::time::timeout(limit, fut).await };
     let out = if tokio::runtime::Handle::try_current().is_ok() {
         std::thread::scope(|s| {
             s.spawn(|| runtime.block_on(bounded))
@@ -258,7 +283,7 @@ where
         Err(_) => Err(StoreError::EtcdTimeout {
             endpoints: endpoints.to_owned(),
             what,
-            secs: TIMEOUT.as_secs(),
+            secs: limit.as_secs(),
         }),
     }
 }
