@@ -166,8 +166,8 @@ const RECV_BUFFER: usize = 16 << 20;
 
 /// Grows the socket's receive buffer to `want` bytes, past
 /// `net.core.rmem_max` where the process may (`SO_RCVBUFFORCE` needs
-/// CAP_NET_ADMIN), and never shrinks it below what the system already
-/// gives every socket (`net.core.rmem_default`).
+/// CAP_NET_ADMIN); a socket that has that much already
+/// (`net.core.rmem_default`) is left as it is.
 fn grow_recv_buffer(s: &Socket, want: usize) {
     // The kernel reports twice what was set (its bookkeeping share).
     if s.recv_buffer_size().is_ok_and(|now| now / 2 >= want) {
@@ -184,7 +184,7 @@ fn grow_recv_buffer(s: &Socket, want: usize) {
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         )
     } == 0;
-    if !forced && s.recv_buffer_size().is_ok_and(|now| now / 2 < want) {
+    if !forced {
         // Unprivileged: as much as rmem_max allows.
         let _ = s.set_recv_buffer_size(want);
     }
@@ -449,9 +449,6 @@ impl<S: Leases> Server<S> {
                         debug!(ip = %op.ip(), "another server took the address first; deciding again");
                         self.learn(op.ip(), holder.clone(), &round[i].0);
                         again.push(round[i].clone());
-                        // Another server is searching here too: move on
-                        // to another part of the pool.
-                        self.table.scan_from(self.cfg.pool.point(seed()));
                     }
                     _ => socket.send(&out),
                 }
@@ -459,6 +456,9 @@ impl<S: Leases> Server<S> {
             if again.is_empty() {
                 return;
             }
+            // Another server is searching here too: move on to another
+            // part of the pool (once per round, not per lost address).
+            self.table.scan_from(self.cfg.pool.point(seed()));
             round = again;
         }
     }

@@ -29,7 +29,7 @@ use etcd_client::{
 use super::{Enrolled, Enrolment, Keys, Machines, StoreError, Timelines};
 use crate::spec::{EtcdStore, Mac};
 
-/// How long connecting may take, and the most one call may take in all.
+/// How long connecting may take (a call's tries take about as long).
 pub const TIMEOUT: Duration = Duration::from_secs(3);
 
 /// How long one try of a call may take: a try that went to a member that
@@ -145,32 +145,28 @@ impl Etcd {
                 });
             }
         }
-        let mut out = block(
-            &self.runtime,
-            &self.endpoints,
-            what,
-            TRY_TIMEOUT,
-            f(self.client.clone()),
-        );
-        for _ in 1..TRIES {
-            if !matches!(
-                out,
-                Err(StoreError::Etcd { .. } | StoreError::EtcdTimeout { .. })
-            ) {
-                break;
-            }
-            // Again: another member may answer (the cluster was electing
-            // a leader, or the try went to a member that had just died
-            // and the connection has not moved on yet).
-            std::thread::sleep(Duration::from_millis(50));
-            out = block(
+        let mut tries = 0;
+        let out = loop {
+            let out = block(
                 &self.runtime,
                 &self.endpoints,
                 what,
                 TRY_TIMEOUT,
                 f(self.client.clone()),
             );
-        }
+            tries += 1;
+            let unanswered = matches!(
+                out,
+                Err(StoreError::Etcd { .. } | StoreError::EtcdTimeout { .. })
+            );
+            if !unanswered || tries == TRIES {
+                break out;
+            }
+            // Again: another member may answer (the cluster was electing
+            // a leader, or the try went to a member that had just died
+            // and the connection has not moved on yet).
+            std::thread::sleep(Duration::from_millis(50));
+        };
         let mut failed = self.failed_at.lock().unwrap_or_else(|p| p.into_inner());
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         match &out {

@@ -116,6 +116,26 @@ enum Verdict {
     Taken(Option<Lease>),
 }
 
+/// Decides `op` against what is stored: settled in `results`, or queued
+/// in `todo` to be written at `e`'s revision.
+fn decide<'a>(
+    op: &'a Op,
+    e: &Entry,
+    now: u64,
+    results: &mut HashMap<Ipv4Addr, Applied>,
+    todo: &mut Vec<(&'a Op, i64)>,
+) {
+    match verdict(op, e, now) {
+        Verdict::Taken(holder) => {
+            results.insert(op.ip(), Applied::Taken(holder));
+        }
+        Verdict::Nothing => {
+            results.insert(op.ip(), Applied::Done);
+        }
+        Verdict::Write => todo.push((op, e.rev)),
+    }
+}
+
 fn verdict(op: &Op, e: &Entry, now: u64) -> Verdict {
     let holder = e.lease.as_ref();
     match op {
@@ -477,15 +497,7 @@ impl Leases for Etcd {
             let known = lock(&self.known);
             for (ip, op) in &last {
                 let e = known.get(ip).cloned().unwrap_or_default();
-                match verdict(op, &e, now) {
-                    Verdict::Taken(holder) => {
-                        results.insert(*ip, Applied::Taken(holder));
-                    }
-                    Verdict::Nothing => {
-                        results.insert(*ip, Applied::Done);
-                    }
-                    Verdict::Write => todo.push((op, e.rev)),
-                }
+                decide(op, &e, now, &mut results, &mut todo);
             }
         }
         // A chunk whose compare fails reads back, in the same
@@ -508,15 +520,7 @@ impl Leases for Etcd {
                     Some(stored) => {
                         let now = now_secs();
                         for ((op, _), e) in chunk.iter().zip(stored) {
-                            match verdict(op, &e, now) {
-                                Verdict::Taken(holder) => {
-                                    results.insert(op.ip(), Applied::Taken(holder));
-                                }
-                                Verdict::Nothing => {
-                                    results.insert(op.ip(), Applied::Done);
-                                }
-                                Verdict::Write => again.push((op, e.rev)),
-                            }
+                            decide(op, &e, now, &mut results, &mut again);
                         }
                     }
                 }
