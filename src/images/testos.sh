@@ -10,6 +10,12 @@
 set -euo pipefail
 out=$(realpath -m "$1")
 [ -s "$out/vmlinuz" ] && [ -s "$out/initrd.img" ] && exit 0
+# Several builds may start at once (tests run in parallel): the first one
+# builds while the others wait on the lock, then find the result.
+mkdir -p "$out"
+exec 9>"$out/.lock"
+flock 9
+[ -s "$out/vmlinuz" ] && [ -s "$out/initrd.img" ] && exit 0
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cd "$work"
@@ -62,7 +68,6 @@ echo "testos: done"
 poweroff -f
 INIT
 chmod +x root/init
-mkdir -p "$out"
 cp "k/boot/vmlinuz-$kver" "$out/vmlinuz.tmp"
 (cd root && find . | "$work/b/bin/busybox" cpio -o -H newc 2>/dev/null | gzip -1) > "$out/initrd.img.tmp"
 mv "$out/vmlinuz.tmp" "$out/vmlinuz"
