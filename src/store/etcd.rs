@@ -9,6 +9,7 @@
 //! PREFIX/machines/ip/<ip>     its MAC    name or address twice)
 //! PREFIX/timelines/<mac>/<server>  a machine's boot timeline as that
 //!                             server saw it (readers take the newest)
+//! PREFIX/servers/<server>     a server that is up (on its etcd lease)
 //! ```
 //!
 //! Whatever must be decided once is a transaction on create revision 0
@@ -64,6 +65,9 @@ pub struct Etcd {
     /// granted at the first hold).
     hold_lease: Arc<Mutex<Option<i64>>>,
     watching: AtomicBool,
+    /// Whether another server is on the site (see [`peers`]); true until
+    /// known otherwise.
+    others: tokio::sync::watch::Sender<bool>,
     /// When a call last failed to reach etcd (none: the last one did).
     failed_at: Mutex<Option<std::time::Instant>>,
     /// Calls failed in a row.
@@ -105,6 +109,7 @@ impl Etcd {
             id: leases::server_id(),
             hold_lease: Arc::default(),
             watching: AtomicBool::new(false),
+            others: tokio::sync::watch::Sender::new(true),
             failed_at: Mutex::new(None),
             failures: Mutex::new(0),
             timelines_rev: Mutex::new(0),
@@ -502,5 +507,6 @@ impl Timelines for Etcd {
 }
 
 mod leases;
+mod peers;
 #[cfg(test)]
 mod tests;

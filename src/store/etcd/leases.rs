@@ -7,7 +7,8 @@
 //! dead server's offers are gone within [`HOLD_TTL_SECS`]; an ACK's lease
 //! has no etcd lease: it lasts until released or replaced once expired.
 //! A watch on the prefix keeps what this server knows current and hands
-//! other servers' changes to the DHCP table ([`Leases::changes`]).
+//! other servers' changes to the DHCP table ([`Leases::changes`]); it
+//! pauses while no other server is registered (see [`super::peers`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
@@ -49,6 +50,9 @@ struct Record {
 pub struct Entry {
     /// The revision it last changed at (0: absent).
     rev: i64,
+    /// The revision this is known as of (a deletion's too): an event
+    /// from before it is old news.
+    at: i64,
     lease: Option<Lease>,
     /// Written by this server, as a hold.
     own_hold: bool,
@@ -88,8 +92,9 @@ fn ip_of(key: &[u8]) -> Option<Ipv4Addr> {
         .ok()
 }
 
-/// The entry a stored key and value stand for.
-fn entry(id: &str, key: &[u8], value: &[u8], rev: i64) -> Option<(Ipv4Addr, Entry)> {
+/// The entry a stored key and value stand for, and whether server `id`
+/// wrote it.
+fn entry(id: &str, key: &[u8], value: &[u8], rev: i64) -> Option<(Ipv4Addr, Entry, bool)> {
     let ip = ip_of(key)?;
     let r: Record = serde_json::from_slice(value).ok()?;
     let lease = Lease {
@@ -97,14 +102,16 @@ fn entry(id: &str, key: &[u8], value: &[u8], rev: i64) -> Option<(Ipv4Addr, Entr
         mac: r.mac,
         expires: r.expires,
     };
-    let own_hold = r.hold && r.server == id;
+    let mine = r.server == id;
     Some((
         ip,
         Entry {
             rev,
+            at: rev,
             lease: Some(lease),
-            own_hold,
+            own_hold: r.hold && mine,
         },
+        mine,
     ))
 }
 
@@ -193,7 +200,8 @@ impl Etcd {
         Ok(id)
     }
 
-    /// Starts watching the lease keys from `revision` on (once).
+    /// Starts watching the lease keys from `revision` on, and the site's
+    /// servers (once).
     fn watch_from(&self, revision: i64) {
         if self.watching.swap(true, Ordering::SeqCst) {
             return;
@@ -204,8 +212,16 @@ impl Etcd {
             known: self.known.clone(),
             news: self.news.clone(),
             id: self.id.clone(),
+            others: self.others.subscribe(),
         };
         self.runtime.spawn(w.run(revision));
+        let p = super::peers::Peers {
+            client: self.client.clone(),
+            prefix: self.key("servers/"),
+            own: self.key(&format!("servers/{}", self.id)),
+            others: self.others.clone(),
+        };
+        self.runtime.spawn(p.run());
     }
 
     fn txn_op(&self, op: &Op, hold: Option<i64>) -> TxnOp {
@@ -249,11 +265,13 @@ impl Etcd {
             let e = match op {
                 Op::Put(l) | Op::Hold(l) => Entry {
                     rev: at,
+                    at,
                     lease: Some(l.clone()),
                     own_hold: matches!(op, Op::Hold(_)),
                 },
                 Op::Quarantine { ip, until } => Entry {
                     rev: at,
+                    at,
                     lease: Some(Lease {
                         ip: *ip,
                         mac: QUARANTINED,
@@ -261,7 +279,10 @@ impl Etcd {
                     }),
                     own_hold: false,
                 },
-                Op::Remove { .. } | Op::Unhold { .. } => Entry::default(),
+                Op::Remove { .. } | Op::Unhold { .. } => Entry {
+                    at,
+                    ..Entry::default()
+                },
             };
             known.insert(op.ip(), e);
         }
@@ -312,7 +333,7 @@ impl Etcd {
                     .kvs()
                     .first()
                     .and_then(|kv| entry(&self.id, kv.key(), kv.value(), kv.mod_revision()))
-                    .map_or_else(Entry::default, |(_, e)| e),
+                    .map_or_else(Entry::default, |(_, e, _)| e),
                 _ => Entry::default(),
             };
             known.insert(op.ip(), e.clone());
@@ -331,16 +352,32 @@ struct Watch {
     known: Arc<Mutex<Known>>,
     news: Arc<Mutex<News>>,
     id: String,
+    /// Whether another server is registered (see [`super::peers`]).
+    others: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Watch {
     async fn run(mut self, mut revision: i64) {
         loop {
+            // Alone on the site: nobody else writes here. Wait for
+            // company, then go on from where this left off.
+            if self.others.wait_for(|others| *others).await.is_err() {
+                return;
+            }
             let options = WatchOptions::new()
                 .with_prefix()
                 .with_start_revision(revision + 1);
+            let mut paused = false;
             if let Ok(mut stream) = self.client.watch(self.prefix.as_str(), Some(options)).await {
-                while let Ok(Some(resp)) = stream.message().await {
+                loop {
+                    let resp = tokio::select! {
+                        r = stream.message() => r,
+                        _ = self.others.wait_for(|others| !*others) => {
+                            paused = true;
+                            break;
+                        }
+                    };
+                    let Ok(Some(resp)) = resp else { break };
                     if resp.canceled() {
                         break;
                     }
@@ -351,6 +388,9 @@ impl Watch {
                     }
                 }
             }
+            if paused {
+                continue;
+            }
             tokio::time::sleep(Duration::from_secs(1)).await;
             if let Some(r) = self.reread().await {
                 revision = r;
@@ -360,21 +400,34 @@ impl Watch {
 
     fn event(&self, kind: EventType, kv: &etcd_client::KeyValue) {
         let Some(ip) = ip_of(kv.key()) else { return };
+        let at = kv.mod_revision();
+        let mut known = lock(&self.known);
+        // This server's own writes are known already, and a watch that
+        // goes on after a pause replays what is older than that.
+        if known.get(&ip).is_some_and(|e| e.at >= at) {
+            return;
+        }
         match kind {
             EventType::Put => {
-                let Some((_, e)) = entry(&self.id, kv.key(), kv.value(), kv.mod_revision()) else {
+                let Some((_, e, mine)) = entry(&self.id, kv.key(), kv.value(), at) else {
                     return;
                 };
-                let mine =
-                    serde_json::from_slice::<Record>(kv.value()).is_ok_and(|r| r.server == self.id);
                 let lease = e.lease.clone();
-                lock(&self.known).insert(ip, e);
+                known.insert(ip, e);
+                drop(known);
                 if !mine {
                     lock(&self.news).push((ip, lease));
                 }
             }
             EventType::Delete => {
-                lock(&self.known).insert(ip, Entry::default());
+                known.insert(
+                    ip,
+                    Entry {
+                        at,
+                        ..Entry::default()
+                    },
+                );
+                drop(known);
                 lock(&self.news).push((ip, None));
             }
         }
@@ -389,7 +442,7 @@ impl Watch {
             .ok()?;
         let mut fresh = Known::new();
         for kv in all.kvs() {
-            if let Some((ip, e)) = entry(&self.id, kv.key(), kv.value(), kv.mod_revision()) {
+            if let Some((ip, e, _)) = entry(&self.id, kv.key(), kv.value(), kv.mod_revision()) {
                 fresh.insert(ip, e);
             }
         }
@@ -409,6 +462,8 @@ impl Watch {
 }
 
 impl Leases for Etcd {
+    /// Reads every lease, then follows the others' changes and registers
+    /// this server (so that the others follow its own).
     fn load(&self) -> Result<Vec<Lease>, StoreError> {
         let key = self.key("leases/");
         let resp = self.call("reading the leases", move |mut c| {
@@ -418,7 +473,7 @@ impl Leases for Etcd {
         let mut out = Vec::new();
         let mut known = lock(&self.known);
         for kv in resp.kvs() {
-            let Some((ip, e)) = entry(&self.id, kv.key(), kv.value(), kv.mod_revision()) else {
+            let Some((ip, e, _)) = entry(&self.id, kv.key(), kv.value(), kv.mod_revision()) else {
                 return Err(StoreError::Malformed {
                     key: String::from_utf8_lossy(kv.key()).into_owned(),
                     why: "not a lease",

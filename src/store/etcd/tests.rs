@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::spec::{EtcdStore, Mac};
-use crate::store::{Applied, Lease, Op, Store, conformance};
+use crate::store::{Applied, Lease, Leases, Op, Store, conformance};
 
 /// An etcd member on loopback, killed when dropped.
 struct Member {
@@ -234,4 +234,73 @@ fn a_lease_bound_by_one_server_outlives_the_server_that_offered_it_needs_etcd() 
     }
     let left = b.leases.load().unwrap();
     assert!(left.iter().any(|l| l.ip == offered.ip), "{left:?}");
+}
+
+/// Waits up to `secs` for `what` to hold.
+fn until(secs: u64, mut what: impl FnMut() -> bool) -> bool {
+    let end = std::time::Instant::now() + Duration::from_secs(secs);
+    while std::time::Instant::now() < end {
+        if what() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    what()
+}
+
+#[test]
+fn a_server_alone_pauses_its_watch_and_misses_nothing_once_another_registers_needs_etcd() {
+    let Some(m) = etcd() else { return };
+    let c = config(&m, "/bootfleet/alone");
+    let expires = crate::boot::now_ms() / 1000 + 600;
+    let lease = |i: u8| Lease {
+        ip: Ipv4Addr::new(10, 0, 0, i),
+        mac: Mac([2, 0, 0, 0, 0, i]),
+        expires,
+    };
+    let a = Etcd::connect(&c).unwrap();
+    Leases::load(&a).unwrap();
+    assert!(
+        until(5, || !*a.others.borrow()),
+        "a server alone on its site stops following the lease keys"
+    );
+    assert_eq!(a.apply(&[Op::Put(lease(1))]).unwrap(), vec![Applied::Done]);
+    // Another server writes before it registers (it registers at load).
+    let b = Etcd::connect(&c).unwrap();
+    assert_eq!(b.apply(&[Op::Put(lease(2))]).unwrap(), vec![Applied::Done]);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(a.changes().is_empty(), "paused while alone");
+    Leases::load(&b).unwrap();
+    let mut seen = Vec::new();
+    assert!(
+        until(5, || {
+            seen.extend(a.changes());
+            !seen.is_empty()
+        }),
+        "a follows again once b is registered"
+    );
+    assert_eq!(
+        seen,
+        vec![(lease(2).ip, Some(lease(2)))],
+        "b's write from before it registered, and not a's own"
+    );
+    // b gone: once its registration expires a is alone again, and a
+    // third server's writes reach it when that one registers.
+    drop(b);
+    assert!(
+        until(leases::HOLD_TTL_SECS as u64 + 5, || !*a.others.borrow()),
+        "alone again once b's registration has expired"
+    );
+    let c3 = Etcd::connect(&c).unwrap();
+    assert_eq!(c3.apply(&[Op::Put(lease(3))]).unwrap(), vec![Applied::Done]);
+    Leases::load(&c3).unwrap();
+    let mut seen = Vec::new();
+    assert!(
+        until(5, || {
+            seen.extend(a.changes());
+            !seen.is_empty()
+        }),
+        "a follows the third server"
+    );
+    assert_eq!(seen, vec![(lease(3).ip, Some(lease(3)))]);
 }
