@@ -336,6 +336,13 @@ impl Etcd {
                     .map_or_else(Entry::default, |(_, e, _)| e),
                 _ => Entry::default(),
             };
+            // Read back, not heard: the event that made it is still news
+            // when the watch brings it (news says what another server
+            // did, whatever a failed claim already showed).
+            let e = Entry {
+                at: e.rev.saturating_sub(1),
+                ..e
+            };
             known.insert(op.ip(), e.clone());
             stored.push(e);
         }

@@ -270,6 +270,15 @@ fn a_server_alone_pauses_its_watch_and_misses_nothing_once_another_registers_nee
     assert_eq!(b.apply(&[Op::Put(lease(2))]).unwrap(), vec![Applied::Done]);
     std::thread::sleep(Duration::from_millis(500));
     assert!(a.changes().is_empty(), "paused while alone");
+    // What a failed claim read back is no substitute for the news.
+    let rival = Lease {
+        mac: Mac([2, 0, 0, 0, 1, 2]),
+        ..lease(2)
+    };
+    assert_eq!(
+        a.apply(&[Op::Hold(rival)]).unwrap(),
+        vec![Applied::Taken(Some(lease(2)))]
+    );
     Leases::load(&b).unwrap();
     let mut seen = Vec::new();
     assert!(
