@@ -185,9 +185,24 @@ fn grow_recv_buffer(s: &Socket, want: usize) {
         )
     } == 0;
     if !forced {
-        // Unprivileged: as much as rmem_max allows.
-        let _ = s.set_recv_buffer_size(want);
+        // Unprivileged: as much as rmem_max allows, and never less than
+        // the buffer it has (a raised rmem_default above rmem_max).
+        let now = s.recv_buffer_size().map_or(0, |n| n / 2);
+        let max = std::fs::read_to_string("/proc/sys/net/core/rmem_max")
+            .ok()
+            .and_then(|v| v.trim().parse().ok());
+        if let Some(size) = unprivileged_size(now, want, max) {
+            let _ = s.set_recv_buffer_size(size);
+        }
     }
+}
+
+/// What an unprivileged socket with a `now`-byte receive buffer should
+/// ask for when it wants `want` and the kernel caps requests at `max`
+/// (unknown: ask anyway); `None` when the answer would not be larger.
+fn unprivileged_size(now: usize, want: usize, max: Option<usize>) -> Option<usize> {
+    let size = max.map_or(want, |m| want.min(m));
+    (size > now).then_some(size)
 }
 
 /// A reply ready to send.

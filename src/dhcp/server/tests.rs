@@ -15,7 +15,7 @@ use std::time::Duration;
 use dhcproto::v4::{DhcpOption, Message, MessageType};
 use dhcproto::{Decodable, Decoder, Encodable};
 
-use super::{Port, Server};
+use super::{Port, Server, unprivileged_size};
 use crate::dhcp::policy::Config;
 use crate::dhcp::policy::tests::{cfg, kind, msg};
 use crate::spec::Mac;
@@ -250,4 +250,22 @@ fn a_shared_store_away_still_answers_reservations_and_known_renewals_but_no_new_
         "the time it has left, not a new hour: {lease_time:?}"
     );
     assert_eq!(store.stored.lock().unwrap().len(), 1, "nothing new stored");
+}
+
+#[test]
+fn an_unprivileged_receive_buffer_grows_to_the_cap_and_never_shrinks() {
+    // Capped by rmem_max.
+    assert_eq!(
+        unprivileged_size(212_992, 16 << 20, Some(4 << 20)),
+        Some(4 << 20)
+    );
+    // Under the cap: what was asked.
+    assert_eq!(
+        unprivileged_size(212_992, 1 << 20, Some(4 << 20)),
+        Some(1 << 20)
+    );
+    // rmem_default raised above rmem_max: asking would shrink it.
+    assert_eq!(unprivileged_size(8 << 20, 16 << 20, Some(212_992)), None);
+    // rmem_max unreadable: ask, the kernel caps it.
+    assert_eq!(unprivileged_size(0, 16 << 20, None), Some(16 << 20));
 }
