@@ -170,7 +170,8 @@ const RECV_BUFFER: usize = 16 << 20;
 /// (`net.core.rmem_default`) is left as it is.
 fn grow_recv_buffer(s: &Socket, want: usize) {
     // The kernel reports twice what was set (its bookkeeping share).
-    if s.recv_buffer_size().is_ok_and(|now| now / 2 >= want) {
+    let now = s.recv_buffer_size().map_or(0, |n| n / 2);
+    if now >= want {
         return;
     }
     let value = libc::c_int::try_from(want).unwrap_or(libc::c_int::MAX);
@@ -187,7 +188,6 @@ fn grow_recv_buffer(s: &Socket, want: usize) {
     if !forced {
         // Unprivileged: as much as rmem_max allows, and never less than
         // the buffer it has (a raised rmem_default above rmem_max).
-        let now = s.recv_buffer_size().map_or(0, |n| n / 2);
         let max = std::fs::read_to_string("/proc/sys/net/core/rmem_max")
             .ok()
             .and_then(|v| v.trim().parse().ok());

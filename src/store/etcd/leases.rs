@@ -328,7 +328,7 @@ impl Etcd {
         let mut stored = Vec::with_capacity(chunk.len());
         let mut known = lock(&self.known);
         for ((op, _), answer) in chunk.iter().zip(resp.op_responses()) {
-            let e = match answer {
+            let mut e = match answer {
                 TxnOpResponse::Get(got) => got
                     .kvs()
                     .first()
@@ -339,10 +339,7 @@ impl Etcd {
             // Read back, not heard: the event that made it is still news
             // when the watch brings it (news says what another server
             // did, whatever a failed claim already showed).
-            let e = Entry {
-                at: e.rev.saturating_sub(1),
-                ..e
-            };
+            e.at = (e.rev - 1).max(0);
             known.insert(op.ip(), e.clone());
             stored.push(e);
         }
