@@ -48,7 +48,7 @@ EOF
   # Names with a version this machine's repositories cannot have (a
   # backport, another vendor's repository) are skipped, as are names the
   # archive does not carry.
-  grep -v '^#' .ci/fresh-machine-packages.txt | awk '$2 !~ /bpo|nodesource/ { print $1 }' | sort -u >"$tmp/wanted"
+  grep -v '^#' .ci/fresh-machine-packages.txt | awk '$2 !~ /bpo|nodesource/ { sub(/:amd64$/, "", $1); print $1 }' | sort -u >"$tmp/wanted"
   chroot "$tmp" /bin/sh -c 'apt-get update -qq && apt-cache pkgnames | sort -u >/carried' >/dev/null
   comm -12 "$tmp/wanted" "$tmp/carried" >"$tmp/ships"
   say "installing $(wc -l <"$tmp/ships") of the $(wc -l <"$tmp/wanted") packages a new machine ships"

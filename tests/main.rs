@@ -15,6 +15,7 @@ mod cluster_libvirtd;
 mod dhcp;
 mod dhcp_proxy;
 mod dhcp_shared;
+mod docs;
 mod etcd_cluster;
 mod examples;
 mod golden;

@@ -1,6 +1,6 @@
 //! The data templates see. Rust builds values here; templates decide how
-//! they are written. Every field is documented in the README's template
-//! section, because user overrides depend on these names.
+//! they are written. Every field is documented in docs/templates.md, because
+//! user overrides depend on these names.
 
 use std::net::Ipv4Addr;
 

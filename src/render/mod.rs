@@ -45,7 +45,7 @@ pub enum RenderError {
     },
     /// A rendered cloud-config would draw errors or warnings on the node.
     #[error(
-        "the cloud-config of {node} would not be accepted cleanly:\n{}\n  help: fix the template that writes these keys (cloud-config.yml, or its override); Flatcar's coreos-cloudinit accepts only the keys and values listed in the README",
+        "the cloud-config of {node} would not be accepted cleanly:\n{}\n  help: fix the template that writes these keys (cloud-config.yml, or its override); Flatcar's coreos-cloudinit accepts only the keys and values listed in docs/commands.md",
         .findings.iter().map(|f| format!("  {f}")).collect::<Vec<_>>().join("\n")
     )]
     CloudConfig {
@@ -144,7 +144,7 @@ impl Renderer {
         }
         let help = match err.kind() {
             ErrorKind::UndefinedError => {
-                "the template uses a name bootfleet does not provide; the README lists every variable templates can use"
+                "the template uses a name bootfleet does not provide; docs/templates.md lists every variable templates can use"
             }
             ErrorKind::SyntaxError => {
                 "fix the template syntax at this line (minijinja, a Jinja2 dialect)"

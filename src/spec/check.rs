@@ -192,7 +192,7 @@ fn toml_error(path: &Path, source: &str, err: &toml::de::Error) -> Diagnostic {
         "remove the key or fix its spelling; a key written after a [table] header belongs to that \
          table, so move it above the header if it was meant for the section before"
     } else if message.starts_with("missing field") {
-        "add the key; the README's spec reference lists what each section needs"
+        "add the key; docs/spec.md lists what each section needs"
     } else if message.contains("invalid type") {
         "check the value's type (quote strings, no quotes around numbers and booleans)"
     } else {
