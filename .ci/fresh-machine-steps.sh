@@ -6,7 +6,7 @@
 # The tour's commands are the README's lines that start with `$ ` between
 # "## A tour" and the next "## " heading; `sudo ` is dropped (this runs as
 # root). `bootfleet serve` runs on a rack's interface, which this machine
-# does not have: it runs in a network namespace with a dummy interface of
+# does not have: it runs in a network namespace with a veth interface of
 # the spec's name and address, until its /healthz answers 200 (or 60 s).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,7 +30,8 @@ serve_in_namespace() {
   port=${port:-8080}
   ip netns add bf-tour
   ip -n bf-tour link set lo up
-  ip -n bf-tour link add "$iface" type dummy
+  ip -n bf-tour link add "$iface" type veth peer name bf-tour-peer
+  ip -n bf-tour link set bf-tour-peer up
   ip -n bf-tour addr add "$server/24" dev "$iface"
   ip -n bf-tour link set "$iface" up
   ip netns exec bf-tour "$@" --state-dir /tmp/bf-tour-state >/tmp/bf-tour-serve.log 2>&1 &

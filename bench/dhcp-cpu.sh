@@ -7,7 +7,10 @@
 # before and after. Prints DORA/s and drops, then the share of core 0 each
 # process used, core 0's idle share, and for etcd transactions and fsyncs
 # per second, claims and leases per transaction (two per DORA) and the mean fsync. This is what
-# BENCHMARKS.md's "what limits the etcd path" reads off.
+# BENCHMARKS.md's "what limits the etcd path" reads off. cpu_s/10k is the
+# headline when perfdhcp, not the server, is the ceiling: the server's CPU
+# seconds (user + system) per 10,000 DORA exchanges completed; +etcd/10k
+# adds etcd's. SERVERS may include kea (kea-dhcp4, memfile) and dnsmasq.
 # Needs root and: apt-get install kea-admin etcd-server iproute2
 # Usage: sudo [REPEAT=3] [SERVERS="bootfleet bootfleet-etcd"] bench/dhcp-cpu.sh [STEP_SECONDS] [RATES...]
 set -euo pipefail
@@ -34,8 +37,8 @@ etcd_counts() {
     END { printf "%d %d %.6f\n", t, f, s }'
 }
 
-printf '%-15s %6s %5s %7s %6s %8s %7s %7s %7s %8s %9s\n' \
-  server rate round DORA/s drops% server% etcd% idle0% txn/s ops/txn fsync_ms
+printf '%-15s %6s %5s %7s %6s %8s %7s %7s %10s %10s %7s %8s %9s\n' \
+  server rate round DORA/s drops% server% etcd% idle0% cpu_s/10k +etcd/10k txn/s ops/txn fsync_ms
 for r in "${rates[@]}"; do
   for round in $(seq "$repeat"); do
     for s in ${SERVERS:-bootfleet bootfleet-etcd}; do
@@ -55,9 +58,10 @@ for r in "${rates[@]}"; do
         END {
           split(fs, d, " ")
           wall = secs * hz
-          printf "%-15s %6s %5s %7.0f %6.2f %8.1f %7.1f %7.1f %7.0f %8.1f %9.2f\n", s, r, round,
+          per = acks ? 10000 / acks / hz : 0
+          printf "%-15s %6s %5s %7.0f %6.2f %8.1f %7.1f %7.1f %10.2f %10.2f %7.0f %8.1f %9.2f\n", s, r, round,
             acks / secs, sent ? 100 * (sent - acks) / sent : 100, 100 * p / wall, 100 * e / wall,
-            100 * i / wall, t / secs, t ? acks * 2 / t : 0, f ? 1000 * (d[2] - d[1]) / f : 0
+            100 * i / wall, p * per, (p + e) * per, t / secs, t ? acks * 2 / t : 0, f ? 1000 * (d[2] - d[1]) / f : 0
         }' <<< "$out"
     done
   done
