@@ -28,9 +28,14 @@ fn accepted_keys(path: &[&str], array: bool) -> Vec<String> {
         .map(|(_, rest)| rest)
         .or_else(|| message.split_once("expected ").map(|(_, rest)| rest))
         .unwrap_or_else(|| panic!("no list of keys in the error for {path:?}: {message}"));
-    assert!(message.contains(PROBE), "the error for {path:?} is not about the probe: {message}");
+    assert!(
+        message.contains(PROBE),
+        "the error for {path:?} is not about the probe: {message}"
+    );
+    // serde lists them as "`a`", "`a` or `b`", or "`a`, `b`, `c`".
     expected
         .split(", ")
+        .flat_map(|k| k.split(" or "))
         .map(|k| k.trim().trim_matches('`').to_owned())
         .filter(|k| !k.is_empty())
         .collect()
@@ -50,7 +55,10 @@ fn kind_of(path: &[&str], key: &str) -> Kind {
     full.push(key);
     for (kind, doc) in [
         (Kind::Table, format!("[{}]\n{PROBE} = 1\n", full.join("."))),
-        (Kind::ArrayOfTables, format!("[[{}]]\n{PROBE} = 1\n", full.join("."))),
+        (
+            Kind::ArrayOfTables,
+            format!("[[{}]]\n{PROBE} = 1\n", full.join(".")),
+        ),
     ] {
         if let Err(e) = toml::from_str::<SpecFile>(&doc) {
             if e.message().contains(&format!("unknown field `{PROBE}`")) {
@@ -84,7 +92,8 @@ fn spec_tables() -> BTreeMap<String, (bool, Vec<String>)> {
 
 /// docs/spec.md cut into its sections by `## ` heading.
 fn spec_doc_sections() -> BTreeMap<String, String> {
-    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/spec.md")).unwrap();
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/spec.md")).unwrap();
     let mut sections = BTreeMap::new();
     let mut current = String::new();
     let mut body = String::new();
@@ -104,7 +113,10 @@ fn spec_doc_sections() -> BTreeMap<String, String> {
 /// The section that documents the table `name`: `## \`[name]\`` or
 /// `## \`[[name]]\``; a nested table (`cluster.users`) is documented inside
 /// its parent's section.
-fn section_for<'a>(sections: &'a BTreeMap<String, String>, name: &str) -> Option<(&'a str, &'a String)> {
+fn section_for<'a>(
+    sections: &'a BTreeMap<String, String>,
+    name: &str,
+) -> Option<(&'a str, &'a String)> {
     let top = name.split('.').next().unwrap();
     sections
         .iter()
@@ -116,8 +128,20 @@ fn section_for<'a>(sections: &'a BTreeMap<String, String>, name: &str) -> Option
 fn every_key_the_spec_parser_accepts_is_documented_in_docs_spec_md() {
     let tables = spec_tables();
     // The probe must have found the whole spec, not stopped at the top.
-    for t in ["cluster", "cluster.users", "network", "boot", "nodes", "state", "libvirt"] {
-        assert!(tables.contains_key(t), "the parser's tables: {:?}", tables.keys());
+    for t in [
+        "cluster",
+        "cluster.users",
+        "network",
+        "boot",
+        "nodes",
+        "state",
+        "libvirt",
+    ] {
+        assert!(
+            tables.contains_key(t),
+            "the parser's tables: {:?}",
+            tables.keys()
+        );
     }
     let sections = spec_doc_sections();
     let mut missing = Vec::new();
@@ -142,7 +166,11 @@ fn every_key_the_spec_parser_accepts_is_documented_in_docs_spec_md() {
             }
         }
     }
-    assert!(missing.is_empty(), "undocumented spec keys:\n{}", missing.join("\n"));
+    assert!(
+        missing.is_empty(),
+        "undocumented spec keys:\n{}",
+        missing.join("\n")
+    );
 }
 
 #[test]
@@ -151,23 +179,34 @@ fn every_key_docs_spec_md_documents_is_accepted_by_the_parser() {
     let sections = spec_doc_sections();
     let mut wrong = Vec::new();
     for (heading, body) in &sections {
-        let Some(name) = heading.strip_prefix("`[").and_then(|h| h.strip_suffix("]`")) else {
+        let Some(name) = heading
+            .strip_prefix("`[")
+            .and_then(|h| h.strip_suffix("]`"))
+        else {
             continue;
         };
         let name = name.trim_start_matches('[').trim_end_matches(']');
         let Some((_, keys)) = tables.get(name) else {
-            wrong.push(format!("docs/spec.md documents [{name}], which the parser does not take"));
+            wrong.push(format!(
+                "docs/spec.md documents [{name}], which the parser does not take"
+            ));
             continue;
         };
         // The first cell of each row of the section's key table names keys.
         for line in body.lines().filter(|l| l.starts_with("| `")) {
             let cell = line.split('|').nth(1).unwrap_or_default();
-            for key in cell.split(['`', ',']).map(str::trim).filter(|k| !k.is_empty()) {
+            for key in cell
+                .split(['`', ','])
+                .map(str::trim)
+                .filter(|k| !k.is_empty())
+            {
                 if key.starts_with('[') {
                     continue;
                 }
                 if !keys.iter().any(|k| k == key) {
-                    wrong.push(format!("[{name}] {key}: documented, but the parser refuses it"));
+                    wrong.push(format!(
+                        "[{name}] {key}: documented, but the parser refuses it"
+                    ));
                 }
             }
         }
