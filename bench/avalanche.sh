@@ -14,10 +14,11 @@
 # loses answers in perfdhcp's own buffer (nstat in its namespace counts
 # them as UdpRcvbufErrors), and the retries measure perfdhcp; N real
 # machines each have a buffer of their own. RMEMS="default" runs one.
-# Needs root and: apt-get install kea-admin kea-dhcp4-server etcd-server iproute2
+# Needs root; installs what it compares with through dist/deps.sh.
 # Usage: sudo bench/avalanche.sh [RUNS] [N ...]   (default: 3 runs of 1000 and 10000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+dist/deps.sh build cluster test bench
 runs=${1:-3}
 shift || true
 sizes=("$@")

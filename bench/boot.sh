@@ -7,10 +7,11 @@
 # which end iPXE's IPv6 wait as bootfleet's "no router here" does) plus the
 # same HTTP server, in one run, RUNS times each alternating. Prints each
 # run and the medians.
-# Needs root and: apt-get install qemu-system-x86 ipxe-qemu dnsmasq-base python3 iproute2
+# Needs root; installs what it compares with through dist/deps.sh.
 # Usage: sudo bench/boot.sh [RUNS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+dist/deps.sh build cluster test bench
 runs=${1:-3}
 work=$(mktemp -d)
 ns=bfboot-$$

@@ -13,6 +13,7 @@
 # Usage: sudo bench/cluster.sh [RUNS] [N]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+dist/deps.sh build cluster test bench
 runs=${1:-3}
 n=${2:-3}
 work=$(mktemp -d)

@@ -11,10 +11,11 @@
 # headline when perfdhcp, not the server, is the ceiling: the server's CPU
 # seconds (user + system) per 10,000 DORA exchanges completed; +etcd/10k
 # adds etcd's. SERVERS may include kea (kea-dhcp4, memfile) and dnsmasq.
-# Needs root and: apt-get install kea-admin etcd-server iproute2
+# Needs root; installs what it compares with through dist/deps.sh.
 # Usage: sudo [REPEAT=3] [SERVERS="bootfleet bootfleet-etcd"] bench/dhcp-cpu.sh [STEP_SECONDS] [RATES...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+dist/deps.sh build cluster test bench
 step=${1:-5}
 shift || true
 rates=("$@")

@@ -22,10 +22,11 @@
 # perfdhcp at half the rate (its figure is the sum); on a two-core machine
 # both servers and etcd share core 0, so it shows what sharing costs, not
 # how it scales. See bench/lib/dhcp-rig.sh.
-# Needs root and: apt-get install kea-admin kea-dhcp4-server dnsmasq-base etcd-server iproute2
+# Needs root; installs what it compares with through dist/deps.sh.
 # Usage: sudo [REPEAT=3] [SERVERS="bootfleet kea"] bench/dhcp.sh [STEP_SECONDS] [RATES...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+dist/deps.sh build cluster test bench
 step=${1:-10}
 shift || true
 rates=("$@")

@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 nodes=${1:-10000}
 runs=${2:-5}
-[ -x /usr/bin/time ] || { echo "needs GNU time: apt-get install time" >&2; exit 1; }
+dist/deps.sh --check test || exit 1
 cargo build --release --quiet
 . bench/lib/facts.sh
 facts 

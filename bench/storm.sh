@@ -7,11 +7,12 @@
 # same run, by dnsmasq (DHCP + TFTP) with nginx (HTTP) from the same files.
 # Reports per server and N: makespan (first start to last finish), the
 # per-machine p50/p95, and failures.
-# Needs root and: apt-get install busybox curl dnsmasq-base nginx-light iproute2 ipxe
+# Needs root; installs what it compares with through dist/deps.sh.
 # Usage: sudo bench/storm.sh [N ...]   (default: 50 100 200)
 #        sudo BOOTFLEET_BIN=old/bootfleet bench/storm.sh 200   (another build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+dist/deps.sh build cluster test bench
 sizes=("$@")
 [ ${#sizes[@]} -eq 0 ] && sizes=(50 100 200)
 max=0; for n in "${sizes[@]}"; do [ "$n" -gt "$max" ] && max=$n; done

@@ -14,7 +14,7 @@
 # not, during a measurement, and none is measured on its first transfer
 # (bootfleet's first after a start ran at a third of its later ones); the
 # script prints the machine's cores, load and every peer's version first.
-# Needs root (port 69 on 127.0.0.2-6) and: apt-get install atftp curl
+# Needs root (port 69 on 127.0.0.2-6); installs what it compares with through dist/deps.sh.
 # dnsmasq-base libwrap0 (tftpd-hpa's and atftpd's binaries are unpacked from their
 # packages into a temporary directory: installing the packages would start
 # their daemons, and they conflict).
@@ -25,6 +25,7 @@
 # Usage: sudo [CEILING=1] bench/tftp.sh [RUNS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+dist/deps.sh build cluster test bench
 runs=${1:-3}
 work=$(mktemp -d)
 pid=

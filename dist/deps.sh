@@ -45,7 +45,7 @@ test=(systemd etcd-server curl iproute2 atftp tftp-hpa busybox isc-dhcp-client d
 
 # bench: the servers bootfleet is compared with (Kea, nginx for the storm;
 # tftpd-hpa and atftpd are fetched and unpacked by bench/tftp.sh itself).
-bench=(kea-dhcp4-server nginx-light hyperfine)
+bench=(kea-dhcp4-server nginx-light)
 
 # ci: debootstrap makes the fresh machine that .ci/run proves the README's
 # commands on.
