@@ -63,7 +63,7 @@ for line in "${tour[@]}"; do
       spec=${words[2]}
       serve_in_namespace "$spec" "${words[@]}"
       ;;
-    *) bash -euo pipefail -c "$cmd" ;;
+    *) bash -euo pipefail -c "$cmd" && echo ;;
   esac
 done
 

@@ -4,6 +4,7 @@
 //! maps errors to exit codes. See `DESIGN.md`-style notes in each module.
 
 pub mod boot;
+mod chain;
 pub mod cli;
 pub mod cloudconfig;
 pub mod cluster;
@@ -19,3 +20,5 @@ pub mod server;
 pub mod spec;
 pub mod store;
 pub mod tftp;
+
+pub use chain::error_chain;

@@ -159,10 +159,16 @@ impl fmt::Debug for StoreGauges {
 
 impl Collector for StoreGauges {
     fn encode(&self, encoder: DescriptorEncoder<'_>) -> fmt::Result {
-        Out(encoder).gauge(
+        let mut out = Out(encoder);
+        out.gauge(
             "bootfleet_store_reachable",
             "1 when the last call reached the state store",
             i64::from(self.0.reachable()),
+        )?;
+        out.counter(
+            "bootfleet_store_lease_rereads",
+            "Times every lease was read again because the shared store's history was compacted past what this server had followed",
+            self.0.rereads(),
         )
     }
 }

@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, GetOptions, Txn, TxnOp, TxnOpResponse,
+    Client, Compare, CompareOp, ConnectOptions, Txn, TxnOp, TxnOpResponse,
 };
 
 use super::{Enrolled, Enrolment, Keys, Machines, StoreError, Timelines};
@@ -74,6 +74,8 @@ pub struct Etcd {
     failures: Mutex<u32>,
     /// The revision the timelines were last read at.
     timelines_rev: Mutex<i64>,
+    /// Times every lease was read again after the watch fell behind.
+    rereads: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Etcd {
@@ -113,6 +115,7 @@ impl Etcd {
             failed_at: Mutex::new(None),
             failures: Mutex::new(0),
             timelines_rev: Mutex::new(0),
+            rereads: Arc::default(),
         })
     }
 
@@ -205,14 +208,37 @@ impl Etcd {
             .is_none()
     }
 
+    /// Every key under `PREFIX/rest` modified after `min_mod_revision`
+    /// (0: all), read in pages (see [`paged`]), each page a call of its own
+    /// (tried, bounded and counted like any other).
+    fn read_prefix(
+        &self,
+        what: &'static str,
+        rest: &str,
+        min_mod_revision: i64,
+    ) -> Result<paged::Snapshot, StoreError> {
+        let mut cursor = paged::Cursor::new(self.key(rest).as_bytes(), min_mod_revision);
+        loop {
+            let (key, options) = cursor.request();
+            match self.call(what, move |mut c| {
+                let (key, options) = (key.clone(), options.clone());
+                async move { c.get(key, Some(options)).await }
+            }) {
+                Ok(resp) => {
+                    if !cursor.take(resp) {
+                        return Ok(cursor.finish());
+                    }
+                }
+                Err(StoreError::Etcd { source, .. }) if cursor.restart_after(&source) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     fn get_prefix(&self, what: &'static str, rest: &str) -> Result<Vec<KeyValue>, StoreError> {
-        let key = self.key(rest);
-        let resp = self.call(what, move |mut c| {
-            let key = key.clone();
-            async move { c.get(key, Some(GetOptions::new().with_prefix())).await }
-        })?;
-        Ok(resp
-            .kvs()
+        Ok(self
+            .read_prefix(what, rest, 0)?
+            .kvs
             .iter()
             .map(|kv| KeyValue {
                 key: String::from_utf8_lossy(kv.key()).into_owned(),
@@ -437,15 +463,10 @@ fn split_writer(value: &[u8]) -> (&[u8], &[u8]) {
 
 impl Timelines for Etcd {
     fn load(&self) -> Result<Vec<(Mac, Vec<u8>)>, StoreError> {
-        let key = self.key("timelines/");
-        let resp = self.call("reading the boot timelines", move |mut c| {
-            let key = key.clone();
-            async move { c.get(key, Some(GetOptions::new().with_prefix())).await }
-        })?;
-        *self.timelines_rev.lock().unwrap_or_else(|p| p.into_inner()) =
-            resp.header().map_or(0, |h| h.revision());
-        Ok(resp
-            .kvs()
+        let all = self.read_prefix("reading the boot timelines", "timelines/", 0)?;
+        *self.timelines_rev.lock().unwrap_or_else(|p| p.into_inner()) = all.revision;
+        Ok(all
+            .kvs
             .iter()
             .filter_map(|kv| Some((mac_of(kv.key())?, split_writer(kv.value()).1.to_vec())))
             .collect())
@@ -479,21 +500,10 @@ impl Timelines for Etcd {
     fn changed(&self, server: &str) -> Result<Vec<(Mac, Vec<u8>)>, StoreError> {
         let server = self.writer(server).to_owned();
         let since = *self.timelines_rev.lock().unwrap_or_else(|p| p.into_inner());
-        let key = self.key("timelines/");
-        let resp = self.call("reading the boot timelines", move |mut c| {
-            let key = key.clone();
-            async move {
-                let options = GetOptions::new()
-                    .with_prefix()
-                    .with_min_mod_revision(since + 1);
-                c.get(key, Some(options)).await
-            }
-        })?;
-        if let Some(h) = resp.header() {
-            *self.timelines_rev.lock().unwrap_or_else(|p| p.into_inner()) = h.revision();
-        }
-        Ok(resp
-            .kvs()
+        let fresh = self.read_prefix("reading the boot timelines", "timelines/", since + 1)?;
+        *self.timelines_rev.lock().unwrap_or_else(|p| p.into_inner()) = fresh.revision;
+        Ok(fresh
+            .kvs
             .iter()
             .filter_map(|kv| {
                 let (writer, record) = split_writer(kv.value());
@@ -507,6 +517,7 @@ impl Timelines for Etcd {
 }
 
 mod leases;
+mod paged;
 mod peers;
 #[cfg(test)]
 mod tests;

@@ -116,6 +116,12 @@ pub trait Leases: Send + Sync {
     fn reachable(&self) -> bool {
         true
     }
+    /// Times this server read every lease again because it could not
+    /// follow the others' changes (a shared store's history was compacted
+    /// past what it had seen).
+    fn rereads(&self) -> u64 {
+        0
+    }
     /// Every stored lease with the server that wrote it, where the store
     /// knows (`host:pid/n`; none for the embedded store: one server).
     fn listing(&self) -> Result<Vec<(Lease, Option<String>)>, StoreError> {
@@ -244,6 +250,9 @@ impl<T: Leases + ?Sized> Leases for Arc<T> {
     }
     fn reachable(&self) -> bool {
         (**self).reachable()
+    }
+    fn rereads(&self) -> u64 {
+        (**self).rereads()
     }
     fn listing(&self) -> Result<Vec<(Lease, Option<String>)>, StoreError> {
         (**self).listing()

@@ -12,17 +12,17 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use etcd_client::{
-    Client, Compare, CompareOp, EventType, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse,
+    Client, Compare, CompareOp, EventType, PutOptions, Txn, TxnOp, TxnOpResponse,
     WatchOptions,
 };
 use serde::{Deserialize, Serialize};
 
-use super::{Etcd, MAX_TXN_OPS};
+use super::{paged, Etcd, MAX_TXN_OPS};
 use crate::spec::Mac;
 use crate::store::{Applied, Lease, Leases, Op, QUARANTINED, StoreError};
 
@@ -213,6 +213,7 @@ impl Etcd {
             news: self.news.clone(),
             id: self.id.clone(),
             others: self.others.subscribe(),
+            rereads: self.rereads.clone(),
         };
         self.runtime.spawn(w.run(revision));
         let p = super::peers::Peers {
@@ -358,6 +359,8 @@ struct Watch {
     id: String,
     /// Whether another server is registered (see [`super::peers`]).
     others: tokio::sync::watch::Receiver<bool>,
+    /// Times every lease was read again after a compaction.
+    rereads: Arc<AtomicU64>,
 }
 
 impl Watch {
@@ -372,8 +375,9 @@ impl Watch {
                 .with_prefix()
                 .with_start_revision(revision + 1);
             let mut paused = false;
-            if let Ok(mut stream) = self.client.watch(self.prefix.as_str(), Some(options)).await {
-                loop {
+            let mut compacted = false;
+            match self.client.watch(self.prefix.as_str(), Some(options)).await {
+                Ok(mut stream) => loop {
                     let resp = tokio::select! {
                         r = stream.message() => r,
                         _ = self.others.wait_for(|others| !*others) => {
@@ -381,8 +385,20 @@ impl Watch {
                             break;
                         }
                     };
-                    let Ok(Some(resp)) = resp else { break };
+                    let resp = match resp {
+                        Ok(Some(resp)) => resp,
+                        Ok(None) => break,
+                        Err(e) => {
+                            compacted = paged::is_compacted(&e);
+                            tracing::debug!(error = %e, "lease watch ended");
+                            break;
+                        }
+                    };
                     if resp.canceled() {
+                        // Asked to go on from a revision etcd compacted
+                        // away (this server fell behind, or was paused
+                        // across a compaction): the events are gone.
+                        compacted = resp.compact_revision() > 0;
                         break;
                     }
                     for ev in resp.events() {
@@ -390,14 +406,49 @@ impl Watch {
                         revision = revision.max(kv.mod_revision());
                         self.event(ev.event_type(), kv);
                     }
+                },
+                Err(e) => {
+                    compacted = paged::is_compacted(&e);
+                    tracing::debug!(error = %e, "lease watch could not start");
                 }
             }
             if paused {
                 continue;
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
-            if let Some(r) = self.reread().await {
-                revision = r;
+            if compacted {
+                // What changed meanwhile can only be read whole again.
+                revision = self.catch_up(revision).await;
+            }
+            // Otherwise the watch goes on from `revision`: etcd replays
+            // what was missed.
+        }
+    }
+
+    /// Reads every lease again until a read succeeds (logged and counted;
+    /// a failed read is logged and tried again, never skipped); the
+    /// revision it read at.
+    async fn catch_up(&mut self, behind: i64) -> i64 {
+        let mut wait = Duration::from_secs(1);
+        loop {
+            match self.reread().await {
+                Ok(revision) => {
+                    self.rereads.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(
+                        from = behind,
+                        to = revision,
+                        "the lease watch fell behind a compaction of etcd's history: read every lease again"
+                    );
+                    return revision;
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        error = %crate::error_chain(&e),
+                        "the lease watch fell behind a compaction and reading every lease again failed; trying again"
+                    );
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(10));
+                }
             }
         }
     }
@@ -437,15 +488,12 @@ impl Watch {
         }
     }
 
-    /// Everything etcd holds now, all of it news; the revision it is at.
-    async fn reread(&mut self) -> Option<i64> {
-        let all = self
-            .client
-            .get(self.prefix.as_str(), Some(GetOptions::new().with_prefix()))
-            .await
-            .ok()?;
+    /// Everything etcd holds now, read in pages, all of it news; the
+    /// revision it was read at.
+    async fn reread(&mut self) -> Result<i64, etcd_client::Error> {
+        let all = paged::read(&mut self.client, self.prefix.as_bytes(), 0).await?;
         let mut fresh = Known::new();
-        for kv in all.kvs() {
+        for kv in &all.kvs {
             if let Some((ip, e, _)) = entry(&self.id, kv.key(), kv.value(), kv.mod_revision()) {
                 fresh.insert(ip, e);
             }
@@ -461,7 +509,7 @@ impl Watch {
             news.push((*ip, e.lease.clone()));
         }
         *known = fresh;
-        all.header().map(|h| h.revision())
+        Ok(all.revision)
     }
 }
 
@@ -469,14 +517,10 @@ impl Leases for Etcd {
     /// Reads every lease, then follows the others' changes and registers
     /// this server (so that the others follow its own).
     fn load(&self) -> Result<Vec<Lease>, StoreError> {
-        let key = self.key("leases/");
-        let resp = self.call("reading the leases", move |mut c| {
-            let key = key.clone();
-            async move { c.get(key, Some(GetOptions::new().with_prefix())).await }
-        })?;
-        let mut out = Vec::new();
+        let all = self.read_prefix("reading the leases", "leases/", 0)?;
+        let mut out = Vec::with_capacity(all.kvs.len());
         let mut known = lock(&self.known);
-        for kv in resp.kvs() {
+        for kv in &all.kvs {
             let Some((ip, e, _)) = entry(&self.id, kv.key(), kv.value(), kv.mod_revision()) else {
                 return Err(StoreError::Malformed {
                     key: String::from_utf8_lossy(kv.key()).into_owned(),
@@ -487,7 +531,7 @@ impl Leases for Etcd {
             known.insert(ip, e);
         }
         drop(known);
-        self.watch_from(resp.header().map_or(0, |h| h.revision()));
+        self.watch_from(all.revision);
         Ok(out)
     }
 
@@ -503,15 +547,15 @@ impl Leases for Etcd {
         Etcd::reachable(self)
     }
 
+    fn rereads(&self) -> u64 {
+        self.rereads.load(Ordering::Relaxed)
+    }
+
     /// Read as it is now, without touching what this server knows.
     fn listing(&self) -> Result<Vec<(Lease, Option<String>)>, StoreError> {
-        let key = self.key("leases/");
-        let resp = self.call("reading the leases", move |mut c| {
-            let key = key.clone();
-            async move { c.get(key, Some(GetOptions::new().with_prefix())).await }
-        })?;
-        Ok(resp
-            .kvs()
+        Ok(self
+            .read_prefix("reading the leases", "leases/", 0)?
+            .kvs
             .iter()
             .filter_map(|kv| {
                 let ip = ip_of(kv.key())?;

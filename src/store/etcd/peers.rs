@@ -18,7 +18,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use etcd_client::{Client, EventType, GetOptions, LeaseKeepAliveStream, LeaseKeeper};
+use etcd_client::{Client, EventType, LeaseKeepAliveStream, LeaseKeeper};
 use etcd_client::{PutOptions, WatchOptions};
 use tokio::sync::watch;
 
@@ -77,13 +77,11 @@ impl Peers {
     /// watch ends.
     async fn follow(&self) -> Result<(), etcd_client::Error> {
         let mut c = self.client.clone();
-        let all = c
-            .get(self.prefix.as_str(), Some(GetOptions::new().with_prefix()))
-            .await?;
-        let mut there: BTreeSet<Vec<u8>> = all.kvs().iter().map(|kv| kv.key().to_vec()).collect();
+        let all = super::paged::read(&mut c, self.prefix.as_bytes(), 0).await?;
+        let mut there: BTreeSet<Vec<u8>> = all.kvs.iter().map(|kv| kv.key().to_vec()).collect();
         there.remove(self.own.as_bytes());
         self.others.send_replace(!there.is_empty());
-        let from = all.header().map_or(0, |h| h.revision()) + 1;
+        let from = all.revision + 1;
         let options = WatchOptions::new().with_prefix().with_start_revision(from);
         let mut stream = c.watch(self.prefix.as_str(), Some(options)).await?;
         while let Some(resp) = stream.message().await? {
