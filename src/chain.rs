@@ -38,7 +38,10 @@ mod tests {
     #[test]
     fn every_cause_is_told_once() {
         let io = || std::io::Error::new(std::io::ErrorKind::PermissionDenied, "permission denied");
-        assert_eq!(error_chain(&Outer(io())), "opening the site's state: permission denied");
+        assert_eq!(
+            error_chain(&Outer(io())),
+            "opening the site's state: permission denied"
+        );
         assert_eq!(error_chain(&Repeats(io())), "reading: permission denied");
     }
 }

@@ -17,12 +17,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use etcd_client::{
-    Client, Compare, CompareOp, EventType, PutOptions, Txn, TxnOp, TxnOpResponse,
-    WatchOptions,
+    Client, Compare, CompareOp, EventType, PutOptions, Txn, TxnOp, TxnOpResponse, WatchOptions,
 };
 use serde::{Deserialize, Serialize};
 
-use super::{paged, Etcd, MAX_TXN_OPS};
+use super::{Etcd, MAX_TXN_OPS, paged};
 use crate::spec::Mac;
 use crate::store::{Applied, Lease, Leases, Op, QUARANTINED, StoreError};
 

@@ -313,3 +313,126 @@ fn a_server_alone_pauses_its_watch_and_misses_nothing_once_another_registers_nee
     );
     assert_eq!(seen, vec![(lease(3).ip, Some(lease(3)))]);
 }
+
+/// `n` leases of distinct machines from 10.0.0.0 on, `expires` as given.
+fn many_leases(n: u32, expires: u64) -> Vec<Op> {
+    (0..n)
+        .map(|i| {
+            Op::Put(Lease {
+                ip: Ipv4Addr::from(0x0a00_0000 + i),
+                mac: Mac([2, 0, 0, (i >> 16) as u8, (i >> 8) as u8, i as u8]),
+                expires,
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn a_site_too_big_for_one_etcd_answer_still_loads_and_lists_whole_needs_etcd() {
+    let Some(m) = etcd() else { return };
+    let c = config(&m, "/bootfleet/grown");
+    let s = Etcd::connect(&c).unwrap();
+    let n = 40_000;
+    let ops = many_leases(n, crate::boot::now_ms() / 1000 + 3600);
+    for chunk in ops.chunks(4096) {
+        s.apply(chunk).unwrap();
+    }
+    // The site is past what one answer may carry: read whole, as before,
+    // the client refuses it. (Without this the test could pass on a site
+    // too small to matter.)
+    let key = c.prefix.clone() + "/leases/";
+    let whole = s.runtime.block_on({
+        let mut client = s.client.clone();
+        async move {
+            client
+                .get(key, Some(etcd_client::GetOptions::new().with_prefix()))
+                .await
+        }
+    });
+    assert!(
+        whole
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("too large")),
+        "one answer for the whole site was expected to be refused: {:?}",
+        whole.map(|r| r.kvs().len())
+    );
+    // A server starts on it, and the site is listed, in pages.
+    let fresh = Etcd::connect(&c).unwrap();
+    assert_eq!(Leases::load(&fresh).unwrap().len(), n as usize);
+    assert_eq!(fresh.listing().unwrap().len(), n as usize);
+    // Machines and timelines are read the same way.
+    for i in 0..(paged::PAGE as u32 + 20) {
+        let m = crate::store::Enrolled {
+            name: format!("m{i}"),
+            mac: Mac([2, 1, 0, 0, (i >> 8) as u8, i as u8]),
+            ip: Ipv4Addr::from(0x0b00_0000 + i),
+            at: 1,
+        };
+        Machines::enrol(&fresh, &m).unwrap();
+    }
+    assert_eq!(
+        Machines::list(&fresh).unwrap().len(),
+        paged::PAGE as usize + 20
+    );
+}
+
+#[test]
+fn a_watch_that_fell_behind_a_compaction_reads_every_lease_again_needs_etcd() {
+    let Some(m) = etcd() else { return };
+    let c = config(&m, "/bootfleet/compacted");
+    let expires = crate::boot::now_ms() / 1000 + 600;
+    let lease = |i: u32| Lease {
+        ip: Ipv4Addr::from(0x0a00_0000 + i),
+        mac: Mac([2, 0, 0, 0, (i >> 8) as u8, i as u8]),
+        expires,
+    };
+    let a = Etcd::connect(&c).unwrap();
+    Leases::load(&a).unwrap();
+    assert!(
+        until(5, || !*a.others.borrow()),
+        "alone: a's watch pauses at the revision it loaded"
+    );
+    // Another server writes more than a page of leases (not yet
+    // registered, so a hears nothing), then etcd's history is compacted
+    // past a's revision: the events a would replay are gone.
+    let b = Etcd::connect(&c).unwrap();
+    let written: Vec<Op> = (1..=700).map(|i| Op::Put(lease(i))).collect();
+    b.apply(&written).unwrap();
+    let now = b
+        .runtime
+        .block_on({
+            let mut client = b.client.clone();
+            async move { client.get("x", None).await }
+        })
+        .unwrap()
+        .header()
+        .unwrap()
+        .revision();
+    b.runtime
+        .block_on({
+            let mut client = b.client.clone();
+            async move { client.compact(now, None).await }
+        })
+        .unwrap();
+    assert_eq!(a.rereads(), 0);
+    // b registers: a goes on, finds its revision compacted, reads the site
+    // again and hears of all 700.
+    Leases::load(&b).unwrap();
+    let mut seen = std::collections::BTreeMap::new();
+    assert!(
+        until(15, || {
+            seen.extend(a.changes());
+            seen.len() >= 700
+        }),
+        "a heard of {} of b's 700 leases",
+        seen.len()
+    );
+    assert_eq!(seen.get(&lease(700).ip), Some(&Some(lease(700))));
+    assert_eq!(a.rereads(), 1, "one re-read, counted");
+    // And it follows again from there.
+    b.apply(&[Op::Put(lease(701))]).unwrap();
+    assert!(
+        until(5, || a.changes().iter().any(|(ip, _)| *ip == lease(701).ip)),
+        "a follows b again after the re-read"
+    );
+}
