@@ -38,5 +38,6 @@ pub fn from_spec(spec: &Spec) -> Config {
             http_base: net.base_url(),
         },
         enrol_unknown: spec.enrolment.is_some(),
+        keep_expired_secs: spec.keep_expired.as_secs(),
     }
 }

@@ -37,6 +37,9 @@ pub struct Config {
     /// the next boot device. Machines that are not booting (an OS renewing
     /// its lease) are served either way.
     pub enrol_unknown: bool,
+    /// Seconds a lease is kept after it expired; then the server that
+    /// sweeps the site forgets it.
+    pub keep_expired_secs: u64,
 }
 
 /// True when `req` comes from booting firmware that the spec does not

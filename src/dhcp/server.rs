@@ -37,6 +37,13 @@ const MIN_REPLY: usize = 300;
 /// At most this many datagrams are read (and committed) per batch.
 pub const BATCH: usize = 128;
 /// Large enough for any DHCP message on Ethernet.
+/// How often the server looks for leases long expired.
+const SWEEP_SECS: u64 = 60;
+
+/// The most leases one sweep forgets (one store batch; the next sweep
+/// takes the rest).
+const SWEEP_MAX: usize = 4096;
+
 const BUF: usize = 1536;
 
 /// Which port a socket serves.
@@ -62,6 +69,8 @@ pub struct Stats {
     pub lost_races: AtomicU64,
     /// Batches the store refused to commit.
     pub commit_failures: AtomicU64,
+    /// Leases forgotten long after they expired (see [`Server::sweep`]).
+    pub forgotten: AtomicU64,
     /// (message type, outcome) -> count.
     outcomes: Mutex<BTreeMap<(&'static str, Outcome), u64>>,
     /// Seconds from a request's arrival (its batch read) to its reply
@@ -92,6 +101,7 @@ impl Default for Stats {
             commits: AtomicU64::default(),
             lost_races: AtomicU64::default(),
             commit_failures: AtomicU64::default(),
+            forgotten: AtomicU64::default(),
             outcomes: Mutex::default(),
             reply_seconds: crate::metrics::fast(),
             commit_seconds: crate::metrics::fast(),
@@ -332,6 +342,7 @@ impl<S: Leases> Server<S> {
         let mut bufs = vec![[0u8; BUF]; BATCH];
         let mut got: Vec<(usize, SocketAddr)> = Vec::with_capacity(BATCH);
         let mut counted: Option<Instant> = None;
+        let mut swept: Option<Instant> = None;
         let reply_seconds = self.stats.reply_seconds.clone();
         while !stop.load(Ordering::Relaxed) {
             self.stats
@@ -340,6 +351,10 @@ impl<S: Leases> Server<S> {
             if counted.is_none_or(|at| at.elapsed().as_secs() >= POOL_COUNT_SECS) {
                 self.count_pool();
                 counted = Some(Instant::now());
+            }
+            if swept.is_none_or(|at| at.elapsed().as_secs() >= SWEEP_SECS) {
+                self.sweep(now());
+                swept = Some(Instant::now());
             }
             wait_readable(&mut fds, 1000)?;
             let next = self
@@ -379,6 +394,59 @@ impl<S: Leases> Server<S> {
             }
         }
         Ok(())
+    }
+
+    /// Forgets leases that expired more than `keep_expired` ago (at most
+    /// [`SWEEP_MAX`] at a time, between batches), when this server is the
+    /// one of its site that sweeps ([`Leases::sweeper`]): the store keeps
+    /// an expired lease so that its machine gets its address back, but not
+    /// forever, or it would grow with every MAC ever seen. A lease renewed
+    /// meanwhile by another server is left alone (the store refuses the
+    /// removal at a revision it no longer has).
+    pub fn sweep(&mut self, now: u64) -> usize {
+        let keep = self.cfg.keep_expired_secs;
+        let old: Vec<Lease> = self
+            .table
+            .leases()
+            .filter(|l| l.expires.saturating_add(keep) < now)
+            .take(SWEEP_MAX)
+            .cloned()
+            .collect();
+        if old.is_empty() || !self.store.sweeper() {
+            return 0;
+        }
+        let expired_by = now.saturating_sub(keep);
+        let ops: Vec<Op> = old
+            .iter()
+            .map(|l| Op::Forget {
+                ip: l.ip,
+                mac: l.mac,
+                expired_by,
+            })
+            .collect();
+        let results = match self.store.apply(&ops) {
+            Ok(r) => r,
+            Err(e) => {
+                warn!(error = %crate::error_chain(&e), "expired leases not forgotten; trying again later");
+                return 0;
+            }
+        };
+        let mut forgotten = 0;
+        for (l, r) in old.iter().zip(results) {
+            if r == Applied::Done {
+                self.table.release(l.ip, l.mac);
+                forgotten += 1;
+            }
+        }
+        self.stats
+            .forgotten
+            .fetch_add(forgotten as u64, Ordering::Relaxed);
+        info!(
+            forgotten,
+            keep_expired_secs = keep,
+            "forgot leases long expired"
+        );
+        forgotten
     }
 
     /// Counts the pool's leased and quarantined addresses for the metrics

@@ -114,6 +114,11 @@ impl Collector for DhcpGauges {
             n(&s.store_errors),
         )?;
         out.counter(
+            "bootfleet_dhcp_leases_forgotten",
+            "Leases forgotten once they had been expired for longer than [state] keep_expired",
+            n(&s.forgotten),
+        )?;
+        out.counter(
             "bootfleet_dhcp_lost_races",
             "Claims another server of the site won first (the request was decided again)",
             n(&s.lost_races),

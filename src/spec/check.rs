@@ -152,7 +152,21 @@ pub(super) fn check(path: &Path, source: &str) -> (Option<Spec>, Vec<Diagnostic>
             .is_some_and(|b| b.kernel.starts_with("flatcar/")),
     );
     let state = super::check_state::state(&mut c, file.state.as_ref(), &cluster_name, &nodes);
-    let spec = match (cluster, network, boot, etcd, fleet, libvirt, state) {
+    let keep_expired = super::check_state::keep_expired(
+        &mut c,
+        file.state.as_ref(),
+        network.as_ref().map(|n| n.lease_time),
+    );
+    let spec = match (
+        cluster,
+        network,
+        boot,
+        etcd,
+        fleet,
+        libvirt,
+        state,
+        keep_expired,
+    ) {
         (
             Some(cluster),
             Some(network),
@@ -161,6 +175,7 @@ pub(super) fn check(path: &Path, source: &str) -> (Option<Spec>, Vec<Diagnostic>
             Some(fleet),
             Some(libvirt),
             Some(state),
+            Some(keep_expired),
         ) => Some(Spec {
             etcd: {
                 if etcd.token.is_empty() {
@@ -179,6 +194,7 @@ pub(super) fn check(path: &Path, source: &str) -> (Option<Spec>, Vec<Diagnostic>
             templates_dir,
             libvirt,
             state,
+            keep_expired,
         }),
         _ => None,
     };

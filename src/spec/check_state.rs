@@ -4,6 +4,7 @@
 //! and the site key would be readable by anything on the cluster.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use toml::Spanned;
 
@@ -22,6 +23,31 @@ fn file(c: &mut Checker, v: Option<&Spanned<String>>) -> Option<PathBuf> {
         );
     }
     Some(p)
+}
+
+/// `[state] keep_expired`: how long a lease is kept after it expired
+/// (so that a machine back within that time gets its old address); three
+/// lease times unless set, at least a minute.
+pub(super) fn keep_expired(
+    c: &mut Checker,
+    w: Option<&wire::State>,
+    lease_time: Option<Duration>,
+) -> Option<Duration> {
+    let Some(t) = w.and_then(|w| w.keep_expired.as_ref()) else {
+        return Some(lease_time.unwrap_or(Duration::from_secs(12 * 3600)) * 3);
+    };
+    let d = super::check::parse_duration(t.get_ref()).filter(|d| d.as_secs() >= 60);
+    if d.is_none() {
+        c.error(
+            t.span(),
+            format!(
+                "keep_expired `{}` is not a duration of at least a minute",
+                t.get_ref()
+            ),
+            "write a number with a unit: 90m, 36h or 7d",
+        );
+    }
+    d
 }
 
 /// Checks `[state]` (embedded when it is absent).

@@ -98,6 +98,10 @@ pub struct Spec {
     pub libvirt: Libvirt,
     /// Where the site's state is kept.
     pub state: StateBackend,
+    /// How long a lease is kept after it expired (`[state] keep_expired`,
+    /// three lease times by default): then it is forgotten, so the store
+    /// does not grow with every machine ever seen.
+    pub keep_expired: Duration,
 }
 
 /// `[state] backend`: where leases, enrolled machines, the site key and

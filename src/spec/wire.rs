@@ -180,4 +180,5 @@ pub struct State {
     pub ca_file: Option<Spanned<String>>,
     pub cert_file: Option<Spanned<String>>,
     pub key_file: Option<Spanned<String>>,
+    pub keep_expired: Option<Spanned<String>>,
 }

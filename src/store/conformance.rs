@@ -37,6 +37,7 @@ fn sorted(mut v: Vec<Lease>) -> Vec<Lease> {
 /// Every single-handle contract.
 pub fn run(open: &dyn Fn() -> Store) {
     leases_are_durable_applied_in_order_and_whole(open);
+    leases_long_expired_are_forgotten_and_no_others(open);
     machines_are_enrolled_once_without_clashes(open);
     the_site_key_is_created_once(open);
     timelines_keep_the_last_record_per_machine(open);
@@ -105,6 +106,55 @@ fn leases_are_durable_applied_in_order_and_whole(open: &dyn Fn() -> Store) {
         vec![renewed, c],
         "one batch, applied in order"
     );
+}
+
+fn leases_long_expired_are_forgotten_and_no_others(open: &dyn Fn() -> Store) {
+    let s = open();
+    let before: Vec<Lease> = s.leases.load().unwrap();
+    let (old, recent) = (lease(20, 100), lease(21, 900));
+    s.leases
+        .apply(&[Op::Put(old.clone()), Op::Put(recent.clone())])
+        .unwrap();
+    let forget = |l: &Lease, mac: Mac| Op::Forget {
+        ip: l.ip,
+        mac,
+        expired_by: 500,
+    };
+    let got = s
+        .leases
+        .apply(&[
+            forget(&old, old.mac),
+            forget(&recent, recent.mac),
+            forget(&lease(22, 0), mac(22)),
+        ])
+        .unwrap();
+    assert_eq!(
+        got,
+        vec![
+            Applied::Done,
+            Applied::Taken(Some(recent.clone())),
+            Applied::Done
+        ],
+        "the expired one forgotten, the unexpired one kept, an absent one nothing to do"
+    );
+    let got = s.leases.apply(&[forget(&recent, mac(99))]).unwrap();
+    assert_eq!(
+        got,
+        vec![Applied::Taken(Some(recent.clone()))],
+        "another machine's lease is kept"
+    );
+    drop(s);
+    let s = open();
+    let now: Vec<Lease> = s.leases.load().unwrap();
+    assert!(!now.contains(&old), "forgotten for good");
+    assert!(now.contains(&recent));
+    assert_eq!(now.len(), before.len() + 1);
+    s.leases
+        .apply(&[Op::Remove {
+            ip: recent.ip,
+            mac: recent.mac,
+        }])
+        .unwrap();
 }
 
 fn machines_are_enrolled_once_without_clashes(open: &dyn Fn() -> Store) {

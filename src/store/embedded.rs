@@ -239,13 +239,14 @@ impl Leases for Embedded {
         let done = vec![Applied::Done; ops.len()];
         if !ops
             .iter()
-            .any(|o| matches!(o, Op::Put(_) | Op::Remove { .. }))
+            .any(|o| matches!(o, Op::Put(_) | Op::Remove { .. } | Op::Forget { .. }))
         {
             return Ok(done);
         }
         self.write("storing leases", |txn| {
             let mut t = txn.open_table(LEASES)?;
-            for o in ops {
+            let mut results = done.clone();
+            for (o, result) in ops.iter().zip(&mut results) {
                 match o {
                     Op::Put(lease) => {
                         t.insert(u32::from(lease.ip), encode_lease(lease).as_slice())?;
@@ -253,12 +254,26 @@ impl Leases for Embedded {
                     Op::Remove { ip, .. } | Op::Quarantine { ip, .. } => {
                         t.remove(u32::from(*ip))?;
                     }
+                    Op::Forget {
+                        ip,
+                        mac,
+                        expired_by,
+                    } => {
+                        let key = u32::from(*ip);
+                        let stored = t.get(key)?.and_then(|v| decode_lease(key, v.value()));
+                        match stored {
+                            Some(l) if l.mac == *mac && l.expires <= *expired_by => {
+                                t.remove(key)?;
+                            }
+                            Some(l) => *result = Applied::Taken(Some(l)),
+                            None => {}
+                        }
+                    }
                     Op::Hold(_) | Op::Unhold { .. } => {}
                 }
             }
-            Ok(())
-        })?;
-        Ok(done)
+            Ok(results)
+        })
     }
 }
 

@@ -59,6 +59,15 @@ pub enum Op {
     /// (stored as a lease of [`QUARANTINED`]); the embedded one forgets the
     /// lease there, and the server keeps the quarantine in memory.
     Quarantine { ip: Ipv4Addr, until: u64 },
+    /// Forget `mac`'s lease on `ip` if it expired by `expired_by` (unix
+    /// seconds): the sweep of leases long expired. A lease renewed since
+    /// (by any server) or another machine's is kept, and reported as
+    /// [`Applied::Taken`].
+    Forget {
+        ip: Ipv4Addr,
+        mac: Mac,
+        expired_by: u64,
+    },
 }
 
 /// The MAC a quarantined address is stored under in a shared store.
@@ -69,7 +78,10 @@ impl Op {
     pub fn ip(&self) -> Ipv4Addr {
         match self {
             Op::Put(l) | Op::Hold(l) => l.ip,
-            Op::Remove { ip, .. } | Op::Unhold { ip, .. } | Op::Quarantine { ip, .. } => *ip,
+            Op::Remove { ip, .. }
+            | Op::Unhold { ip, .. }
+            | Op::Quarantine { ip, .. }
+            | Op::Forget { ip, .. } => *ip,
         }
     }
 }
@@ -114,6 +126,12 @@ pub trait Leases: Send + Sync {
     }
     /// Whether the last call reached the store (a shared one can be away).
     fn reachable(&self) -> bool {
+        true
+    }
+    /// Whether this server is the one of its site that forgets leases long
+    /// expired (one server alone always is; on a shared store one server
+    /// at a time holds the role, and another takes it over when it dies).
+    fn sweeper(&self) -> bool {
         true
     }
     /// Times this server read every lease again because it could not
@@ -253,6 +271,9 @@ impl<T: Leases + ?Sized> Leases for Arc<T> {
     }
     fn rereads(&self) -> u64 {
         (**self).rereads()
+    }
+    fn sweeper(&self) -> bool {
+        (**self).sweeper()
     }
     fn listing(&self) -> Result<Vec<(Lease, Option<String>)>, StoreError> {
         (**self).listing()

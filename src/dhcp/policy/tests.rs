@@ -31,6 +31,7 @@ pub(crate) fn cfg() -> Config {
             http_base: "http://10.0.0.2:8080".into(),
         },
         enrol_unknown: true,
+        keep_expired_secs: 3 * 12 * 3600,
     }
 }
 
@@ -409,6 +410,7 @@ fn a_relay_from_a_subnet_not_served_gets_no_address() {
 fn without_enrolment_unknown_booting_machines_are_refused_and_others_served() {
     let c = Config {
         enrol_unknown: false,
+        keep_expired_secs: 3 * 12 * 3600,
         ..cfg()
     };
     let pxe = || {

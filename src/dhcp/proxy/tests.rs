@@ -157,6 +157,7 @@ fn uefi_http_boot_behind_a_proxy_gets_a_url_and_httpclient() {
 fn without_enrolment_a_proxy_ignores_unknown_machines_on_both_ports() {
     let c = Config {
         enrol_unknown: false,
+        keep_expired_secs: 3 * 12 * 3600,
         ..proxy_cfg()
     };
     let discover = msg(MessageType::Discover, MAC, pxe_opts(Architecture(0)));

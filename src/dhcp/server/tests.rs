@@ -269,3 +269,48 @@ fn an_unprivileged_receive_buffer_grows_to_the_cap_and_never_shrinks() {
     // rmem_max unreadable: ask, the kernel caps it.
     assert_eq!(unprivileged_size(0, 16 << 20, None), Some(16 << 20));
 }
+
+#[test]
+fn leases_long_expired_are_forgotten_from_the_table_and_the_embedded_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = crate::store::embedded::Embedded::open(dir.path()).unwrap();
+    let (now, keep) = (1_000_000u64, 3600u64);
+    let lease = |n: u8, expires: u64| Lease {
+        ip: Ipv4Addr::new(127, 0, 0, 100 + n),
+        mac: Mac(mac(n)),
+        expires,
+    };
+    store
+        .apply(&[
+            Op::Put(lease(1, now - keep - 10)),
+            Op::Put(lease(2, now - keep + 10)),
+            Op::Put(lease(3, now + 100)),
+        ])
+        .unwrap();
+    let mut c = loopback();
+    c.keep_expired_secs = keep;
+    let mut server = Server::new(c, store).unwrap();
+    assert_eq!(
+        server.sweep(now),
+        1,
+        "only the lease expired for longer than keep_expired"
+    );
+    assert_eq!(server.sweep(now), 0, "nothing more to forget");
+    let mut left: Vec<Ipv4Addr> = server.store.load().unwrap().iter().map(|l| l.ip).collect();
+    left.sort();
+    assert_eq!(left, vec![lease(2, 0).ip, lease(3, 0).ip]);
+    assert!(server.table.by_ip(lease(1, 0).ip).is_none());
+    assert_eq!(server.stats.forgotten.load(Ordering::Relaxed), 1);
+    // A lease renewed after the sweep chose it is kept.
+    let renewed = lease(2, now + 600);
+    server.store.apply(&[Op::Put(renewed.clone())]).unwrap();
+    let got = server
+        .store
+        .apply(&[Op::Forget {
+            ip: renewed.ip,
+            mac: renewed.mac,
+            expired_by: now,
+        }])
+        .unwrap();
+    assert_eq!(got, vec![Applied::Taken(Some(renewed))]);
+}

@@ -161,6 +161,13 @@ fn verdict(op: &Op, e: &Entry, now: u64) -> Verdict {
             _ => Verdict::Nothing,
         },
         Op::Quarantine { .. } => Verdict::Write,
+        Op::Forget {
+            mac, expired_by, ..
+        } => match holder {
+            Some(h) if h.mac == *mac && h.expires <= *expired_by && !e.own_hold => Verdict::Write,
+            Some(h) => Verdict::Taken(Some(h.clone())),
+            None => Verdict::Nothing,
+        },
     }
 }
 
@@ -242,7 +249,7 @@ impl Etcd {
                 record(l, true),
                 hold.map(|id| PutOptions::new().with_lease(id)),
             ),
-            Op::Remove { .. } | Op::Unhold { .. } => TxnOp::delete(key, None),
+            Op::Remove { .. } | Op::Unhold { .. } | Op::Forget { .. } => TxnOp::delete(key, None),
             Op::Quarantine { ip, until } => TxnOp::put(
                 key,
                 record(
@@ -279,7 +286,7 @@ impl Etcd {
                     }),
                     own_hold: false,
                 },
-                Op::Remove { .. } | Op::Unhold { .. } => Entry {
+                Op::Remove { .. } | Op::Unhold { .. } | Op::Forget { .. } => Entry {
                     at,
                     ..Entry::default()
                 },
@@ -548,6 +555,46 @@ impl Leases for Etcd {
 
     fn rereads(&self) -> u64 {
         self.rereads.load(Ordering::Relaxed)
+    }
+
+    /// Holds `PREFIX/sweeper` on this server's etcd lease: created if no
+    /// server holds it, so one server of the site sweeps, and another
+    /// takes over within the lease's TTL once that one is gone.
+    fn sweeper(&self) -> bool {
+        let Ok(hold) = self.hold_lease() else {
+            return false;
+        };
+        let key = self.key("sweeper");
+        let id = self.id.clone();
+        let txn = Txn::new()
+            .when(vec![Compare::create_revision(
+                key.as_str(),
+                CompareOp::Equal,
+                0,
+            )])
+            .and_then(vec![TxnOp::put(
+                key.as_str(),
+                id.as_str(),
+                Some(PutOptions::new().with_lease(hold)),
+            )])
+            .or_else(vec![TxnOp::get(key.as_str(), None)]);
+        let Ok(resp) = self.call(
+            "choosing the server that forgets expired leases",
+            move |mut c| {
+                let txn = txn.clone();
+                async move { c.txn(txn).await }
+            },
+        ) else {
+            return false;
+        };
+        resp.succeeded()
+            || resp.op_responses().iter().any(|r| match r {
+                TxnOpResponse::Get(got) => got
+                    .kvs()
+                    .first()
+                    .is_some_and(|kv| kv.value() == id.as_bytes()),
+                _ => false,
+            })
     }
 
     /// Read as it is now, without touching what this server knows.

@@ -436,3 +436,47 @@ fn a_watch_that_fell_behind_a_compaction_reads_every_lease_again_needs_etcd() {
         "a follows b again after the re-read"
     );
 }
+
+#[test]
+fn one_server_of_a_site_sweeps_and_another_takes_over_when_it_is_gone_needs_etcd() {
+    let Some(m) = etcd() else { return };
+    let c = config(&m, "/bootfleet/sweep");
+    let b = Etcd::connect(&c).unwrap();
+    {
+        let a = Etcd::connect(&c).unwrap();
+        assert!(a.sweeper(), "the first to ask sweeps");
+        assert!(a.sweeper(), "and goes on sweeping");
+        assert!(!b.sweeper(), "one sweeper per site");
+        // A removal at a revision a no longer has is refused: b renewed
+        // the lease meanwhile.
+        let old = Lease {
+            ip: Ipv4Addr::new(10, 0, 0, 5),
+            mac: Mac([2, 0, 0, 0, 0, 5]),
+            expires: 10,
+        };
+        a.apply(&[Op::Put(old.clone())]).unwrap();
+        Leases::load(&b).unwrap();
+        let renewed = Lease {
+            expires: crate::boot::now_ms() / 1000 + 600,
+            ..old.clone()
+        };
+        b.apply(&[Op::Put(renewed.clone())]).unwrap();
+        let got = a
+            .apply(&[Op::Forget {
+                ip: old.ip,
+                mac: old.mac,
+                expired_by: crate::boot::now_ms() / 1000,
+            }])
+            .unwrap();
+        assert_eq!(
+            got,
+            vec![Applied::Taken(Some(renewed.clone()))],
+            "a renewed lease is not forgotten"
+        );
+        assert!(b.listing().unwrap().iter().any(|(l, _)| *l == renewed));
+    }
+    assert!(
+        until(leases::HOLD_TTL_SECS as u64 + 5, || b.sweeper()),
+        "b sweeps once a's etcd lease has expired"
+    );
+}
