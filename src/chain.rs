@@ -9,7 +9,7 @@ use std::error::Error;
 /// `outer: cause: its cause ...`, each layer once (a layer whose text
 /// already ends with its cause's, as some wrappers print it, is not
 /// repeated).
-pub fn error_chain(e: &(dyn Error + 'static)) -> String {
+pub fn error_chain(e: &dyn Error) -> String {
     let mut out = e.to_string();
     let mut source = e.source();
     while let Some(cause) = source {

@@ -78,7 +78,7 @@ impl Metrics {
     pub fn encode(&self) -> String {
         let mut out = String::new();
         if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
-            tracing::warn!(error = %e, "metrics could not be encoded");
+            tracing::warn!(error = %crate::error_chain(&e), "metrics could not be encoded");
         }
         out
     }

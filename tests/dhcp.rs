@@ -809,7 +809,15 @@ fn udhcpc_behind_a_real_dhcrelay_gets_a_pool_address_needs_root() {
             .spawn()
             .unwrap(),
     );
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    // Until the relay has opened its interfaces (it says so).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !std::fs::read_to_string(dir.path().join("relay.log"))
+        .unwrap_or_default()
+        .contains("Sending on")
+    {
+        assert!(std::time::Instant::now() < deadline, "dhcrelay did not start");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     let env = udhcpc_on(&cli.name, &bc, dir.path(), &[]);
     let logs = format!(
         "relay: {}\nserver: {}",
@@ -899,9 +907,19 @@ fn serve_shows_a_refused_unknown_machine_on_its_page_and_api_needs_root() {
     assert_eq!(env.get("ip").map(String::as_str), Some("10.77.0.10"));
     // The metrics after a refusal and an exchange: Prometheus' linter
     // takes the page; the reply histogram, the counters and the pool's
-    // use moved (the reservation is not the pool's).
-    std::thread::sleep(std::time::Duration::from_millis(2500));
-    let metrics = get("/metrics");
+    // use moved (the reservation is not the pool's); the pool is counted
+    // every few seconds.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let metrics = loop {
+        let m = get("/metrics");
+        let counted = sample(&m, "bootfleet_dhcp_lease_commits_total").is_some_and(|v| v >= 1.0)
+            && sample(&m, "bootfleet_dhcp_reply_duration_seconds_count").is_some_and(|v| v >= 2.0)
+            && m.contains("bootfleet_dhcp_pool_free_addresses{");
+        if counted || std::time::Instant::now() > deadline {
+            break m;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
     if have("promtool") {
         promtool_check(&metrics);
     }

@@ -417,7 +417,8 @@ fn the_api_page_and_metrics_follow_a_machine_to_booted_and_keep_it_across_a_rest
             "{page}"
         );
         let _ = Command::new("kill").arg(s.pid.to_string()).status();
-        std::thread::sleep(std::time::Duration::from_millis(500));
+        let mut s = s;
+        let _ = s._server.0.wait();
     }
     let s = serve(dir.path());
     let api = stdout(&curl(&[&format!(
@@ -438,12 +439,24 @@ fn sighup_reloads_a_good_spec_and_keeps_the_old_one_when_the_new_is_bad() {
     let dir = setup();
     let d = dir.path();
     let s = serve(d);
+    // Each SIGHUP is answered in the log, reloaded or not.
+    let answers = || {
+        std::fs::read_to_string(d.join("serve.log"))
+            .unwrap_or_default()
+            .matches("reloaded")
+            .count()
+    };
     let hup = || {
+        let before = answers();
         Command::new("kill")
             .args(["-HUP", &s.pid.to_string()])
             .status()
             .unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(700));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while answers() == before {
+            assert!(std::time::Instant::now() < deadline, "no answer to SIGHUP in the log");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     };
     std::fs::write(
         d.join("spec.toml"),
@@ -498,7 +511,14 @@ fn the_status_page_in_headless_chromium_shows_booted_and_stalled_machines() {
         code(&[&format!("{http}/ipxe/boot?mac=52-54-00-5e-00-02")]),
         "200"
     );
-    std::thread::sleep(std::time::Duration::from_millis(2200));
+    // Until a2 has been quiet for longer than --stall-after (1 s).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while !stdout(&curl(&[&format!("{http}/api/v1/nodes/52-54-00-5e-00-02")]))
+        .contains("\"state\":\"stalled\"")
+    {
+        assert!(std::time::Instant::now() < deadline, "a2 never shown as stalled");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("status-page.png");
     let _ = std::fs::remove_file(&shot);
     let profile = tempfile::tempdir().unwrap();
@@ -660,7 +680,8 @@ fn json_logs_are_one_object_per_line_with_level_message_and_fields() {
             "403"
         );
         run(&["kill", "-TERM", &server.0.id().to_string()]);
-        std::thread::sleep(std::time::Duration::from_millis(1500));
+        let mut server = server;
+        let _ = server.0.wait();
     }
     let log = std::fs::read_to_string(d.join("json.log")).unwrap();
     let lines: Vec<serde_json::Value> = log

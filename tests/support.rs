@@ -387,7 +387,16 @@ pub fn cannot_run(why: &str) {
 pub fn test_os() -> Option<PathBuf> {
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("testos");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/images/testos.sh");
-    let o = Command::new(script).arg(&out).output().ok()?;
+    let o = match Command::new(&script).arg(&out).output() {
+        Ok(o) => o,
+        Err(e) => {
+            cannot_run(&format!(
+                "the test OS build script {} could not be started: {e}",
+                script.display()
+            ));
+            return None;
+        }
+    };
     if !o.status.success() {
         cannot_run(&format!(
             "the test OS could not be built: {}",

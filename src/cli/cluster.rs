@@ -292,7 +292,7 @@ fn run_command(common: &Common, command: &[String], state_dir: &Path) -> Result<
     let down = cluster::down(&spec, &paths);
     match (&outcome, down) {
         (_, Err(e)) => {
-            eprintln!("error: tearing down failed: {e}");
+            eprintln!("error: tearing down failed: {}", crate::error_chain(&e));
             if outcome.is_ok() {
                 return Err(e.into());
             }

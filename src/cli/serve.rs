@@ -122,7 +122,7 @@ pub fn run(args: Args, state_dir: &Path) -> Result<(), CliError> {
                     match tokio::task::spawn_blocking(move || s.reload()).await {
                         Ok(Ok(())) => tracing::info!(spec = %watched.spec_path().display(), "spec reloaded"),
                         Ok(Err(e)) => tracing::error!("spec not reloaded, the old one stays in force:\n{}", describe(e)),
-                        Err(e) => tracing::error!(error = %e, "reload task failed"),
+                        Err(e) => tracing::error!(error = %crate::error_chain(&e), "reload task failed"),
                     }
                     if let Some(n) = notifier {
                         n.send("READY=1");

@@ -191,7 +191,7 @@ impl Libvirt {
         );
         if std::fs::read_to_string(&knob).is_ok_and(|v| v.trim() == "1") {
             if let Err(e) = std::fs::write(&knob, "0") {
-                tracing::warn!(bridge = %plan.network.bridge, error = %e, "cannot turn IPv6 on: every boot waits ~16 s for an IPv6 router");
+                tracing::warn!(bridge = %plan.network.bridge, error = %crate::error_chain(&e), "cannot turn IPv6 on: every boot waits ~16 s for an IPv6 router");
             }
         }
         Ok(())

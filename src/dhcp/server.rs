@@ -373,7 +373,7 @@ impl<S: Leases> Server<S> {
                         Ok(x) => got.push(x),
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                         Err(e) => {
-                            debug!(error = %e, "receive error");
+                            debug!(error = %crate::error_chain(&e), "receive error");
                             break;
                         }
                     }
@@ -564,7 +564,7 @@ impl<S: Leases> Server<S> {
         self.stats
             .store_errors
             .fetch_add(waiting.len() as u64, Ordering::Relaxed);
-        warn!(replies = waiting.len(), error = %e, "leases not stored; replies that need them withheld");
+        warn!(replies = waiting.len(), error = %crate::error_chain(&e), "leases not stored; replies that need them withheld");
         // The table forgets what was not stored: what it knew before stands.
         // (Every Put and Hold has its reply waiting.)
         for &(_, k, i) in &waiting {
@@ -651,7 +651,7 @@ impl<S: Leases> Server<S> {
             Ok(m) => Some(m),
             Err(e) => {
                 self.stats.malformed.fetch_add(1, Ordering::Relaxed);
-                debug!(%from, error = %e, "malformed DHCP datagram dropped");
+                debug!(%from, error = %crate::error_chain(&e), "malformed DHCP datagram dropped");
                 None
             }
         }
@@ -692,7 +692,7 @@ impl<S: Leases> Server<S> {
         let mut bytes = match reply.to_vec() {
             Ok(b) => b,
             Err(e) => {
-                warn!(error = %e, "reply could not be encoded");
+                warn!(error = %crate::error_chain(&e), "reply could not be encoded");
                 return None;
             }
         };
@@ -857,16 +857,16 @@ impl Out<'_> {
                 Ok(_) => return,
                 Err(e) => {
                     if !BROADCAST_FALLBACK_SAID.swap(true, Ordering::Relaxed) {
-                        warn!(%ip, %mac, error = %e, "cannot answer new clients by unicast (setting an ARP entry needs CAP_NET_ADMIN, and the interface an address on the subnet); broadcasting such replies instead");
+                        warn!(%ip, %mac, error = %crate::error_chain(&e), "cannot answer new clients by unicast (setting an ARP entry needs CAP_NET_ADMIN, and the interface an address on the subnet); broadcasting such replies instead");
                     } else {
-                        debug!(%ip, %mac, error = %e, "no unicast to the new address; broadcasting the reply instead");
+                        debug!(%ip, %mac, error = %crate::error_chain(&e), "no unicast to the new address; broadcasting the reply instead");
                     }
                     to = SocketAddrV4::new(Ipv4Addr::BROADCAST, out.to.port()).into();
                 }
             }
         }
         if let Err(e) = self.socket.send_to(&out.bytes, to) {
-            warn!(%to, error = %e, "reply not sent");
+            warn!(%to, error = %crate::error_chain(&e), "reply not sent");
         }
     }
 

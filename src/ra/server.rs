@@ -120,7 +120,7 @@ impl Responder {
                     continue;
                 }
                 Err(e) => {
-                    tracing::warn!(iface = %self.iface, error = %e, "router advertisements stopped");
+                    tracing::warn!(iface = %self.iface, error = %crate::error_chain(&e), "router advertisements stopped");
                     return;
                 }
             };
@@ -144,7 +144,7 @@ impl Responder {
                             tracing::debug!(iface = %self.iface, from = ?from, "router solicitation answered: no router here");
                         }
                         Err(e) => {
-                            tracing::debug!(iface = %self.iface, error = %e, "router advertisement not sent")
+                            tracing::debug!(iface = %self.iface, error = %crate::error_chain(&e), "router advertisement not sent")
                         }
                     }
                 }

@@ -200,7 +200,7 @@ pub(super) async fn enrol_loop(live: Arc<Live>, mut rx: mpsc::Receiver<EnrolRequ
         match tokio::task::spawn_blocking(move || l.enrol(&seen)).await {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => tracing::error!("enrolment failed; the machines stay unknown:\n{e:#}"),
-            Err(e) => tracing::error!(error = %e, "enrolment task failed"),
+            Err(e) => tracing::error!(error = %crate::error_chain(&e), "enrolment task failed"),
         }
         // Whether enrolled or refused, nobody needs to wait for their files.
         let configs: Vec<String> = batch

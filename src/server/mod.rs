@@ -350,11 +350,11 @@ pub fn start(o: Options) -> Result<Server, ServerError> {
                     loop {
                         tokio::time::sleep(Duration::from_secs(1)).await;
                         if let Err(e) = reg.flush() {
-                            tracing::warn!(error = %e, "boot timelines not saved");
+                            tracing::warn!(error = %crate::error_chain(&e), "boot timelines not saved");
                         }
                         // Other servers' timelines (a site on etcd).
                         if let Err(e) = reg.absorb() {
-                            tracing::debug!(error = %e, "other servers' timelines not read");
+                            tracing::debug!(error = %crate::error_chain(&e), "other servers' timelines not read");
                         }
                     }
                 });

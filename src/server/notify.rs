@@ -46,7 +46,7 @@ impl Notifier {
     /// Sends `state` (`READY=1`, `STATUS=...`, newline-separated).
     pub fn send(&self, state: &str) {
         if let Err(e) = self.socket.send_to_addr(state.as_bytes(), &self.to) {
-            tracing::debug!(error = %e, state, "systemd notification not sent");
+            tracing::debug!(error = %crate::error_chain(&e), state, "systemd notification not sent");
         }
     }
 }

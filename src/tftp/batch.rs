@@ -15,6 +15,7 @@ use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::os::fd::AsRawFd;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::io::Interest;
@@ -28,17 +29,6 @@ pub const MAX_SEGMENTS: usize = 64;
 /// header and UDP's 8, which also fits IPv4).
 pub const MAX_PAYLOAD: usize = 65_487;
 
-/// Set once any send here had segmentation refused.
-static REFUSED: AtomicBool = AtomicBool::new(false);
-
-/// True once the kernel refused segmentation for some send: windows then
-/// go out as separate datagrams, which cost a receiver more socket buffer
-/// each (a whole allocation per datagram instead of a share of the
-/// segmented buffer's pages), so the server grants smaller ones.
-pub fn offload_refused() -> bool {
-    REFUSED.load(Ordering::Relaxed)
-}
-
 /// A window of datagrams, each a head kept here and a body borrowed from
 /// the sender's buffer at [`Batch::send`].
 #[derive(Debug)]
@@ -50,6 +40,9 @@ pub struct Batch {
     parts: Vec<(usize, Range<usize>)>,
     /// Segmentation offload still worth trying.
     gso: bool,
+    /// Set when the kernel refused segmentation for a send: shared by
+    /// every batch of one server (see [`Batch::reporting_to`]).
+    refused: Option<Arc<AtomicBool>>,
 }
 
 impl Default for Batch {
@@ -58,6 +51,7 @@ impl Default for Batch {
             heads: Vec::new(),
             parts: Vec::new(),
             gso: true,
+            refused: None,
         }
     }
 }
@@ -66,6 +60,18 @@ impl Batch {
     /// An empty batch.
     pub fn new() -> Batch {
         Batch::default()
+    }
+
+    /// A batch that sets `refused` once the kernel refuses segmentation:
+    /// windows then go out as separate datagrams, which cost a receiver
+    /// more socket buffer each (a whole allocation per datagram instead of
+    /// a share of the segmented buffer's pages), so its server grants
+    /// smaller windows from then on.
+    pub fn reporting_to(refused: Arc<AtomicBool>) -> Batch {
+        Batch {
+            refused: Some(refused),
+            ..Batch::default()
+        }
     }
 
     /// Empties the batch, keeping its memory.
@@ -170,9 +176,11 @@ impl Batch {
                 Ok(n) => done += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 Err(e) if segmented && refuses_offload(&e) => {
-                    tracing::debug!(error = %e, "UDP segmentation refused; sending datagrams one by one");
+                    tracing::debug!(error = %crate::error_chain(&e), "UDP segmentation refused; sending datagrams one by one");
                     self.gso = false;
-                    REFUSED.store(true, Ordering::Relaxed);
+                    if let Some(r) = &self.refused {
+                        r.store(true, Ordering::Relaxed);
+                    }
                 }
                 Err(e) => return Err(e),
             }

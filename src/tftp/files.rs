@@ -30,7 +30,7 @@ pub const KEEP: usize = 16;
 pub const MAX_NAME: usize = 512;
 
 /// Why a request was refused; each is logged and counted.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Refusal {
     #[error("the name has a `..` component")]
     Traversal,
@@ -54,8 +54,24 @@ pub enum Refusal {
         in_use: u64,
         limit: u64,
     },
-    #[error("cannot read the file: {0}")]
-    Unreadable(String),
+    /// The I/O error is kept (shared: a refusal is cloned into logs and
+    /// counters) so that its kind and text reach the log.
+    #[error("cannot read the file")]
+    Unreadable(#[source] std::sync::Arc<std::io::Error>),
+}
+
+/// Two refusals are the same when they are of one kind and say the same
+/// (an I/O error has no equality of its own).
+impl PartialEq for Refusal {
+    fn eq(&self, other: &Refusal) -> bool {
+        self.kind() == other.kind() && crate::error_chain(self) == crate::error_chain(other)
+    }
+}
+
+impl Eq for Refusal {}
+
+fn unreadable(e: std::io::Error) -> Refusal {
+    Refusal::Unreadable(std::sync::Arc::new(e))
 }
 
 impl Refusal {
@@ -198,7 +214,7 @@ impl Files {
             .into_iter()
             .map(|(p, b)| (p, Shared::new(b, None)))
             .collect();
-        *self.generated.write().expect("generated files lock") = map;
+        *self.generated.write().unwrap_or_else(std::sync::PoisonError::into_inner) = map;
         self.made.notify_waiters();
     }
 
@@ -208,13 +224,13 @@ impl Files {
     /// `pxelinux.cfg/01-<mac>` a fraction of a second later, often before
     /// its enrolment has rendered it.
     pub fn coming(&self, names: impl IntoIterator<Item = String>) {
-        self.coming.lock().expect("coming lock").extend(names);
+        self.coming.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend(names);
     }
 
     /// Files `names` are no longer awaited (made, or refused): waiting
     /// requests look again.
     pub fn settled(&self, names: &[String]) {
-        let mut coming = self.coming.lock().expect("coming lock");
+        let mut coming = self.coming.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         for n in names {
             coming.remove(n);
         }
@@ -225,7 +241,7 @@ impl Files {
     fn generated(&self, rel: &str) -> Option<Shared> {
         self.generated
             .read()
-            .expect("generated files lock")
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(rel)
             .cloned()
     }
@@ -240,7 +256,7 @@ impl Files {
             if let Some(g) = self.generated(rel) {
                 return Some(g);
             }
-            if !self.coming.lock().expect("coming lock").contains(rel) {
+            if !self.coming.lock().unwrap_or_else(std::sync::PoisonError::into_inner).contains(rel) {
                 return None;
             }
             if tokio::time::timeout_at(deadline, made).await.is_err() {
@@ -261,7 +277,7 @@ impl Files {
 
     /// Marks `shared` as the most recently opened file.
     fn keep(&self, shared: &Shared) {
-        let mut kept = self.kept.lock().expect("kept files lock");
+        let mut kept = self.kept.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         kept.retain(|k| !k.same_as(shared));
         kept.push_back(shared.clone());
         while kept.len() > KEEP {
@@ -272,7 +288,7 @@ impl Files {
     /// Lets go of kept files no transfer holds, oldest first, until
     /// `needed` more bytes fit (one still in a transfer would free nothing).
     fn make_room(&self, needed: u64) {
-        let mut kept = self.kept.lock().expect("kept files lock");
+        let mut kept = self.kept.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         while self.in_use.load(Ordering::Relaxed) + needed > self.limit {
             let Some(idle) = kept.iter().position(|k| Arc::strong_count(&k.0) == 1) else {
                 break;
@@ -317,7 +333,7 @@ impl Files {
             modified: meta.modified().ok(),
         };
         let slot = {
-            let mut cache = self.cache.lock().expect("cache lock");
+            let mut cache = self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             if cache.len() > 256 {
                 cache.retain(|_, slot| slot.try_lock().map_or(true, |w| w.strong_count() > 0));
             }
@@ -345,13 +361,13 @@ impl Files {
         self.disk_reads.fetch_add(1, Ordering::Relaxed);
         let read = tokio::task::spawn_blocking(move || std::fs::read(&path))
             .await
-            .expect("read task");
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)));
         let bytes = match read {
             Ok(b) if netascii => super::netascii::encode(&b),
             Ok(b) => b,
             Err(e) => {
                 self.in_use.fetch_sub(reserved, Ordering::Relaxed);
-                return Err(Refusal::Unreadable(e.to_string()));
+                return Err(unreadable(e));
             }
         };
         let actual = bytes.len() as u64;
@@ -379,7 +395,7 @@ impl Files {
                 }
                 return Err(Refusal::NotFound);
             }
-            Err(e) => return Err(Refusal::Unreadable(e.to_string())),
+            Err(e) => return Err(unreadable(e)),
         };
         self.regular_file(real)
     }
@@ -394,7 +410,7 @@ impl Files {
             Ok(m) if m.is_file() => Ok((real, m)),
             Ok(_) => Err(Refusal::NotAFile),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Refusal::NotFound),
-            Err(e) => Err(Refusal::Unreadable(e.to_string())),
+            Err(e) => Err(unreadable(e)),
         }
     }
 }

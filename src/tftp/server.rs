@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -114,14 +114,14 @@ impl Stats {
         *self
             .refused
             .lock()
-            .expect("stats lock")
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .entry(kind)
             .or_default() += 1;
     }
 
     /// Refused requests by reason.
     pub fn refused(&self) -> HashMap<&'static str, u64> {
-        self.refused.lock().expect("stats lock").clone()
+        self.refused.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
     /// The counters on one line, for the log at shutdown:
@@ -187,6 +187,9 @@ pub struct Server {
     /// Transfers may poll for ACKs only while no more than this many run
     /// (the cores less one); more would take turns polling.
     spin_slots: usize,
+    /// Set once the kernel refused segmentation for one of this server's
+    /// sends (see [`Batch::reporting_to`]).
+    offload_refused: Arc<AtomicBool>,
 }
 
 impl Server {
@@ -208,6 +211,7 @@ impl Server {
             // One core left for the clients and the rest; none on a single
             // core, where polling would keep the client from running.
             spin_slots: std::thread::available_parallelism().map_or(0, |n| n.get() - 1),
+            offload_refused: Arc::default(),
         })
     }
 
@@ -297,7 +301,7 @@ impl Server {
             };
             stats.serving.store(false, Ordering::Relaxed);
             if let Err(e) = served {
-                tracing::error!(error = %e, "the TFTP server stopped");
+                tracing::error!(error = %crate::error_chain(&e), "the TFTP server stopped");
             }
         });
         Ok(Running {
@@ -314,7 +318,7 @@ impl Server {
                 Ok(x) => x,
                 // ICMP errors from earlier sends surface here; keep serving.
                 Err(e) => {
-                    debug!(error = %e, "receive error on the request socket");
+                    debug!(error = %crate::error_chain(&e), "receive error on the request socket");
                     continue;
                 }
             };
@@ -328,7 +332,7 @@ impl Server {
             Ok(p) => p,
             Err(e) => {
                 self.stats.malformed.fetch_add(1, Ordering::Relaxed);
-                debug!(%peer, error = %e, "malformed request dropped");
+                debug!(%peer, error = %crate::error_chain(&e), "malformed request dropped");
                 return;
             }
         };
@@ -385,12 +389,12 @@ impl Server {
         // Held across the spawn, so a transfer that ends at once on another
         // worker cannot look for its entry before it is there (and leave
         // it behind for good).
-        let mut active = self.active.lock().expect("active lock");
+        let mut active = self.active.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let task = tokio::spawn(async move {
             server
                 .transfer(permit, peer, local_ip, filename, netascii, options)
                 .await;
-            let mut active = server.active.lock().expect("active lock");
+            let mut active = server.active.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             if active.get(&peer).is_some_and(|(i, _)| *i == id) {
                 active.remove(&peer);
             }
@@ -414,7 +418,7 @@ impl Server {
         let socket = match UdpSocket::bind((local_ip, 0)).await {
             Ok(s) => s,
             Err(e) => {
-                warn!(%peer, error = %e, "cannot open a transfer socket");
+                warn!(%peer, error = %crate::error_chain(&e), "cannot open a transfer socket");
                 return;
             }
         };
@@ -423,7 +427,7 @@ impl Server {
             Ok(f) => f,
             Err(refusal) => {
                 self.stats.refuse(refusal.kind());
-                warn!(%peer, file = %filename, reason = refusal.kind(), "request refused: {refusal}");
+                warn!(%peer, file = %filename, reason = refusal.kind(), "request refused: {}", crate::error_chain(&refusal));
                 self.report(
                     peer,
                     &filename,
@@ -440,7 +444,7 @@ impl Server {
         let limits = Limits {
             max_blksize: max_blksize(local_ip, peer),
             max_windowsize: self.config.max_windowsize,
-            max_window_bytes: if super::batch::offload_refused() {
+            max_window_bytes: if self.offload_refused.load(Ordering::Relaxed) {
                 self.config.max_window_bytes.min(UNSEGMENTED_WINDOW_BYTES)
             } else {
                 self.config.max_window_bytes
@@ -454,7 +458,7 @@ impl Server {
         let started = Instant::now();
         let mut t = ReadTransfer::new(file, negotiated, oack, self.config.retry, started);
         // A window's datagrams, sent together (see `batch`).
-        let mut window = Batch::new();
+        let mut window = Batch::reporting_to(self.offload_refused.clone());
         let window_len = usize::from(negotiated.windowsize).max(1);
         let mut inbuf = vec![0u8; 65536];
         let mut spin = Spin::new(self.config.spin);
@@ -472,7 +476,7 @@ impl Server {
                         spin.sent(n);
                         awaiting = Some(Instant::now());
                     }
-                    Err(e) => debug!(%peer, error = %e, "send failed; the timeout will resend"),
+                    Err(e) => debug!(%peer, error = %crate::error_chain(&e), "send failed; the timeout will resend"),
                 }
                 if window.len() == window_len {
                     // There may be more to send before waiting (the OACK
@@ -507,7 +511,7 @@ impl Server {
             }
             if let Event::Malformed(e) = t.handle(&inbuf[..len], now) {
                 self.stats.malformed.fetch_add(1, Ordering::Relaxed);
-                debug!(%peer, error = %e, "malformed datagram in a transfer dropped");
+                debug!(%peer, error = %crate::error_chain(&e), "malformed datagram in a transfer dropped");
             }
         }
         let elapsed = started.elapsed();

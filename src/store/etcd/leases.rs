@@ -396,7 +396,7 @@ impl Watch {
                         Ok(None) => break,
                         Err(e) => {
                             compacted = paged::is_compacted(&e);
-                            tracing::debug!(error = %e, "lease watch ended");
+                            tracing::debug!(error = %crate::error_chain(&e), "lease watch ended");
                             break;
                         }
                     };
@@ -415,7 +415,7 @@ impl Watch {
                 },
                 Err(e) => {
                     compacted = paged::is_compacted(&e);
-                    tracing::debug!(error = %e, "lease watch could not start");
+                    tracing::debug!(error = %crate::error_chain(&e), "lease watch could not start");
                 }
             }
             if paused {

@@ -44,7 +44,7 @@ impl Peers {
                 return;
             }
             if let Err(e) = self.round().await {
-                tracing::debug!(error = %e, "registering and following the site's servers");
+                tracing::debug!(error = %crate::error_chain(&e), "registering and following the site's servers");
             }
             // Unsure who is there: follow the leases (never wrong).
             self.others.send_replace(true);
