@@ -815,7 +815,10 @@ fn udhcpc_behind_a_real_dhcrelay_gets_a_pool_address_needs_root() {
         .unwrap_or_default()
         .contains("Sending on")
     {
-        assert!(std::time::Instant::now() < deadline, "dhcrelay did not start");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "dhcrelay did not start"
+        );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     let env = udhcpc_on(&cli.name, &bc, dir.path(), &[]);

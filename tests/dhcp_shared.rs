@@ -531,20 +531,16 @@ fn a_three_member_etcd_losing_one_member_under_load_keeps_the_server_serving_nee
     let mut members: Vec<Killed> = (0..3)
         .map(|m| {
             let peer = format!("http://10.81.0.1{m}:2380");
-            let child = site
-                .hub
-                .exec(&["etcd", "--name", &format!("m{m}"), "--data-dir"])
-                .arg(site.dir().join(format!("etcd{m}")))
-                .args(["--listen-client-urls", &urls[m]])
-                .args(["--advertise-client-urls", &urls[m]])
-                .args(["--listen-peer-urls", &peer])
-                .args(["--initial-advertise-peer-urls", &peer])
-                .args(["--initial-cluster", cluster])
-                .args(["--initial-cluster-state", "new"])
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .unwrap();
+            let child = crate::support::etcd_member::command(
+                &["ip", "netns", "exec", &site.hub.name],
+                &format!("m{m}"),
+                &site.dir().join(format!("etcd{m}")),
+                &urls[m],
+                &peer,
+                cluster,
+            )
+            .spawn()
+            .unwrap();
             Killed(child)
         })
         .collect();

@@ -454,7 +454,10 @@ fn sighup_reloads_a_good_spec_and_keeps_the_old_one_when_the_new_is_bad() {
             .unwrap();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while answers() == before {
-            assert!(std::time::Instant::now() < deadline, "no answer to SIGHUP in the log");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no answer to SIGHUP in the log"
+            );
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
     };
@@ -516,7 +519,10 @@ fn the_status_page_in_headless_chromium_shows_booted_and_stalled_machines() {
     while !stdout(&curl(&[&format!("{http}/api/v1/nodes/52-54-00-5e-00-02")]))
         .contains("\"state\":\"stalled\"")
     {
-        assert!(std::time::Instant::now() < deadline, "a2 never shown as stalled");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a2 never shown as stalled"
+        );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("status-page.png");

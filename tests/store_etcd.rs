@@ -5,76 +5,18 @@
 //! etcd.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use crate::support::*;
 
-/// An etcd member on loopback, killed when dropped.
-struct Etcd {
-    child: Child,
-    _dir: tempfile::TempDir,
-    url: String,
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use crate::support::etcd_member::{Member as Etcd, free_port};
 
 fn etcd() -> Option<Etcd> {
     if !have("etcd") || !have("curl") {
         return None;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("http://127.0.0.1:{}", free_port());
-    let peer = format!("http://127.0.0.1:{}", free_port());
-    let child = Command::new("etcd")
-        .args(["--name", "m", "--data-dir"])
-        .arg(dir.path().join("data"))
-        .args([
-            "--listen-client-urls",
-            &url,
-            "--advertise-client-urls",
-            &url,
-        ])
-        .args([
-            "--listen-peer-urls",
-            &peer,
-            "--initial-advertise-peer-urls",
-            &peer,
-        ])
-        .args(["--initial-cluster", &format!("m={peer}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let e = Etcd {
-        child,
-        _dir: dir,
-        url,
-    };
-    for _ in 0..100 {
-        let o = Command::new("curl")
-            .args(["-sf", "--max-time", "1", &format!("{}/health", e.url)])
-            .output()
-            .unwrap();
-        if o.status.success() {
-            return Some(e);
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("etcd did not become healthy at {}", e.url);
+    Etcd::loopback()
 }
 
 fn spec(etcd: &str) -> String {

@@ -1,5 +1,9 @@
 //! Helpers shared by the integration tests.
 
+/// The etcd launcher every etcd test shares (also the store's unit tests').
+#[path = "../src/store/etcd/member.rs"]
+pub mod etcd_member;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -515,6 +515,8 @@ impl Timelines for Etcd {
 }
 
 mod leases;
+#[cfg(test)]
+mod member;
 mod paged;
 mod peers;
 #[cfg(test)]

@@ -214,7 +214,10 @@ impl Files {
             .into_iter()
             .map(|(p, b)| (p, Shared::new(b, None)))
             .collect();
-        *self.generated.write().unwrap_or_else(std::sync::PoisonError::into_inner) = map;
+        *self
+            .generated
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = map;
         self.made.notify_waiters();
     }
 
@@ -224,13 +227,19 @@ impl Files {
     /// `pxelinux.cfg/01-<mac>` a fraction of a second later, often before
     /// its enrolment has rendered it.
     pub fn coming(&self, names: impl IntoIterator<Item = String>) {
-        self.coming.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend(names);
+        self.coming
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend(names);
     }
 
     /// Files `names` are no longer awaited (made, or refused): waiting
     /// requests look again.
     pub fn settled(&self, names: &[String]) {
-        let mut coming = self.coming.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut coming = self
+            .coming
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         for n in names {
             coming.remove(n);
         }
@@ -256,7 +265,12 @@ impl Files {
             if let Some(g) = self.generated(rel) {
                 return Some(g);
             }
-            if !self.coming.lock().unwrap_or_else(std::sync::PoisonError::into_inner).contains(rel) {
+            if !self
+                .coming
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .contains(rel)
+            {
                 return None;
             }
             if tokio::time::timeout_at(deadline, made).await.is_err() {
@@ -277,7 +291,10 @@ impl Files {
 
     /// Marks `shared` as the most recently opened file.
     fn keep(&self, shared: &Shared) {
-        let mut kept = self.kept.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut kept = self
+            .kept
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         kept.retain(|k| !k.same_as(shared));
         kept.push_back(shared.clone());
         while kept.len() > KEEP {
@@ -288,7 +305,10 @@ impl Files {
     /// Lets go of kept files no transfer holds, oldest first, until
     /// `needed` more bytes fit (one still in a transfer would free nothing).
     fn make_room(&self, needed: u64) {
-        let mut kept = self.kept.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut kept = self
+            .kept
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         while self.in_use.load(Ordering::Relaxed) + needed > self.limit {
             let Some(idle) = kept.iter().position(|k| Arc::strong_count(&k.0) == 1) else {
                 break;
@@ -333,7 +353,10 @@ impl Files {
             modified: meta.modified().ok(),
         };
         let slot = {
-            let mut cache = self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut cache = self
+                .cache
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             if cache.len() > 256 {
                 cache.retain(|_, slot| slot.try_lock().map_or(true, |w| w.strong_count() > 0));
             }

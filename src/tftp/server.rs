@@ -121,7 +121,10 @@ impl Stats {
 
     /// Refused requests by reason.
     pub fn refused(&self) -> HashMap<&'static str, u64> {
-        self.refused.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+        self.refused
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// The counters on one line, for the log at shutdown:
@@ -389,12 +392,18 @@ impl Server {
         // Held across the spawn, so a transfer that ends at once on another
         // worker cannot look for its entry before it is there (and leave
         // it behind for good).
-        let mut active = self.active.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut active = self
+            .active
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let task = tokio::spawn(async move {
             server
                 .transfer(permit, peer, local_ip, filename, netascii, options)
                 .await;
-            let mut active = server.active.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut active = server
+                .active
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             if active.get(&peer).is_some_and(|(i, _)| *i == id) {
                 active.remove(&peer);
             }
@@ -476,7 +485,9 @@ impl Server {
                         spin.sent(n);
                         awaiting = Some(Instant::now());
                     }
-                    Err(e) => debug!(%peer, error = %crate::error_chain(&e), "send failed; the timeout will resend"),
+                    Err(e) => {
+                        debug!(%peer, error = %crate::error_chain(&e), "send failed; the timeout will resend")
+                    }
                 }
                 if window.len() == window_len {
                     // There may be more to send before waiting (the OACK

@@ -97,18 +97,16 @@ impl Site {
     /// directory, kept across restarts); waits until it answers.
     pub fn etcd(&self) -> Child {
         let url = "http://10.81.0.10:2379";
-        let etcd = self
-            .hub
-            .exec(&["etcd", "--name", "m", "--data-dir"])
-            .arg(self.dir().join("etcd"))
-            .args(["--listen-client-urls", url, "--advertise-client-urls", url])
-            .args(["--listen-peer-urls", "http://10.81.0.10:2380"])
-            .args(["--initial-advertise-peer-urls", "http://10.81.0.10:2380"])
-            .args(["--initial-cluster", "m=http://10.81.0.10:2380"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let etcd = etcd_member::command(
+            &["ip", "netns", "exec", &self.hub.name],
+            "m",
+            &self.dir().join("etcd"),
+            url,
+            "http://10.81.0.10:2380",
+            "m=http://10.81.0.10:2380",
+        )
+        .spawn()
+        .unwrap();
         assert!(self.healthy(&[url], 100), "etcd did not start");
         etcd
     }
@@ -116,15 +114,7 @@ impl Site {
     /// Whether every etcd at `urls` answers its health check within
     /// `tries` tenths of a second.
     pub fn healthy(&self, urls: &[&str], tries: usize) -> bool {
-        (0..tries).any(|_| {
-            std::thread::sleep(Duration::from_millis(100));
-            urls.iter().all(|url| {
-                self.hub
-                    .exec(&["curl", "-sf", "--max-time", "1", &format!("{url}/health")])
-                    .output()
-                    .is_ok_and(|o| o.status.success())
-            })
-        })
+        etcd_member::healthy(&["ip", "netns", "exec", &self.hub.name], urls, tries)
     }
 
     /// tcpdump of every DHCP datagram on the bridge, into the file named.

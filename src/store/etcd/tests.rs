@@ -1,7 +1,6 @@
 //! The conformance suite against a real etcd (Debian's etcd-server),
 //! started here on loopback in a directory of its own.
 
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 
 use std::net::Ipv4Addr;
@@ -11,85 +10,25 @@ use super::*;
 use crate::spec::{EtcdStore, Mac};
 use crate::store::{Applied, Lease, Leases, Op, Store, conformance};
 
-/// An etcd member on loopback, killed when dropped.
-struct Member {
-    child: Child,
-    _dir: tempfile::TempDir,
-    client: String,
-}
-
-impl Drop for Member {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use super::member::{Member, free_port};
 
 /// Starts etcd, or says why it cannot (a failure when every test must run).
 fn etcd() -> Option<Member> {
-    if Command::new("etcd").arg("--version").output().is_err() {
+    let member = Member::loopback();
+    if member.is_none() {
         let why = "etcd is not installed (apt-get install etcd-server)";
         assert!(
             std::env::var_os("BOOTFLEET_TESTS_REQUIRE_ALL").is_none_or(|v| v != "1"),
             "this test must run here (BOOTFLEET_TESTS_REQUIRE_ALL=1) but cannot: {why}"
         );
         eprintln!("SKIP: {why}");
-        return None;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let (client, peer) = (free_port(), free_port());
-    let client = format!("http://127.0.0.1:{client}");
-    let peer = format!("http://127.0.0.1:{peer}");
-    let child = Command::new("etcd")
-        .args(["--name", "m", "--data-dir"])
-        .arg(dir.path().join("data"))
-        .args([
-            "--listen-client-urls",
-            &client,
-            "--advertise-client-urls",
-            &client,
-        ])
-        .args([
-            "--listen-peer-urls",
-            &peer,
-            "--initial-advertise-peer-urls",
-            &peer,
-        ])
-        .args(["--initial-cluster", &format!("m={peer}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let member = Member {
-        child,
-        _dir: dir,
-        client,
-    };
-    let health = format!("{}/health", member.client);
-    for _ in 0..100 {
-        let ok = Command::new("curl")
-            .args(["-sf", "--max-time", "1", &health])
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if ok {
-            return Some(member);
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("etcd did not become healthy at {}", member.client);
+    member
 }
 
 fn config(m: &Member, prefix: &str) -> EtcdStore {
     EtcdStore {
-        endpoints: vec![m.client.clone()],
+        endpoints: vec![m.url.clone()],
         prefix: prefix.into(),
         ca_file: None,
         cert_file: None,
