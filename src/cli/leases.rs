@@ -38,12 +38,15 @@ pub fn run(args: Args, state_dir: &std::path::Path) -> Result<(), CliError> {
         // No server there: the store itself.
         Err(ClientError::Connect { .. }) if args.server.is_none() => {
             let store = crate::store::open(&spec.state, state_dir)?;
-            let enrolled = store.machines.list()?;
-            let name = |mac| {
-                let spec_node = spec.nodes.iter().find(|n| n.mac == mac).map(|n| &n.name);
-                let enrolled = enrolled.iter().find(|e| e.mac == mac).map(|e| &e.name);
-                spec_node.or(enrolled).cloned()
-            };
+            // By MAC, looked up once per lease (a site may hold a million).
+            let mut names: std::collections::HashMap<_, String> = store
+                .machines
+                .list()?
+                .into_iter()
+                .map(|e| (e.mac, e.name))
+                .collect();
+            names.extend(spec.nodes.iter().map(|n| (n.mac, n.name.clone())));
+            let name = |mac| names.get(&mac).cloned();
             rows(store.leases.listing()?, name)
         }
         Err(e) => return Err(anyhow::Error::from(e).into()),
