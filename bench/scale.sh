@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # A site that has grown: for each store (embedded, etcd) and each size N,
-# a fresh store is seeded with N leases and N/10 enrolled machines
+# a fresh store is seeded with N leases and N/10 enrolled machines (at
+# most 10,000)
 # (examples/seed_site.rs), then `bootfleet dhcp` is started on it in the
 # rig's server namespace (bench/lib/dhcp-rig.sh: core 0, etcd beside it)
 # and timed from exec to its "listening" line (every lease read and in
@@ -38,7 +39,8 @@ for n in "${sizes[@]}"; do
         cp "$work/spec.toml" "$work/scale.toml"
       fi
       t0=$(now)
-      ip netns exec "$srv" "$seed" "$work/scale.toml" "$state" "$n" $((n / 10)) 2> "$work/seed.log"
+      machines=$((n / 10 < 10000 ? n / 10 : 10000))
+      ip netns exec "$srv" "$seed" "$work/scale.toml" "$state" "$n" "$machines" 2> "$work/seed.log"
       t1=$(now)
       out=$work/dhcp.out
       : > "$out"

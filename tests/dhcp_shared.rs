@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use crate::support::*;
 
+mod grown;
 mod site;
 use site::{Killed, Site, acks, client_mac, perf_counts, perfdhcp};
 
