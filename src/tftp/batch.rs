@@ -112,6 +112,12 @@ impl Batch {
         }
     }
 
+    /// Where the last body of the batch ends in the buffer given to
+    /// [`Batch::send`]: that much of the file must be there first.
+    pub fn body_end(&self) -> usize {
+        self.parts.iter().map(|(_, r)| r.end).max().unwrap_or(0)
+    }
+
     /// Datagram `i`'s head (its range in `heads`) and body range.
     fn part(&self, i: usize) -> (Range<usize>, &Range<usize>) {
         let start = if i == 0 { 0 } else { self.parts[i - 1].0 };

@@ -223,7 +223,7 @@ impl Server {
     /// the reactor until it comes or the transfer's deadline passes (the
     /// timeout is handled here; `None`). Returns its length and sender, and
     /// whether polling caught it.
-    async fn next_datagram<D: AsRef<[u8]>>(
+    async fn next_datagram<D: super::transfer::Data>(
         &self,
         socket: &UdpSocket,
         inbuf: &mut [u8],
@@ -441,7 +441,7 @@ impl Server {
                     peer,
                     &filename,
                     Progress::Failed {
-                        why: refusal.to_string(),
+                        why: crate::error_chain(&refusal),
                         refusal: Some(refusal.kind()),
                     },
                 );
@@ -460,11 +460,14 @@ impl Server {
             },
             default_timeout: self.config.default_timeout,
         };
-        let size = file.as_ref().len() as u64;
+        let size = file.len() as u64;
         let (negotiated, ack) = negotiate(&options, size, &limits);
         let oack = (!ack.is_empty()).then(|| Packet::Oack { options: ack }.to_bytes());
         debug!(%peer, file = %filename, size, blksize = negotiated.blksize, windowsize = negotiated.windowsize, "transfer starts");
         let started = Instant::now();
+        // The transfer's handle on the file, to wait for a window's bytes
+        // while the file is still being read.
+        let reading = file.clone();
         let mut t = ReadTransfer::new(file, negotiated, oack, self.config.retry, started);
         // A window's datagrams, sent together (see `batch`).
         let mut window = Batch::reporting_to(self.offload_refused.clone());
@@ -479,6 +482,23 @@ impl Server {
             window.clear();
             while window.len() < window_len && window.push_parts(|h| t.poll_transmit_parts(h)) {}
             if !window.is_empty() {
+                if let Err(refusal) = reading.ready(window.body_end()).await {
+                    // The file could not be read to the end (it shrank, or
+                    // the disk failed): the client hears why.
+                    warn!(%peer, file = %filename, "transfer ended: {}", crate::error_chain(&refusal));
+                    let (code, msg) = error_for(&refusal);
+                    let _ = socket.send_to(&error_bytes(code, &msg), peer).await;
+                    let why = crate::error_chain(&refusal);
+                    self.report(
+                        peer,
+                        &filename,
+                        Progress::Failed {
+                            why,
+                            refusal: Some(refusal.kind()),
+                        },
+                    );
+                    return;
+                }
                 match window.send(&socket, peer, t.data()).await {
                     Ok(n) => {
                         self.stats.bytes_sent.fetch_add(n, Ordering::Relaxed);

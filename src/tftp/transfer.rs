@@ -16,6 +16,19 @@ use std::time::{Duration, Instant};
 use super::options::Negotiated;
 use super::packet::{Packet, PacketError, data_header};
 
+/// What a transfer serves: the bytes there are so far, and the whole
+/// length (longer than [`AsRef::as_ref`] while a file is still being read
+/// from disk: see [`super::files::Shared`]; the caller waits for a
+/// window's bytes before it sends them).
+pub trait Data: AsRef<[u8]> {
+    fn total_len(&self) -> usize {
+        self.as_ref().len()
+    }
+}
+
+impl Data for Vec<u8> {}
+impl Data for &[u8] {}
+
 /// How a transfer ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -82,12 +95,12 @@ pub struct ReadTransfer<D> {
     outcome: Option<Outcome>,
 }
 
-impl<D: AsRef<[u8]>> ReadTransfer<D> {
+impl<D: Data> ReadTransfer<D> {
     /// Starts serving `data`. `oack` holds the OACK to send first (and to
     /// resend until the client ACKs block 0), or `None` without options.
     pub fn new(data: D, n: Negotiated, oack: Option<Vec<u8>>, retry: Retry, now: Instant) -> Self {
         let blksize = u64::from(n.blksize.max(1));
-        let total_blocks = data.as_ref().len() as u64 / blksize + 1;
+        let total_blocks = data.total_len() as u64 / blksize + 1;
         let mut t = ReadTransfer {
             data,
             blksize,
@@ -154,15 +167,15 @@ impl<D: AsRef<[u8]>> ReadTransfer<D> {
         }
         let block = self.next;
         self.next += 1;
-        let len = self.data.as_ref().len();
+        let len = self.data.total_len();
         let start = (((block - 1) * self.blksize) as usize).min(len);
         let end = (start + self.blksize as usize).min(len);
         head.extend_from_slice(&data_header(block as u16));
         Some(start..end)
     }
 
-    /// The file being served (the ranges [`Self::poll_transmit_parts`]
-    /// returns index it).
+    /// The file being served, as far as it is read (the ranges
+    /// [`Self::poll_transmit_parts`] returns index it; wait for them first).
     pub fn data(&self) -> &[u8] {
         self.data.as_ref()
     }
@@ -203,7 +216,7 @@ impl<D: AsRef<[u8]>> ReadTransfer<D> {
         self.retries = 0;
         if block == self.total_blocks {
             self.outcome = Some(Outcome::Completed {
-                bytes: self.data.as_ref().len() as u64,
+                bytes: self.data.total_len() as u64,
             });
             return Event::Finished;
         }
