@@ -342,6 +342,31 @@ impl Registry {
         Ok(())
     }
 
+    /// Forgets the timelines of machines the spec does not list whose last
+    /// news is older than `before` (unix ms), here and in the store: a
+    /// site that has seen many machines come and go (throwaway clusters,
+    /// strangers refused) would otherwise keep each forever. Their number.
+    pub fn forget_quiet(&self, before: u64) -> Result<usize, BootError> {
+        let old: Vec<Mac> = {
+            let mut inner = self.lock();
+            let known: HashSet<Mac> = inner.known.iter().map(|k| k.mac).collect();
+            let old: HashSet<Mac> = inner
+                .timelines
+                .iter()
+                .filter(|(mac, t)| !known.contains(mac) && t.last_at < before)
+                .map(|(mac, _)| *mac)
+                .collect();
+            inner.timelines.retain(|mac, _| !old.contains(mac));
+            inner.dirty.retain(|mac| !old.contains(mac));
+            inner.by_ip.retain(|_, mac| !old.contains(mac));
+            old.into_iter().collect()
+        };
+        if let Some(store) = &self.store {
+            store.forget(&old)?;
+        }
+        Ok(old.len())
+    }
+
     /// Every machine, known ones first in spec order, then unknown ones by
     /// MAC, as of `now`.
     pub fn snapshot(&self, now: u64) -> Vec<NodeStatus> {
@@ -466,5 +491,31 @@ mod tests {
             r.mac_of_ip(Ipv4Addr::new(10, 0, 0, 10)),
             Some(Mac([2, 0, 0, 0, 0, 1]))
         );
+    }
+
+    #[test]
+    fn timelines_of_strangers_quiet_for_long_are_forgotten_and_the_specs_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let (old, recent) = (Mac([2, 0, 0, 0, 0, 8]), Mac([2, 0, 0, 0, 0, 9]));
+        let store = || -> Option<Arc<dyn Timelines>> {
+            Some(Arc::new(crate::store::embedded::Lazy::new(dir.path())))
+        };
+        {
+            let r = Registry::open(known(), 60_000, store()).unwrap();
+            let mut e = ev(old, 1_000, Stage::Dhcp);
+            e.ip = Some(Ipv4Addr::new(10, 0, 0, 100));
+            r.record(e);
+            r.record(ev(recent, 9_000, Stage::Dhcp));
+            r.record(ev(Mac([2, 0, 0, 0, 0, 1]), 1_000, Stage::Booted));
+            r.flush().unwrap();
+            assert_eq!(r.forget_quiet(5_000).unwrap(), 1, "only the quiet stranger");
+            assert_eq!(r.mac_of_ip(Ipv4Addr::new(10, 0, 0, 100)), None);
+            assert_eq!(r.forget_quiet(5_000).unwrap(), 0);
+        }
+        // Gone from the store too; the spec's machine and the recent
+        // stranger stay.
+        let r = Registry::open(known(), 60_000, store()).unwrap();
+        let macs: Vec<String> = r.snapshot(10_000).into_iter().map(|row| row.mac).collect();
+        assert_eq!(macs, vec![Mac([2, 0, 0, 0, 0, 1]).to_string(), recent.to_string()]);
     }
 }

@@ -340,15 +340,28 @@ pub fn start(o: Options) -> Result<Server, ServerError> {
         })?;
     let (stop_http, stopped) = tokio::sync::oneshot::channel::<()>();
     let reg = registry.clone();
+    let keep_timelines_ms = loaded.spec.keep_timelines.as_millis() as u64;
     let l = live.clone();
     let http_thread = std::thread::Builder::new()
         .name("http-main".into())
         .spawn(move || {
             runtime.block_on(async move {
-                // Timelines are written behind, once a second.
+                // Timelines are written behind, once a second; those of
+                // strangers quiet for longer than keep_timelines are
+                // forgotten every ten minutes.
                 tokio::spawn(async move {
+                    let mut swept: Option<std::time::Instant> = None;
                     loop {
                         tokio::time::sleep(Duration::from_secs(1)).await;
+                        if swept.is_none_or(|at| at.elapsed() >= Duration::from_secs(600)) {
+                            swept = Some(std::time::Instant::now());
+                            let before = crate::boot::now_ms().saturating_sub(keep_timelines_ms);
+                            match reg.forget_quiet(before) {
+                                Ok(0) => {}
+                                Ok(n) => tracing::info!(forgotten = n, "forgot the boot timelines of machines quiet for longer than keep_timelines"),
+                                Err(e) => tracing::warn!(error = %crate::error_chain(&e), "quiet machines' boot timelines not forgotten; trying again later"),
+                            }
+                        }
                         if let Err(e) = reg.flush() {
                             tracing::warn!(error = %crate::error_chain(&e), "boot timelines not saved");
                         }

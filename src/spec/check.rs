@@ -157,6 +157,7 @@ pub(super) fn check(path: &Path, source: &str) -> (Option<Spec>, Vec<Diagnostic>
         file.state.as_ref(),
         network.as_ref().map(|n| n.lease_time),
     );
+    let keep_timelines = super::check_state::keep_timelines(&mut c, file.state.as_ref());
     let spec = match (
         cluster,
         network,
@@ -166,6 +167,7 @@ pub(super) fn check(path: &Path, source: &str) -> (Option<Spec>, Vec<Diagnostic>
         libvirt,
         state,
         keep_expired,
+        keep_timelines,
     ) {
         (
             Some(cluster),
@@ -176,6 +178,7 @@ pub(super) fn check(path: &Path, source: &str) -> (Option<Spec>, Vec<Diagnostic>
             Some(libvirt),
             Some(state),
             Some(keep_expired),
+            Some(keep_timelines),
         ) => Some(Spec {
             etcd: {
                 if etcd.token.is_empty() {
@@ -195,6 +198,7 @@ pub(super) fn check(path: &Path, source: &str) -> (Option<Spec>, Vec<Diagnostic>
             libvirt,
             state,
             keep_expired,
+            keep_timelines,
         }),
         _ => None,
     };

@@ -50,6 +50,27 @@ pub(super) fn keep_expired(
     d
 }
 
+/// `[state] keep_timelines`: how long the boot timeline of a machine not
+/// in the spec is kept after its last event; 30 days unless set, at least
+/// a minute.
+pub(super) fn keep_timelines(c: &mut Checker, w: Option<&wire::State>) -> Option<Duration> {
+    let Some(t) = w.and_then(|w| w.keep_timelines.as_ref()) else {
+        return Some(Duration::from_secs(30 * 86_400));
+    };
+    let d = super::check::parse_duration(t.get_ref()).filter(|d| d.as_secs() >= 60);
+    if d.is_none() {
+        c.error(
+            t.span(),
+            format!(
+                "keep_timelines `{}` is not a duration of at least a minute",
+                t.get_ref()
+            ),
+            "write a number with a unit: 12h, 7d or 30d",
+        );
+    }
+    d
+}
+
 /// Checks `[state]` (embedded when it is absent).
 pub(super) fn state(
     c: &mut Checker,

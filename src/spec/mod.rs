@@ -102,6 +102,9 @@ pub struct Spec {
     /// three lease times by default): then it is forgotten, so the store
     /// does not grow with every machine ever seen.
     pub keep_expired: Duration,
+    /// How long the boot timeline of a machine the spec does not list is
+    /// kept after its last event (`[state] keep_timelines`, 30 days).
+    pub keep_timelines: Duration,
 }
 
 /// `[state] backend`: where leases, enrolled machines, the site key and

@@ -181,4 +181,5 @@ pub struct State {
     pub cert_file: Option<Spanned<String>>,
     pub key_file: Option<Spanned<String>>,
     pub keep_expired: Option<Spanned<String>>,
+    pub keep_timelines: Option<Spanned<String>>,
 }

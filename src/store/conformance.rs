@@ -233,6 +233,15 @@ fn timelines_keep_the_last_record_per_machine(open: &dyn Fn() -> Store) {
         rows,
         vec![(mac(1), b"uno".to_vec()), (mac(2), b"two".to_vec())]
     );
+    // Forgotten: every record of the machine, whichever server saved it.
+    s.timelines
+        .save("10.0.0.3:8080", &[(mac(1), b"eins".to_vec())])
+        .unwrap();
+    s.timelines.forget(&[mac(1), mac(7)]).unwrap();
+    drop(s);
+    let s = open();
+    assert_eq!(s.timelines.load().unwrap(), vec![(mac(2), b"two".to_vec())]);
+    s.timelines.forget(&[mac(2)]).unwrap();
 }
 
 /// The contracts that take two servers at once: `a` and `b` are handles

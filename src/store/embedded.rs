@@ -190,6 +190,9 @@ impl Timelines for Lazy {
     fn save(&self, server: &str, rows: &[(Mac, Vec<u8>)]) -> Result<(), StoreError> {
         self.opened()?.save(server, rows)
     }
+    fn forget(&self, macs: &[Mac]) -> Result<(), StoreError> {
+        self.get(false)?.map_or(Ok(()), |db| db.forget(macs))
+    }
 }
 
 /// The site key in `state_dir`, read without writing anything: from
@@ -384,6 +387,19 @@ impl Timelines for Embedded {
             let mut t = txn.open_table(TIMELINES)?;
             for (mac, record) in rows {
                 t.insert(mac.0.as_slice(), record.as_slice())?;
+            }
+            Ok(())
+        })
+    }
+
+    fn forget(&self, macs: &[Mac]) -> Result<(), StoreError> {
+        if macs.is_empty() {
+            return Ok(());
+        }
+        self.write("forgetting boot timelines", |txn| {
+            let mut t = txn.open_table(TIMELINES)?;
+            for mac in macs {
+                t.remove(mac.0.as_slice())?;
             }
             Ok(())
         })

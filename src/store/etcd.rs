@@ -493,6 +493,28 @@ impl Timelines for Etcd {
         Ok(())
     }
 
+    /// Every server's record of each machine: one ranged delete per
+    /// machine, 128 to a transaction.
+    fn forget(&self, macs: &[Mac]) -> Result<(), StoreError> {
+        let ops: Vec<TxnOp> = macs
+            .iter()
+            .map(|mac| {
+                TxnOp::delete(
+                    self.key(&format!("timelines/{mac}/")),
+                    Some(etcd_client::DeleteOptions::new().with_prefix()),
+                )
+            })
+            .collect();
+        for chunk in ops.chunks(MAX_TXN_OPS) {
+            let txn = Txn::new().and_then(chunk.to_vec());
+            self.call("forgetting boot timelines", move |mut c| {
+                let txn = txn.clone();
+                async move { c.txn(txn).await }
+            })?;
+        }
+        Ok(())
+    }
+
     /// What changed since the revision last read: one ranged read of the
     /// keys modified after it.
     fn changed(&self, server: &str) -> Result<Vec<(Mac, Vec<u8>)>, StoreError> {

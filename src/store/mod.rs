@@ -212,6 +212,8 @@ pub trait Timelines: Send + Sync {
         let _ = server;
         Ok(Vec::new())
     }
+    /// Removes every record of these machines' timelines (each server's).
+    fn forget(&self, macs: &[Mac]) -> Result<(), StoreError>;
 }
 
 /// A site's state: the four stores of one backend.
