@@ -8,12 +8,13 @@
 # bootfleet's ratio to the best peer's median. A transfer that fails, is
 # corrupted or takes over 60 s is FAIL.
 # Same conditions for every server: each runs only while it is measured
-# (started, waited for until it listens, given one untimed warm-up fetch
-# of a 16 MiB file with the same client and options, timed on the 64 MiB
-# one, stopped), so no other server (and no yardstick) is running, idle or
-# not, during a measurement, and none is measured on its first transfer
-# (bootfleet's first after a start ran at a third of its later ones); the
-# script prints the machine's cores, load and every peer's version first.
+# (started, waited for until it listens, timed on the 64 MiB file, stopped),
+# so no other server (and no yardstick) is running, idle or not, during a
+# measurement. MODE=warm (the default) fetches the 64 MiB file once, untimed,
+# with the same client and options before the timed fetch: the server's
+# second transfer of the file is timed. MODE=cold times its first (a server
+# that keeps files in memory pays for reading it then). The script prints
+# the machine's cores, load and every peer's version first.
 # Needs root (port 69 on 127.0.0.2-6); installs what it compares with through dist/deps.sh.
 # dnsmasq-base libwrap0 (tftpd-hpa's and atftpd's binaries are unpacked from their
 # packages into a temporary directory: installing the packages would start
@@ -22,11 +23,13 @@
 # that spins on its socket with every datagram built in advance: the most
 # any server could get through that client here. It is no peer (not in
 # "ratio"); "of ceil" is bootfleet's share of it.
-# Usage: sudo [CEILING=1] bench/tftp.sh [RUNS]
+# Usage: sudo [CEILING=1] [MODE=warm|cold] bench/tftp.sh [RUNS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dist/deps.sh build cluster test bench
 runs=${1:-3}
+mode=${MODE:-warm}
+case "$mode" in warm | cold) ;; *) echo "MODE is warm or cold" >&2; exit 2 ;; esac
 work=$(mktemp -d)
 pid=
 stop_server() { if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; pid=; fi; }
@@ -41,7 +44,7 @@ unpack() { # package, binary path inside it
 }
 atftpd_bin=$(unpack atftpd /usr/sbin/atftpd)
 hpa_bin=$(unpack tftpd-hpa /usr/sbin/in.tftpd)
-echo "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $(uname -r)"
+echo "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $(uname -r); mode $mode, $runs rounds"
 echo "bootfleet $(git rev-parse --short HEAD 2>/dev/null || echo '?'); $("$hpa_bin" -V 2>&1 | head -1); $("$atftpd_bin" --version 2>&1 | head -1); $(dnsmasq --version | head -1 | cut -d' ' -f1-3)"
 echo "clients: $(curl --version | head -1 | cut -d' ' -f1-2); $(dpkg-query -W -f='atftp ${Version}' atftp 2>/dev/null)"
 mkdir -p "$work/root"
@@ -97,7 +100,9 @@ setting() { # command builder name, then its arguments after the server
   for _ in $(seq "$runs"); do
     for s in "${servers[@]}"; do
       start "$s"
-      WARM=1 "$cmd" "$s" "$@" > /dev/null
+      # warm: the timed file once first (the server's second transfer of
+      # it is timed); cold: the server's first transfer of it.
+      [ "$mode" = cold ] || "$cmd" "$s" "$@" > /dev/null
       v=$("$cmd" "$s" "$@")
       stop_server
       got[$s]="${got[$s]:-} $v"

@@ -715,3 +715,37 @@ fn json_logs_are_one_object_per_line_with_level_message_and_fields() {
     assert_eq!(refused["machine"], "a1", "{refused}");
     assert_eq!(refused["stage"], "cloud_config", "{refused}");
 }
+
+#[test]
+fn a_store_that_fails_is_reported_with_its_cause_not_only_what_failed() {
+    let dir = setup();
+    let d = dir.path();
+    // A damaged state database: serve must say which file, and why.
+    std::fs::write(d.join("state/state.redb"), b"this is not a redb database").unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_bootfleet"))
+        .arg("--state-dir")
+        .arg(d.join("state"))
+        .args([
+            "serve",
+            "--no-dhcp",
+            "--http-listen",
+            "127.0.0.1:0",
+            "--tftp-listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--images")
+        .arg(d.join("images"))
+        .arg(d.join("spec.toml"))
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or_else(|| panic!("no error line: {err}"));
+    // What failed, the file, and below them the database's own reason.
+    assert!(line.contains("state.redb"), "{line}");
+    let parts: Vec<&str> = line.split(": ").collect();
+    assert!(parts.len() >= 3, "the cause is missing: {line}");
+}

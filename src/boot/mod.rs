@@ -516,6 +516,9 @@ mod tests {
         // stranger stay.
         let r = Registry::open(known(), 60_000, store()).unwrap();
         let macs: Vec<String> = r.snapshot(10_000).into_iter().map(|row| row.mac).collect();
-        assert_eq!(macs, vec![Mac([2, 0, 0, 0, 0, 1]).to_string(), recent.to_string()]);
+        assert_eq!(
+            macs,
+            vec![Mac([2, 0, 0, 0, 0, 1]).to_string(), recent.to_string()]
+        );
     }
 }

@@ -49,7 +49,7 @@ pub enum ClusterError {
         cluster: String,
     },
     #[error("{0}\n  nothing was created")]
-    Conflict(String),
+    Conflict(preflight::Conflict),
     #[error("{path} is missing: the VMs would stop at that step\n  help: {help}")]
     ImagesMissing { path: PathBuf, help: String },
     #[error(

@@ -45,6 +45,35 @@ fn overlaps(a: Ipv4Net, b: Ipv4Net) -> bool {
     a.contains(&b.network()) || b.contains(&a.network())
 }
 
+/// What stands in the way of the cluster's network.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Conflict {
+    #[error(
+        "the bridge name {bridge} is taken by libvirt network `{network}`\n  help: pick another `[network] interface` (at most 15 characters)"
+    )]
+    BridgeTaken { bridge: String, network: String },
+    #[error(
+        "the subnet {subnet} overlaps libvirt network `{network}` ({theirs})\n  help: pick another `[network] subnet` (and server, node addresses) in the spec"
+    )]
+    SubnetOfNetwork {
+        subnet: Ipv4Net,
+        network: String,
+        theirs: Ipv4Net,
+    },
+    #[error(
+        "the host already has an interface named {bridge}\n  help: pick another `[network] interface`, or remove that interface (`ip link del {bridge}`) if it is left over"
+    )]
+    InterfaceExists { bridge: String },
+    #[error(
+        "the subnet {subnet} overlaps the host's route to {route} on {iface}\n  help: pick another `[network] subnet` that this host does not reach already"
+    )]
+    SubnetRouted {
+        subnet: Ipv4Net,
+        route: Ipv4Net,
+        iface: String,
+    },
+}
+
 /// What stands in the way of the cluster's network, if anything. `ours`
 /// says the cluster's own network already exists (its bridge and route
 /// are then expected).
@@ -54,37 +83,38 @@ pub fn network_conflicts(
     routes: &[Route],
     bridge_exists: bool,
     ours: bool,
-) -> Result<(), String> {
+) -> Result<(), Conflict> {
     let net = &plan.network;
     for o in others {
         if o.bridge.as_deref() == Some(net.bridge.as_str()) {
-            return Err(format!(
-                "the bridge name {} is taken by libvirt network `{}`\n  help: pick another `[network] interface` (at most 15 characters)",
-                net.bridge, o.name
-            ));
+            return Err(Conflict::BridgeTaken {
+                bridge: net.bridge.clone(),
+                network: o.name.clone(),
+            });
         }
         if let Some(s) = o.subnets.iter().find(|s| overlaps(**s, net.subnet)) {
-            return Err(format!(
-                "the subnet {} overlaps libvirt network `{}` ({s})\n  help: pick another `[network] subnet` (and server, node addresses) in the spec",
-                net.subnet, o.name
-            ));
+            return Err(Conflict::SubnetOfNetwork {
+                subnet: net.subnet,
+                network: o.name.clone(),
+                theirs: *s,
+            });
         }
     }
     if !ours {
         if bridge_exists {
-            return Err(format!(
-                "the host already has an interface named {}\n  help: pick another `[network] interface`, or remove that interface (`ip link del {}`) if it is left over",
-                net.bridge, net.bridge
-            ));
+            return Err(Conflict::InterfaceExists {
+                bridge: net.bridge.clone(),
+            });
         }
         if let Some(r) = routes
             .iter()
             .find(|r| r.iface != net.bridge && overlaps(r.net, net.subnet))
         {
-            return Err(format!(
-                "the subnet {} overlaps the host's route to {} on {}\n  help: pick another `[network] subnet` that this host does not reach already",
-                net.subnet, r.net, r.iface
-            ));
+            return Err(Conflict::SubnetRouted {
+                subnet: net.subnet,
+                route: r.net,
+                iface: r.iface.clone(),
+            });
         }
     }
     Ok(())
