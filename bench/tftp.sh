@@ -16,7 +16,7 @@
 # that keeps files in memory pays for reading it then). The script prints
 # the machine's cores, load and every peer's version first.
 # Needs root (port 69 on 127.0.0.2-6); installs what it compares with through dist/deps.sh.
-# dnsmasq-base libwrap0 (tftpd-hpa's and atftpd's binaries are unpacked from their
+# (tftpd-hpa's and atftpd's binaries are unpacked from their
 # packages into a temporary directory: installing the packages would start
 # their daemons, and they conflict).
 # With CEILING=1 a last column shows examples/tftp_ceiling.rs, a sender

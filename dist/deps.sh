@@ -44,8 +44,9 @@ test=(systemd etcd-server curl iproute2 atftp tftp-hpa busybox isc-dhcp-client d
   dnsmasq-base chromium isc-dhcp-relay gnupg util-linux ndisc6 kea-admin tcpdump prometheus)
 
 # bench: the servers bootfleet is compared with (Kea, nginx for the storm;
-# tftpd-hpa and atftpd are fetched and unpacked by bench/tftp.sh itself).
-bench=(kea-dhcp4-server nginx-light)
+# tftpd-hpa and atftpd are unpacked by bench/tftp.sh itself, and need
+# libwrap0).
+bench=(kea-dhcp4-server nginx-light libwrap0)
 
 # ci: debootstrap makes the fresh machine that .ci/run proves the README's
 # commands on.

@@ -105,8 +105,12 @@ pub fn run(args: Args) -> Result<(), CliError> {
 fn fetch(a: &FetchArgs) -> Result<(), CliError> {
     let Os::Flatcar = a.os;
     let bad = |e: ImagesError| match e {
-        e @ (ImagesError::Write { .. } | ImagesError::Http { .. }) => CliError::Runtime(e.into()),
-        e => CliError::BadInput(e.to_string()),
+        e @ (ImagesError::Write { .. }
+        | ImagesError::Http { .. }
+        | ImagesError::HttpRead { .. }
+        | ImagesError::NotFound { .. }
+        | ImagesError::NoVersion { .. }) => CliError::Runtime(e.into()),
+        e => CliError::BadInput(crate::error_chain(&e)),
     };
     let key = match &a.key {
         Some(path) => {

@@ -38,13 +38,13 @@ const SMALL: u64 = 1 << 20;
 
 /// A GET, with errors that name the URL.
 fn get(url: &str) -> Result<ureq::http::Response<ureq::Body>, ImagesError> {
-    ureq::get(url).call().map_err(|e| ImagesError::Http {
-        url: url.to_owned(),
-        why: match e {
-            ureq::Error::StatusCode(404) => {
-                "404 not found: check the channel and version (or --mirror)".into()
-            }
-            e => e.to_string(),
+    ureq::get(url).call().map_err(|e| match e {
+        ureq::Error::StatusCode(404) => ImagesError::NotFound {
+            url: url.to_owned(),
+        },
+        e => ImagesError::Http {
+            url: url.to_owned(),
+            source: Box::new(e),
         },
     })
 }
@@ -58,7 +58,7 @@ pub fn get_text(url: &str) -> Result<String, ImagesError> {
         .read_to_string()
         .map_err(|e| ImagesError::Http {
             url: url.to_owned(),
-            why: e.to_string(),
+            source: Box::new(e),
         })
 }
 
@@ -96,10 +96,7 @@ pub fn fetch_flatcar(
     let mirror = mirror.trim_end_matches('/');
     let version = if version == "current" {
         let url = format!("{mirror}/current/version.txt");
-        version_in(&get_text(&url)?).ok_or_else(|| ImagesError::Http {
-            url,
-            why: "no FLATCAR_VERSION= line".into(),
-        })?
+        version_in(&get_text(&url)?).ok_or(ImagesError::NoVersion { url })?
     } else {
         version.to_owned()
     };
@@ -170,10 +167,12 @@ fn download(url: &str, to: &Path, name: &str) -> Result<([u8; 64], u64), ImagesE
     let mut buf = vec![0u8; 1 << 16];
     let mut total = 0u64;
     loop {
-        let n = body.read(&mut buf).map_err(|e| ImagesError::Http {
-            url: url.to_owned(),
-            why: e.to_string(),
-        })?;
+        let n = body
+            .read(&mut buf)
+            .map_err(|source| ImagesError::HttpRead {
+                url: url.to_owned(),
+                source,
+            })?;
         if n == 0 {
             break;
         }

@@ -15,6 +15,8 @@ pub enum ImagesError {
         "the test OS could not be built: {0}\n  help: it needs apt-get with Debian's package lists (apt-get update), dpkg, gzip, xz-utils and zstd"
     )]
     Testos(String),
+    #[error("the test OS could not be built: bash could not be started")]
+    TestosSpawn(#[source] std::io::Error),
     #[error(
         "no boot loader found on this system\n  help: install them first (Debian: apt-get install ipxe pxelinux syslinux-common)"
     )]
@@ -24,20 +26,46 @@ pub enum ImagesError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{url}: {why}")]
-    Http { url: String, why: String },
+    #[error("{url}: 404 not found: check the channel and version (or --mirror)")]
+    NotFound { url: String },
+    #[error("{url}")]
+    Http {
+        url: String,
+        #[source]
+        source: Box<ureq::Error>,
+    },
+    #[error("{url}: reading the answer")]
+    HttpRead {
+        url: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{url}: no FLATCAR_VERSION= line")]
+    NoVersion { url: String },
     #[error(
-        "the signing key cannot be used: {0}\n  help: pass the release's public key (armored) with --key"
+        "the signing key cannot be read\n  help: pass the release's public key (armored) with --key"
     )]
-    BadKey(String),
+    KeyUnreadable(#[source] pgp::errors::Error),
+    #[error(
+        "the signing key's self-signatures do not hold\n  help: pass the release's public key (armored) with --key"
+    )]
+    KeySelfSignatures(#[source] pgp::errors::Error),
     #[error(
         "the key's fingerprint is {got}, not the pinned {want}\n  help: the key was not the release signing key; pass a key you trust with --key"
     )]
     KeyNotPinned { got: String, want: String },
     #[error(
+        "the signed digests of {file} do not verify: the signature cannot be read\n  help: nothing was kept; check the mirror and the key"
+    )]
+    SignatureUnreadable {
+        file: String,
+        #[source]
+        source: pgp::errors::Error,
+    },
+    #[error(
         "the signed digests of {file} do not verify: {why}\n  help: nothing was kept; check the mirror and the key"
     )]
-    BadSignature { file: String, why: String },
+    BadSignature { file: String, why: &'static str },
     #[error("the signed digests have no SHA512 sum for {file}; nothing was kept")]
     NoDigest { file: String },
     #[error(

@@ -30,7 +30,7 @@ pub fn build(images: &Path) -> Result<PathBuf, ImagesError> {
         .arg("bootfleet-testos")
         .arg(&out)
         .output()
-        .map_err(|e| ImagesError::Testos(format!("cannot run bash: {e}")))?;
+        .map_err(ImagesError::TestosSpawn)?;
     if !o.status.success() {
         return Err(ImagesError::Testos(
             String::from_utf8_lossy(&o.stderr).trim().to_owned(),

@@ -26,10 +26,8 @@ impl TrustedKey {
     /// Reads an armored public key; `pin`, when given, is the primary
     /// key's fingerprint it must have (hex, any case, spaces ignored).
     pub fn parse(armored: &str, pin: Option<&str>) -> Result<TrustedKey, ImagesError> {
-        let bad = |why: String| ImagesError::BadKey(why);
-        let (key, _) = SignedPublicKey::from_string(armored).map_err(|e| bad(e.to_string()))?;
-        key.verify()
-            .map_err(|e| bad(format!("its self-signatures do not hold: {e}")))?;
+        let (key, _) = SignedPublicKey::from_string(armored).map_err(ImagesError::KeyUnreadable)?;
+        key.verify().map_err(ImagesError::KeySelfSignatures)?;
         let got = hex::encode_upper(key.primary_key.fingerprint().as_bytes());
         if let Some(want) = pin {
             let want: String = want.chars().filter(|c| !c.is_whitespace()).collect();
@@ -69,15 +67,19 @@ pub fn signed_digests(
     detached_over: Option<&str>,
     what: &str,
 ) -> Result<String, ImagesError> {
-    let bad = |why: String| ImagesError::BadSignature {
+    let bad = |why: &'static str| ImagesError::BadSignature {
         file: what.to_owned(),
         why,
+    };
+    let unreadable = |source| ImagesError::SignatureUnreadable {
+        file: what.to_owned(),
+        source,
     };
     if asc
         .trim_start()
         .starts_with("-----BEGIN PGP SIGNED MESSAGE-----")
     {
-        let (msg, _) = CleartextSignedMessage::from_string(asc).map_err(|e| bad(e.to_string()))?;
+        let (msg, _) = CleartextSignedMessage::from_string(asc).map_err(unreadable)?;
         let text = msg.signed_text();
         let ok = msg
             .signatures()
@@ -86,19 +88,19 @@ pub fn signed_digests(
         return if ok {
             Ok(text.replace("\r\n", "\n"))
         } else {
-            Err(bad("no signature by the trusted key".into()))
+            Err(bad("no signature by the trusted key"))
         };
     }
     let Some(data) = detached_over else {
         return Err(bad(
-            "a detached signature, but no digests file to check it against".into(),
+            "a detached signature, but no digests file to check it against",
         ));
     };
-    let (sig, _) = DetachedSignature::from_string(asc).map_err(|e| bad(e.to_string()))?;
+    let (sig, _) = DetachedSignature::from_string(asc).map_err(unreadable)?;
     if key.made(&sig.signature, data.as_bytes()) {
         Ok(data.to_owned())
     } else {
-        Err(bad("no signature by the trusted key".into()))
+        Err(bad("no signature by the trusted key"))
     }
 }
 
@@ -152,7 +154,7 @@ mod tests {
     fn garbage_is_not_a_key_or_a_signature() {
         assert!(matches!(
             TrustedKey::parse("not a key", None),
-            Err(ImagesError::BadKey(_))
+            Err(ImagesError::KeyUnreadable(_))
         ));
     }
 }

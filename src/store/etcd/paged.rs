@@ -3,16 +3,30 @@
 //! One range request for a whole prefix comes back as one gRPC message,
 //! and the client refuses messages over 4 MiB: at a few hundred bytes a
 //! lease, a site with some 30,000 leases could no longer be read, and a
-//! server could not start. So a prefix is read [`PAGE`] keys at a time,
-//! each page continuing after the last key of the one before, all pages at
-//! the revision of the first (one consistent view). When etcd compacts
-//! that revision between two pages, the read starts over at the newest.
+//! server could not start. So a prefix is read a page at a time, each page
+//! continuing after the last key of the one before, all pages at the
+//! revision of the first (one consistent view). When etcd compacts that
+//! revision between two pages, the read starts over at the newest.
+//!
+//! Pages are as large as fit in about [`PAGE_BYTES`]: the first asks for
+//! [`PAGE`] keys, the next for as many as the first's keys suggest. Small
+//! pages would be slow on a big site: etcd counts every key left in the
+//! range for each page it answers, so a read costs pages times keys (1M
+//! leases in pages of 500 took 190 s to read; see BENCHMARKS.md).
 
 use etcd_client::{Client, GetOptions, GetResponse, KeyValue};
 
-/// Keys per page: a lease record is about 150 bytes and a timeline a few
-/// KiB, so a page stays far below the client's 4 MiB message limit.
+/// Keys in the first page: a lease record is about 150 bytes and a
+/// timeline a few KiB, so even 500 timelines stay below the client's 4 MiB
+/// message limit.
 pub(super) const PAGE: i64 = 500;
+
+/// What a page after the first aims at, by the size of the keys seen:
+/// a quarter of the client's message limit.
+const PAGE_BYTES: usize = 1 << 20;
+
+/// The most keys a page asks for.
+const MAX_PAGE: i64 = 20_000;
 
 /// Every key under a prefix, as of one revision.
 #[derive(Debug, Default)]
@@ -45,6 +59,8 @@ pub(super) struct Cursor {
     end: Vec<u8>,
     revision: i64,
     min_mod_revision: i64,
+    /// Keys the next page asks for.
+    limit: i64,
     done: bool,
     out: Snapshot,
 }
@@ -59,6 +75,7 @@ impl Cursor {
             end: prefix_end(prefix),
             revision: 0,
             min_mod_revision,
+            limit: PAGE,
             done: false,
             out: Snapshot::default(),
         }
@@ -68,7 +85,7 @@ impl Cursor {
     pub(super) fn request(&self) -> (Vec<u8>, GetOptions) {
         let mut options = GetOptions::new()
             .with_range(self.end.clone())
-            .with_limit(PAGE)
+            .with_limit(self.limit)
             .with_revision(self.revision);
         if self.min_mod_revision > 0 {
             options = options.with_min_mod_revision(self.min_mod_revision);
@@ -84,6 +101,15 @@ impl Cursor {
         }
         let more = resp.more();
         let kvs = resp.take_kvs();
+        if !kvs.is_empty() {
+            // Each key and value, and about 32 bytes of framing.
+            let bytes: usize = kvs
+                .iter()
+                .map(|kv| kv.key().len() + kv.value().len() + 32)
+                .sum();
+            let per_key = bytes.div_ceil(kvs.len()).max(1);
+            self.limit = ((PAGE_BYTES / per_key) as i64).clamp(1, MAX_PAGE);
+        }
         match kvs.last() {
             Some(last) if more => {
                 self.from = last.key().to_vec();
