@@ -25,7 +25,9 @@ fn serve_stalling_after(dir: &Path, stall_secs: &str) -> Served {
     serve_with(dir, &["--stall-after", stall_secs])
 }
 
-fn serve_with(dir: &Path, extra: &[&str]) -> Served {
+/// `bootfleet serve` on loopback ports of the system's choosing, without
+/// DHCP, on the spec, state and images of `dir`.
+fn serve_command(dir: &Path, extra: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_bootfleet"));
     cmd.arg("--state-dir")
         .arg(dir.join("state"))
@@ -41,8 +43,13 @@ fn serve_with(dir: &Path, extra: &[&str]) -> Served {
         .arg("--images")
         .arg(dir.join("images"))
         .arg(dir.join("spec.toml"))
-        .env_remove("BOOTFLEET_LOG")
-        .stderr(std::fs::File::create(dir.join("serve.log")).unwrap());
+        .env_remove("BOOTFLEET_LOG");
+    cmd
+}
+
+fn serve_with(dir: &Path, extra: &[&str]) -> Served {
+    let mut cmd = serve_command(dir, extra);
+    cmd.stderr(std::fs::File::create(dir.join("serve.log")).unwrap());
     let (server, line) = spawn_until_line(&mut cmd);
     assert!(
         line.starts_with("listening:"),
@@ -722,22 +729,7 @@ fn a_store_that_fails_is_reported_with_its_cause_not_only_what_failed() {
     let d = dir.path();
     // A damaged state database: serve must say which file, and why.
     std::fs::write(d.join("state/state.redb"), b"this is not a redb database").unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_bootfleet"))
-        .arg("--state-dir")
-        .arg(d.join("state"))
-        .args([
-            "serve",
-            "--no-dhcp",
-            "--http-listen",
-            "127.0.0.1:0",
-            "--tftp-listen",
-            "127.0.0.1:0",
-        ])
-        .arg("--images")
-        .arg(d.join("images"))
-        .arg(d.join("spec.toml"))
-        .output()
-        .unwrap();
+    let o = serve_command(d, &[]).output().unwrap();
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "{err}");
     let line = err

@@ -36,18 +36,7 @@ pub(super) fn keep_expired(
     let Some(t) = w.and_then(|w| w.keep_expired.as_ref()) else {
         return Some(lease_time.unwrap_or(Duration::from_secs(12 * 3600)) * 3);
     };
-    let d = super::check::parse_duration(t.get_ref()).filter(|d| d.as_secs() >= 60);
-    if d.is_none() {
-        c.error(
-            t.span(),
-            format!(
-                "keep_expired `{}` is not a duration of at least a minute",
-                t.get_ref()
-            ),
-            "write a number with a unit: 90m, 36h or 7d",
-        );
-    }
-    d
+    at_least_a_minute(c, "keep_expired", t, "90m, 36h or 7d")
 }
 
 /// `[state] keep_timelines`: how long the boot timeline of a machine not
@@ -57,15 +46,26 @@ pub(super) fn keep_timelines(c: &mut Checker, w: Option<&wire::State>) -> Option
     let Some(t) = w.and_then(|w| w.keep_timelines.as_ref()) else {
         return Some(Duration::from_secs(30 * 86_400));
     };
+    at_least_a_minute(c, "keep_timelines", t, "12h, 7d or 30d")
+}
+
+/// The duration `key` gives, refused (with an error naming the key and
+/// `examples` of good values) unless it is at least a minute.
+fn at_least_a_minute(
+    c: &mut Checker,
+    key: &str,
+    t: &Spanned<String>,
+    examples: &str,
+) -> Option<Duration> {
     let d = super::check::parse_duration(t.get_ref()).filter(|d| d.as_secs() >= 60);
     if d.is_none() {
         c.error(
             t.span(),
             format!(
-                "keep_timelines `{}` is not a duration of at least a minute",
+                "{key} `{}` is not a duration of at least a minute",
                 t.get_ref()
             ),
-            "write a number with a unit: 12h, 7d or 30d",
+            format!("write a number with a unit: {examples}"),
         );
     }
     d
