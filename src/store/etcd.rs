@@ -233,6 +233,18 @@ impl Etcd {
         }
     }
 
+    /// Runs `ops` with no condition, [`MAX_TXN_OPS`] to a transaction.
+    fn unconditionally(&self, what: &'static str, ops: &[TxnOp]) -> Result<(), StoreError> {
+        for chunk in ops.chunks(MAX_TXN_OPS) {
+            let txn = Txn::new().and_then(chunk.to_vec());
+            self.call(what, move |mut c| {
+                let txn = txn.clone();
+                async move { c.txn(txn).await }
+            })?;
+        }
+        Ok(())
+    }
+
     fn get_prefix(&self, what: &'static str, rest: &str) -> Result<Vec<KeyValue>, StoreError> {
         Ok(self
             .read_prefix(what, rest, 0)?
@@ -483,14 +495,7 @@ impl Timelines for Etcd {
                 TxnOp::put(self.key(&format!("timelines/{mac}/{server}")), value, None)
             })
             .collect();
-        for chunk in ops.chunks(MAX_TXN_OPS) {
-            let txn = Txn::new().and_then(chunk.to_vec());
-            self.call("saving the boot timelines", move |mut c| {
-                let txn = txn.clone();
-                async move { c.txn(txn).await }
-            })?;
-        }
-        Ok(())
+        self.unconditionally("saving the boot timelines", &ops)
     }
 
     /// Every server's record of each machine: one ranged delete per
@@ -505,14 +510,7 @@ impl Timelines for Etcd {
                 )
             })
             .collect();
-        for chunk in ops.chunks(MAX_TXN_OPS) {
-            let txn = Txn::new().and_then(chunk.to_vec());
-            self.call("forgetting boot timelines", move |mut c| {
-                let txn = txn.clone();
-                async move { c.txn(txn).await }
-            })?;
-        }
-        Ok(())
+        self.unconditionally("forgetting boot timelines", &ops)
     }
 
     /// What changed since the revision last read: one ranged read of the
