@@ -11,6 +11,7 @@ pub mod cluster;
 pub mod dhcp;
 pub mod durable;
 pub mod http;
+pub mod ignition;
 pub mod images;
 pub mod inventory;
 pub mod metrics;

@@ -19,6 +19,7 @@ mod docs;
 mod etcd_cluster;
 mod examples;
 mod golden;
+mod ignition;
 mod images_fetch;
 mod ra;
 mod serve;

@@ -38,7 +38,9 @@ pub fn http(path: &str, names: &Names) -> Option<Stage> {
         // by UEFI HTTP boot.
         return Some(tftp(asset, names));
     }
-    if path.starts_with("/cloud-config/") {
+    // The config stage: a cloud-config, or Ignition's fetch of its config
+    // and of the configs it merges.
+    if path.starts_with("/cloud-config/") || path.starts_with("/ignition/") {
         return Some(Stage::CloudConfig);
     }
     if path.starts_with("/phone-home/") {
@@ -66,6 +68,8 @@ mod tests {
         assert_eq!(http("/assets/flatcar/vmlinuz", &n), Some(Stage::Kernel));
         assert_eq!(http("/assets/ipxe.efi", &n), Some(Stage::Loader));
         assert_eq!(http("/cloud-config/n1", &n), Some(Stage::CloudConfig));
+        assert_eq!(http("/ignition/n1", &n), Some(Stage::CloudConfig));
+        assert_eq!(http("/ignition/n1/merge/0", &n), Some(Stage::CloudConfig));
         assert_eq!(http("/phone-home/n1", &n), Some(Stage::Booted));
         assert_eq!(http("/api/v1/nodes", &n), None);
     }

@@ -33,10 +33,16 @@ pub fn unknown_machine(mac: Mac) -> String {
     )
 }
 
-/// A cloud-config or phone-home with a token that is not the node's.
+/// A config or phone-home with a token that is not the node's.
 pub const WRONG_TOKEN: &str = "its kernel command line holds a token this server did not \
      issue (the site key changed, or another server booted it): reboot the machine so it \
      fetches a fresh script";
+
+/// An Ignition config asked of a server whose spec renders cloud-configs
+/// (the machine kept a kernel command line of another spec).
+pub const CONFIG_FORMAT: &str = "the machine booted with `ignition.config.url=` but the spec \
+     renders cloud-configs: set `config = \"ignition\"` under [boot], or reboot the machine \
+     so it fetches a fresh script";
 
 /// A cloud-config or phone-home from an address that is not the node's.
 pub fn wrong_source(node: &str) -> String {

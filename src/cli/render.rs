@@ -5,12 +5,12 @@ use std::path::{Path, PathBuf};
 use super::CliError;
 use crate::render::RenderError;
 
-/// Render every node's boot files and cloud-config, and the cluster's fleet
+/// Render every node's boot files and config (cloud-config or Ignition), and the cluster's fleet
 /// units, for review or for another DHCP/TFTP server. Everything is rendered
 /// and checked before the first file is written.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  bootfleet render examples/rack.toml --out out/\n  bootfleet render examples/rack.toml --node etcd0 > etcd0.yml\n\nWritten under DIR: cloud-config/<node>.yml, pxelinux.cfg/01-<mac>, ipxe/<node>.ipxe,\nboot.ipxe, pxelinux.cfg/default, units/ (with a [load]). Files an earlier render\nwrote that the spec no longer produces are removed."
+    after_help = "Examples:\n  bootfleet render examples/rack.toml --out out/\n  bootfleet render examples/rack.toml --node etcd0 > etcd0.yml\n\nWritten under DIR: cloud-config/<node>.yml (ignition/<node>.ign with [boot] config =\n\"ignition\"), pxelinux.cfg/01-<mac>, ipxe/<node>.ipxe,\nboot.ipxe, pxelinux.cfg/default, units/ (with a [load]). Files an earlier render\nwrote that the spec no longer produces are removed."
 )]
 #[command(group(clap::ArgGroup::new("target").required(true).args(["out", "node"])))]
 pub struct Args {
@@ -19,7 +19,7 @@ pub struct Args {
     /// Write every file under this directory.
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
-    /// Print this node's cloud-config to standard output instead.
+    /// Print this node's cloud-config (or Ignition config) to standard output instead.
     #[arg(long, value_name = "NAME")]
     node: Option<String>,
 }
@@ -33,7 +33,7 @@ pub fn run(args: Args, state_dir: &Path) -> Result<(), CliError> {
                     .inventory
                     .get(name)
                     .ok_or_else(|| RenderError::UnknownNode(name.clone()))?;
-                Output::Stdout(p.renderer.cloud_config(&p.spec, &p.inventory, node)?)
+                Output::Stdout(p.renderer.node_config(&p.spec, &p.inventory, node)?)
             }
             None => Output::Files(p.all_files()?),
         })

@@ -1,5 +1,5 @@
-//! What booting machines fetch: the iPXE scripts, their cloud-config
-//! (token required), and the phone-home call.
+//! What booting machines fetch: the iPXE scripts, their cloud-config or
+//! Ignition config (token required), and the phone-home call.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -196,6 +196,48 @@ pub async fn cloud_config(
     }
     match s.site().files.get(&Generated::CloudConfig(name).path()) {
         Some(f) => text(f.clone(), "text/yaml; charset=utf-8"),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+/// `/ignition/<node>?token=...`: what Ignition fetches.
+pub async fn ignition(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    ConnectInfo(from): ConnectInfo<SocketAddr>,
+) -> Response {
+    if let Some(refused) = refusal(&s, &name, &q, from) {
+        return refused;
+    }
+    match s.site().files.get(&Generated::Ignition(name).path()) {
+        Some(f) => text(f.clone(), crate::ignition::MEDIA_TYPE),
+        None => refuse(
+            StatusCode::NOT_FOUND,
+            "this spec renders cloud-configs, not Ignition configs\n".into(),
+            "no Ignition config: the spec renders cloud-configs",
+            Some(fixes::CONFIG_FORMAT.into()),
+        ),
+    }
+}
+
+/// `/ignition/<node>/merge/<i>?token=...`: the `i`th config of
+/// `[ignition] merge`, as the user wrote it (Ignition checks its hash).
+pub async fn ignition_merge(
+    State(s): State<AppState>,
+    Path((name, index)): Path<(String, usize)>,
+    Query(q): Query<HashMap<String, String>>,
+    ConnectInfo(from): ConnectInfo<SocketAddr>,
+) -> Response {
+    if let Some(refused) = refusal(&s, &name, &q, from) {
+        return refused;
+    }
+    match s.site().merge.get(index) {
+        Some(bytes) => (
+            [(header::CONTENT_TYPE, crate::ignition::MEDIA_TYPE)],
+            bytes.to_vec(),
+        )
+            .into_response(),
         None => StatusCode::NOT_FOUND.into_response(),
     }
 }

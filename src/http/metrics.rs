@@ -33,9 +33,10 @@ impl Default for HttpMetrics {
 /// The route family of a path: a fixed label, so that paths with node
 /// names or files do not make a label per value.
 pub fn family(path: &str) -> &'static str {
-    const FAMILIES: [&str; 8] = [
+    const FAMILIES: [&str; 9] = [
         "/assets/",
         "/cloud-config/",
+        "/ignition/",
         "/phone-home/",
         "/ipxe/",
         "/api/",

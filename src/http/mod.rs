@@ -1,5 +1,6 @@
 //! bootfleet's HTTP side (axum): what booting machines fetch (`/boot.ipxe`,
-//! their own iPXE script, `/assets/...`, `/cloud-config/<node>`), the
+//! their own iPXE script, `/assets/...`, `/cloud-config/<node>`,
+//! `/ignition/<node>` and the configs it merges), the
 //! phone-home call, and what people and scripts read (the status page,
 //! `/api/v1/nodes`, `/metrics`, `/healthz`).
 //!
@@ -36,7 +37,7 @@ pub struct Site {
     /// The cluster's name, for the page title.
     pub cluster: String,
     /// Rendered files by path: `boot.ipxe`, `ipxe/<node>.ipxe`,
-    /// `cloud-config/<node>.yml`.
+    /// `cloud-config/<node>.yml`, `ignition/<node>.ign`.
     pub files: HashMap<String, String>,
     pub inventory: Inventory,
     pub names: Names,
@@ -45,6 +46,8 @@ pub struct Site {
     pub images: PathBuf,
     /// Require `/cloud-config/<node>` to come from the node's own address.
     pub check_source: bool,
+    /// `[ignition] merge`, served at `/ignition/<node>/merge/<i>`.
+    pub merge: Vec<Arc<[u8]>>,
 }
 
 impl Site {
@@ -74,6 +77,11 @@ impl Site {
                 .canonicalize()
                 .unwrap_or_else(|_| images.to_path_buf()),
             check_source,
+            merge: spec
+                .ignition_merge
+                .iter()
+                .map(|m| m.bytes.clone())
+                .collect(),
         }
     }
 }
@@ -170,6 +178,11 @@ pub fn router(state: AppState) -> Router {
         .route("/ipxe/boot", get(machines::ipxe_by_mac))
         .route("/ipxe/{file}", get(machines::ipxe_by_name))
         .route("/cloud-config/{name}", get(machines::cloud_config))
+        .route("/ignition/{name}", get(machines::ignition))
+        .route(
+            "/ignition/{name}/merge/{index}",
+            get(machines::ignition_merge),
+        )
         .route(
             "/phone-home/{name}",
             post(machines::phone_home).get(machines::phone_home),

@@ -89,8 +89,10 @@ fn machine(s: &AppState, path: &str, query: &str, from: Option<IpAddr>) -> Optio
             return mac;
         }
     }
-    for prefix in ["/cloud-config/", "/phone-home/"] {
-        if let Some(name) = path.strip_prefix(prefix) {
+    for prefix in ["/cloud-config/", "/ignition/", "/phone-home/"] {
+        if let Some(rest) = path.strip_prefix(prefix) {
+            // `/ignition/<node>/merge/<i>` names the node first.
+            let name = rest.split('/').next().unwrap_or(rest);
             if let Some(mac) = s.registry.mac_of_name(name) {
                 return Some(mac);
             }

@@ -62,6 +62,8 @@ pub struct BootCtx {
     pub kernel_args: Vec<String>,
     pub console: Vec<String>,
     pub retries: u32,
+    /// `cloud-config` or `ignition`.
+    pub config: crate::spec::ConfigFormat,
 }
 
 #[derive(Debug, Serialize)]
@@ -115,6 +117,8 @@ pub struct NodeCtx<'a> {
 #[derive(Debug, Serialize)]
 pub struct UrlsCtx {
     pub cloud_config: String,
+    /// The node's Ignition config (`[boot] config = "ignition"`).
+    pub ignition: String,
     pub phone_home: String,
     pub ipxe: String,
 }
@@ -167,6 +171,7 @@ impl<'a> Shared<'a> {
                 kernel_args: spec.boot.kernel_args.clone(),
                 console: spec.boot.console.clone(),
                 retries: spec.boot.retries,
+                config: spec.boot.config,
             },
             etcd: EtcdCtx {
                 run: spec.etcd.run.clone(),
@@ -239,6 +244,7 @@ impl<'a> Context<'a> {
         );
         ctx.urls = Some(UrlsCtx {
             cloud_config: format!("{base}/cloud-config/{}?token={}", node.name, node.token),
+            ignition: format!("{base}/ignition/{}?token={}", node.name, node.token),
             phone_home: format!("{base}/phone-home/{}?token={}", node.name, node.token),
             ipxe: format!("{base}/ipxe/{}.ipxe", node.name),
         });

@@ -1,8 +1,8 @@
 //! The files bootfleet generates, named once: each kind's path under the
 //! output directory (and in the servers' tables) and who may serve it.
 //! TFTP serves boot configs and scripts, never cloud-configs (they carry
-//! tokens, and TFTP cannot check one); HTTP serves scripts and
-//! cloud-configs; fleet units are for `fleetctl`, served by neither.
+//! tokens, and TFTP cannot check one); HTTP serves scripts,
+//! cloud-configs and Ignition configs; fleet units are for `fleetctl`, served by neither.
 
 use crate::spec::Mac;
 
@@ -11,6 +11,8 @@ use crate::spec::Mac;
 pub enum Generated {
     /// `cloud-config/<node>.yml`.
     CloudConfig(String),
+    /// `ignition/<node>.ign`: the node's Ignition config.
+    Ignition(String),
     /// `pxelinux.cfg/01-<mac>`: the node's pxelinux config.
     PxelinuxConfig(Mac),
     /// `pxelinux.cfg/default`.
@@ -28,6 +30,7 @@ impl Generated {
     pub fn path(&self) -> String {
         match self {
             Generated::CloudConfig(node) => format!("cloud-config/{node}.yml"),
+            Generated::Ignition(node) => format!("ignition/{node}.ign"),
             Generated::PxelinuxConfig(mac) => format!("pxelinux.cfg/01-{}", mac.dashed()),
             Generated::PxelinuxDefault => "pxelinux.cfg/default".into(),
             Generated::NodeScript(node) => format!("ipxe/{node}.ipxe"),
@@ -52,6 +55,7 @@ impl Generated {
             "cloud-config" => Some(Generated::CloudConfig(
                 name.strip_suffix(".yml")?.to_owned(),
             )),
+            "ignition" => Some(Generated::Ignition(name.strip_suffix(".ign")?.to_owned())),
             "ipxe" => Some(Generated::NodeScript(
                 name.strip_suffix(".ipxe")?.to_owned(),
             )),
@@ -79,7 +83,10 @@ impl Generated {
     pub fn over_http(&self) -> bool {
         matches!(
             self,
-            Generated::CloudConfig(_) | Generated::NodeScript(_) | Generated::BootScript
+            Generated::CloudConfig(_)
+                | Generated::Ignition(_)
+                | Generated::NodeScript(_)
+                | Generated::BootScript
         )
     }
 }
@@ -92,6 +99,7 @@ mod tests {
     fn every_kind_reads_back_from_its_path_and_cloud_configs_never_go_over_tftp() {
         let all = [
             Generated::CloudConfig("a1".into()),
+            Generated::Ignition("a1".into()),
             Generated::PxelinuxConfig(Mac([0x52, 0x54, 0, 0xab, 0xcd, 1])),
             Generated::PxelinuxDefault,
             Generated::NodeScript("a1".into()),
@@ -111,6 +119,7 @@ mod tests {
             "pxelinux.cfg/01-52-54-00-ab-cd-01"
         );
         assert!(!Generated::CloudConfig("a1".into()).over_tftp());
+        assert!(!Generated::Ignition("a1".into()).over_tftp());
         assert!(!Generated::Unit("x".into()).over_http());
         for bad in [
             "cloud-config/a1",

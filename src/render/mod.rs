@@ -1,7 +1,8 @@
 //! Renders every file a machine needs to boot and join the cluster, from
 //! templates (built in, or overridden from the spec's template directory).
 //!
-//! Per node: `cloud-config/<name>.yml`, `pxelinux.cfg/01-<mac>`,
+//! Per node: `cloud-config/<name>.yml` (or `ignition/<name>.ign` with
+//! `[boot] config = "ignition"`), `pxelinux.cfg/01-<mac>`,
 //! `ipxe/<name>.ipxe`. Per cluster: `boot.ipxe`, `pxelinux.cfg/default` and,
 //! with a load, `units/` for `fleetctl start`. Every cloud-config is checked
 //! with [`crate::cloudconfig::validate`] before anything is returned, and
@@ -10,6 +11,7 @@
 mod context;
 mod filters;
 pub mod generated;
+mod ignition;
 pub mod templates;
 mod write;
 
@@ -22,7 +24,7 @@ use minijinja::{Environment, ErrorKind, UndefinedBehavior};
 
 use crate::cloudconfig;
 use crate::inventory::{Inventory, Node};
-use crate::spec::{Diagnostic, Severity, Spec};
+use crate::spec::{ConfigFormat, Diagnostic, Severity, Spec};
 pub use context::{Context, Shared};
 use templates::{BUILTIN, ReadOverrideError};
 pub use write::{MANIFEST, write};
@@ -51,6 +53,15 @@ pub enum RenderError {
     CloudConfig {
         node: String,
         findings: Vec<cloudconfig::Finding>,
+    },
+    /// A rendered Ignition config breaks a rule of `ignition-validate`.
+    #[error(
+        "the Ignition config of {node} would not be accepted cleanly:\n{}\n  help: fix the template that writes these files or units; docs/templates.md says which template writes what",
+        .findings.iter().map(|f| format!("  {f}")).collect::<Vec<_>>().join("\n")
+    )]
+    Ignition {
+        node: String,
+        findings: Vec<crate::ignition::Finding>,
     },
     /// `--node` named a node the spec does not have.
     #[error("no node named `{0}` in the spec")]
@@ -166,15 +177,20 @@ impl Renderer {
         RenderError::Template(Box::new(d))
     }
 
-    /// One node's cloud-config, checked.
-    pub fn cloud_config(
+    /// One node's config (cloud-config or Ignition, as the spec says),
+    /// checked.
+    pub fn node_config(
         &self,
         spec: &Spec,
         inv: &Inventory,
         node: &Node,
     ) -> Result<String, RenderError> {
         let shared = Shared::new(spec, inv);
-        self.checked_cloud_config(&Context::for_node(spec, &shared, node))
+        let ctx = Context::for_node(spec, &shared, node);
+        match spec.boot.config {
+            ConfigFormat::CloudConfig => self.checked_cloud_config(&ctx),
+            ConfigFormat::Ignition => self.checked_ignition(spec, &ctx),
+        }
     }
 
     fn checked_cloud_config(&self, ctx: &Context) -> Result<String, RenderError> {
@@ -199,11 +215,18 @@ impl Renderer {
         node: &Node,
     ) -> Result<Vec<File>, RenderError> {
         let ctx = Context::for_node(spec, shared, node);
-        Ok(vec![
-            File {
+        let config = match spec.boot.config {
+            ConfigFormat::CloudConfig => File {
                 path: Generated::CloudConfig(node.name.clone()).path(),
                 content: self.checked_cloud_config(&ctx)?,
             },
+            ConfigFormat::Ignition => File {
+                path: Generated::Ignition(node.name.clone()).path(),
+                content: self.checked_ignition(spec, &ctx)?,
+            },
+        };
+        Ok(vec![
+            config,
             File {
                 path: Generated::PxelinuxConfig(node.mac).path(),
                 content: self.render("boot/pxelinux.cfg", &ctx)?,

@@ -158,6 +158,14 @@ pub(super) fn check(path: &Path, source: &str) -> (Option<Spec>, Vec<Diagnostic>
         network.as_ref().map(|n| n.lease_time),
     );
     let keep_timelines = super::check_state::keep_timelines(&mut c, file.state.as_ref());
+    let ignition_merge = super::check_ignition::merge(
+        &mut c,
+        file.ignition.as_ref(),
+        boot.as_ref().map(|b| b.config),
+        templates_dir
+            .as_deref()
+            .zip(file.templates.as_ref().map(|t| t.dir.span())),
+    );
     let spec = match (
         cluster,
         network,
@@ -168,6 +176,7 @@ pub(super) fn check(path: &Path, source: &str) -> (Option<Spec>, Vec<Diagnostic>
         state,
         keep_expired,
         keep_timelines,
+        ignition_merge,
     ) {
         (
             Some(cluster),
@@ -179,6 +188,7 @@ pub(super) fn check(path: &Path, source: &str) -> (Option<Spec>, Vec<Diagnostic>
             Some(state),
             Some(keep_expired),
             Some(keep_timelines),
+            Some(ignition_merge),
         ) => Some(Spec {
             etcd: {
                 if etcd.token.is_empty() {
@@ -199,6 +209,7 @@ pub(super) fn check(path: &Path, source: &str) -> (Option<Spec>, Vec<Diagnostic>
             state,
             keep_expired,
             keep_timelines,
+            ignition_merge,
         }),
         _ => None,
     };
@@ -568,8 +579,11 @@ fn boot(c: &mut Checker, w: wire::Boot) -> Option<Boot> {
         );
         ok = false;
     }
+    let config = super::check_ignition::format(c, w.config.as_ref());
+    ok &= config.is_some();
     let (kernel, initrd) = image?;
     ok.then(|| Boot {
+        config: config.unwrap_or_default(),
         kernel,
         initrd,
         kernel_args: w.kernel_args.into_iter().map(Spanned::into_inner).collect(),

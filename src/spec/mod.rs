@@ -7,6 +7,7 @@
 //! names file, line and fix.
 
 mod check;
+mod check_ignition;
 mod check_libvirt;
 mod check_nodes;
 mod check_services;
@@ -105,6 +106,32 @@ pub struct Spec {
     /// How long the boot timeline of a machine the spec does not list is
     /// kept after its last event (`[state] keep_timelines`, 30 days).
     pub keep_timelines: Duration,
+    /// `[ignition] merge`: the user's configs every node's Ignition
+    /// config merges, read and checked when the spec is loaded.
+    pub ignition_merge: Vec<MergeFile>,
+}
+
+/// `[boot] config`: the provisioning format the nodes are given.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConfigFormat {
+    /// A cloud-config at `cloud-config-url=`, read by coreos-cloudinit.
+    #[default]
+    CloudConfig,
+    /// An Ignition config (spec 3.3.0) at `ignition.config.url=`.
+    Ignition,
+}
+
+/// One file of `[ignition] merge`, as it was read.
+#[derive(Debug, Clone, Serialize)]
+pub struct MergeFile {
+    /// Where it was read from.
+    pub path: PathBuf,
+    /// Its bytes, served to nodes as they are.
+    #[serde(skip)]
+    pub bytes: std::sync::Arc<[u8]>,
+    /// `sha512-<hex>`, the `verification.hash` nodes check it against.
+    pub hash: String,
 }
 
 /// `[state] backend`: where leases, enrolled machines, the site key and
@@ -272,6 +299,8 @@ pub struct Boot {
     pub bios_loader: BiosLoader,
     /// How many times the iPXE script renews DHCP and retries before giving up.
     pub retries: u32,
+    /// Cloud-config or Ignition.
+    pub config: ConfigFormat,
 }
 
 /// What a node does in the cluster.

@@ -26,6 +26,7 @@ pub struct SpecFile {
     pub templates: Option<Templates>,
     pub libvirt: Option<Libvirt>,
     pub state: Option<State>,
+    pub ignition: Option<Ignition>,
 }
 
 /// `[cluster]`: identity and logins shared by every node.
@@ -83,6 +84,7 @@ pub struct Boot {
     pub console: Vec<Spanned<String>>,
     pub bios_loader: Option<Spanned<String>>,
     pub retries: Option<Spanned<u32>>,
+    pub config: Option<Spanned<String>>,
 }
 
 /// `[[nodes]]`: one known machine.
@@ -182,4 +184,12 @@ pub struct State {
     pub key_file: Option<Spanned<String>>,
     pub keep_expired: Option<Spanned<String>>,
     pub keep_timelines: Option<Spanned<String>>,
+}
+
+/// `[ignition]`: the user's own Ignition configs, merged into every node's.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ignition {
+    #[serde(default)]
+    pub merge: Vec<Spanned<String>>,
 }
