@@ -53,6 +53,10 @@ pub enum ClusterError {
     #[error("{path} is missing: the VMs would stop at that step\n  help: {help}")]
     ImagesMissing { path: PathBuf, help: String },
     #[error(
+        "the test OS in {} was built by an older bootfleet (it cannot run Ignition)\n  help: rebuild it: bootfleet images testos --images {}", .dir.display(), .images.display()
+    )]
+    TestosStale { dir: PathBuf, images: PathBuf },
+    #[error(
         "the UEFI firmware {path} is missing\n  help: apt-get install ovmf, or set `firmware = \"bios\"` under [libvirt]"
     )]
     FirmwareMissing { path: PathBuf },
@@ -227,6 +231,14 @@ fn check_files(spec: &Spec, paths: &Paths) -> Result<(), ClusterError> {
             };
             return Err(ClusterError::ImagesMissing { path, help });
         }
+    }
+    if spec.boot.kernel == crate::images::testos::KERNEL
+        && !crate::images::testos::current(&paths.images)
+    {
+        return Err(ClusterError::TestosStale {
+            dir: paths.images.join("testos"),
+            images: paths.images.clone(),
+        });
     }
     if spec.libvirt.firmware == Firmware::Uefi {
         for f in [xml::OVMF_CODE, xml::OVMF_VARS] {
