@@ -41,9 +41,11 @@ cluster=(libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils ipxe-q
 # etcd and capture every ACK; prometheus' promtool lints /metrics and
 # checks the alerting rules; Debian's ignition brings ignition-validate,
 # which checks every rendered Ignition config (the test OS fetches its own
-# copy of the ignition binary with apt-get download).
+# copy of the ignition binary with apt-get download); etcd-client's
+# etcdctl asks the etcd members that test-OS VMs run from rendered units.
 test=(systemd etcd-server curl iproute2 atftp tftp-hpa busybox isc-dhcp-client dhcpcd-base time python3
-  dnsmasq-base chromium isc-dhcp-relay gnupg util-linux ndisc6 kea-admin tcpdump prometheus ignition)
+  dnsmasq-base chromium isc-dhcp-relay gnupg util-linux ndisc6 kea-admin tcpdump prometheus ignition
+  etcd-client)
 
 # bench: the servers bootfleet is compared with (Kea, nginx for the storm;
 # tftpd-hpa and atftpd are unpacked by bench/tftp.sh itself, and need

@@ -82,11 +82,16 @@ impl Cluster {
         text.push_str(&format!(
             "\n[libvirt]\naccel = \"tcg\"\nboot_timeout = \"5m\"\n{extra}\n"
         ));
+        Cluster::from_text(images, name, &text, state)
+    }
+
+    /// Cluster `name` (its bridge `bft-<name>`) of the spec `text`.
+    fn from_text(images: &Path, name: &str, text: &str, state: tempfile::TempDir) -> Cluster {
         let spec = state.path().join("spec.toml");
         std::fs::write(&spec, text).unwrap();
         Cluster {
             name: name.into(),
-            bridge,
+            bridge: format!("bft-{name}"),
             spec,
             images: images.to_owned(),
             state,
@@ -633,4 +638,147 @@ fn a_user_without_permission_and_a_pool_without_space_are_told_the_fix_needs_roo
     );
     c.down();
     assert_eq!(c.leftovers(), Vec::<String>::new());
+}
+
+/// The systemd flavour of the test OS: Ignition writes the rendered units
+/// into a Debian root, systemd boots it and runs what Ignition enabled.
+/// Three etcd members run from Debian's etcd binary, served by bootfleet
+/// and fetched by the rendered unit itself, and must form one cluster;
+/// phone-home comes from the rendered unit, not from the test OS's script.
+#[test]
+fn three_nodes_booting_systemd_after_ignition_run_the_rendered_units_and_form_one_etcd_cluster_needs_root_and_libvirtd()
+ {
+    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(images) = ready() else { return };
+    for tool in ["etcd", "etcdctl"] {
+        if !have(tool) {
+            cannot_run(&format!(
+                "{tool} is not installed (apt-get install etcd-server etcd-client)"
+            ));
+            return;
+        }
+    }
+    let state = tempfile::tempdir().unwrap();
+    let o = bootfleet(
+        state.path(),
+        &[
+            "images",
+            "testos",
+            "--systemd",
+            "--images",
+            images.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let etcd = images.join("etcd/etcd");
+    std::fs::create_dir_all(etcd.parent().unwrap()).unwrap();
+    std::fs::copy(which("etcd"), &etcd).unwrap();
+    let mut text = "[cluster]\nname = \"ignsd\"\n\n[network]\ninterface = \"bft-ignsd\"\nsubnet = \"10.213.29.0/24\"\nserver = \"10.213.29.1\"\n\n[boot]\nkernel = \"testos-systemd/vmlinuz\"\ninitrd = \"testos-systemd/initrd.img\"\nconfig = \"ignition\"\nconsole = [\"ttyS0,115200n8\"]\n".to_owned();
+    for i in 0..3 {
+        text.push_str(&format!(
+            "\n[[nodes]]\nname = \"m{i}\"\nip = \"10.213.29.{}\"\nroles = [\"etcd\"]\n",
+            10 + i
+        ));
+    }
+    text.push_str("\n[etcd]\nbinary = \"etcd/etcd\"\n\n[libvirt]\naccel = \"tcg\"\nmemory_mib = 768\nboot_timeout = \"8m\"\n");
+    let c = Cluster::from_text(&images, "ignsd", &text, state);
+    let up = c.json(&["up", "--json"]);
+    assert!(all_booted(&up), "{up:#}");
+    let endpoints = "http://10.213.29.10:2379,http://10.213.29.11:2379,http://10.213.29.12:2379";
+    assert_eq!(
+        up["etcd_endpoints"].as_array().map(Vec::len),
+        Some(3),
+        "{up:#}"
+    );
+    // Every member answers healthy, and all three are one cluster.
+    let etcdctl = |args: &[&str]| {
+        let mut last = None;
+        for _ in 0..30 {
+            let o = Command::new("etcdctl")
+                .args([
+                    "--endpoints",
+                    endpoints,
+                    "--dial-timeout",
+                    "5s",
+                    "--command-timeout",
+                    "10s",
+                ])
+                .args(args)
+                .env("ETCDCTL_API", "3")
+                .output()
+                .unwrap();
+            // etcdctl 3.4 prints endpoint health on standard error.
+            let said = format!("{}{}", stdout(&o), stderr(&o));
+            if o.status.success() {
+                return said;
+            }
+            last = Some(said);
+            std::thread::sleep(Duration::from_secs(2));
+        }
+        panic!("etcdctl {args:?}: {}", last.unwrap_or_default());
+    };
+    let health = etcdctl(&["endpoint", "health"]);
+    assert_eq!(health.matches("is healthy").count(), 3, "{health}");
+    let members = etcdctl(&["member", "list"]);
+    for i in 0..3 {
+        assert!(
+            members.contains(&format!("m{i}, http://10.213.29.{}:2380", 10 + i)),
+            "{members}"
+        );
+    }
+    // What ran is what Ignition wrote: systemd started the rendered units,
+    // and the test OS's own script did not phone home.
+    let console = stdout(&c.run(&["console", "m0"]));
+    for needle in [
+        "=====BEGIN IGNITION DIGEST=====",
+        "enabled etcd-member.service",
+        "testos: switching to systemd",
+        "Detected first boot",
+    ] {
+        assert!(console.contains(needle), "{needle}:\n{console}");
+    }
+    // systemd's status lines, colours removed; it shortens the unit's name
+    // but keeps the end of the description the templates wrote.
+    let plain = strip_escapes(&console);
+    for (verb, description) in [
+        ("Started", "etcd member m0 of cluster ignsd."),
+        ("Finished", "Tell bootfleet that m0 has booted."),
+    ] {
+        let tail = &description[description.len() - 20..];
+        assert!(
+            plain.lines().any(|l| l.contains(verb) && l.contains(tail)),
+            "{verb} ... {description}:\n{plain}"
+        );
+    }
+    assert!(!console.contains("testos: phoned home"), "{console}");
+    c.down();
+    assert_eq!(c.leftovers(), Vec::<String>::new());
+}
+
+/// `text` without terminal escape sequences (`ESC [ ... letter`).
+fn strip_escapes(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The full path of `tool` on PATH.
+fn which(tool: &str) -> PathBuf {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join(tool))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("{tool} is not on PATH"))
 }

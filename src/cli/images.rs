@@ -12,7 +12,7 @@ use crate::images::{ImagesError, Staged, stage};
 /// Boot loaders and images for the images directory.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  bootfleet images stage\n  bootfleet images stage --images /var/lib/bootfleet/images\n  bootfleet images fetch flatcar --channel stable\n  bootfleet images testos\n  bootfleet images fetch flatcar --version 4081.2.0 --key Flatcar_Image_Signing_Key.asc"
+    after_help = "Examples:\n  bootfleet images stage\n  bootfleet images stage --images /var/lib/bootfleet/images\n  bootfleet images fetch flatcar --channel stable\n  bootfleet images testos\n  bootfleet images testos --systemd\n  bootfleet images fetch flatcar --version 4081.2.0 --key Flatcar_Image_Signing_Key.asc"
 )]
 pub struct Args {
     #[command(subcommand)]
@@ -35,12 +35,19 @@ enum Command {
     Fetch(FetchArgs),
     /// Build the test OS into images/testos/ (`[boot] testos = true`):
     /// Debian's kernel and a busybox initramfs that fetches its
-    /// cloud-config, prints it on the serial console, phones home and
-    /// powers off. Proves a PXE path before Flatcar is fetched.
+    /// cloud-config (or runs Debian's Ignition on its Ignition config),
+    /// prints it on the serial console, phones home and powers off.
+    /// Proves a PXE path before Flatcar is fetched.
     Testos {
         /// The images directory `serve` uses.
         #[arg(long, default_value = "images", value_name = "DIR")]
         images: PathBuf,
+        /// Build the flavour that boots Debian's systemd after Ignition,
+        /// so the units Ignition enabled run, into images/testos-systemd/
+        /// (`kernel = "testos-systemd/vmlinuz"`, `initrd =
+        /// "testos-systemd/initrd.img"`, with `config = "ignition"`).
+        #[arg(long)]
+        systemd: bool,
     },
 }
 
@@ -91,10 +98,23 @@ pub fn run(args: Args) -> Result<(), CliError> {
     match args.command {
         Command::Stage { images } => stage_into(&images),
         Command::Fetch(a) => fetch(&a),
-        Command::Testos { images } => {
-            let dir = crate::images::testos::build(&images).map_err(anyhow::Error::from)?;
+        Command::Testos { images, systemd } => {
+            use crate::images::testos::{Flavour, build};
+            let flavour = if systemd {
+                Flavour::Systemd
+            } else {
+                Flavour::Busybox
+            };
+            let dir = build(&images, flavour).map_err(anyhow::Error::from)?;
+            let how = match flavour {
+                Flavour::Busybox => "`testos = true`".to_owned(),
+                Flavour::Systemd => format!(
+                    "`kernel = \"{0}/vmlinuz\"`, `initrd = \"{0}/initrd.img\"` and `config = \"ignition\"`",
+                    dir.file_name().unwrap_or_default().to_string_lossy()
+                ),
+            };
             println!(
-                "test OS in {} (boot it with `testos = true` under [boot])",
+                "test OS in {} (boot it with {how} under [boot])",
                 dir.display()
             );
             Ok(())

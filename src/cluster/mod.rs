@@ -53,7 +53,7 @@ pub enum ClusterError {
     #[error("{path} is missing: the VMs would stop at that step\n  help: {help}")]
     ImagesMissing { path: PathBuf, help: String },
     #[error(
-        "the test OS in {} was built by an older bootfleet (it cannot run Ignition)\n  help: rebuild it: bootfleet images testos --images {}", .dir.display(), .images.display()
+        "the test OS in {} was built by an older bootfleet (it cannot run Ignition)\n  help: rebuild it: bootfleet images testos{} --images {}", .dir.display(), if .dir.ends_with("testos-systemd") { " --systemd" } else { "" }, .images.display()
     )]
     TestosStale { dir: PathBuf, images: PathBuf },
     #[error(
@@ -224,6 +224,8 @@ fn check_files(spec: &Spec, paths: &Paths) -> Result<(), ClusterError> {
             let images = paths.images.display();
             let help = if f.starts_with("testos/") {
                 format!("build the test OS: bootfleet images testos --images {images}")
+            } else if f.starts_with("testos-systemd/") {
+                format!("build the test OS: bootfleet images testos --systemd --images {images}")
             } else if let Some(v) = f.strip_prefix("flatcar/").and_then(|r| r.split('/').next()) {
                 format!("fetch it: bootfleet images fetch flatcar --version {v} --images {images}")
             } else {
@@ -232,11 +234,9 @@ fn check_files(spec: &Spec, paths: &Paths) -> Result<(), ClusterError> {
             return Err(ClusterError::ImagesMissing { path, help });
         }
     }
-    if spec.boot.kernel == crate::images::testos::KERNEL
-        && !crate::images::testos::current(&paths.images)
-    {
+    if !crate::images::testos::current(&paths.images, &spec.boot.kernel) {
         return Err(ClusterError::TestosStale {
-            dir: paths.images.join("testos"),
+            dir: paths.images.join(&spec.boot.kernel).with_file_name(""),
             images: paths.images.clone(),
         });
     }

@@ -19,18 +19,43 @@ pub const KERNEL: &str = "testos/vmlinuz";
 /// The initramfs's path under the images directory.
 pub const INITRD: &str = "testos/initrd.img";
 
-/// The build script, run by bash with the output directory as `$1`.
+/// The build script, run by bash with the output directory as `$1` and
+/// the flavour as `$2`.
 const SCRIPT: &str = include_str!("testos.sh");
 
-/// Builds the test OS into `images/testos/` unless both files are there;
-/// returns the directory.
-pub fn build(images: &Path) -> Result<PathBuf, ImagesError> {
-    let out = images.join("testos");
+/// What runs after the config was applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavour {
+    /// busybox's /init phones home itself and powers off (`testos/`).
+    Busybox,
+    /// Debian's systemd takes over the root Ignition wrote and runs the
+    /// units it enabled (`testos-systemd/`): boot it with
+    /// `kernel = "testos-systemd/vmlinuz"`, `initrd = "testos-systemd/initrd.img"`.
+    Systemd,
+}
+
+impl Flavour {
+    /// Its directory under the images directory, and the script's name
+    /// for it.
+    fn names(self) -> (&'static str, &'static str) {
+        match self {
+            Flavour::Busybox => ("testos", "busybox"),
+            Flavour::Systemd => ("testos-systemd", "systemd"),
+        }
+    }
+}
+
+/// Builds the test OS of `flavour` into its directory under `images`
+/// unless a build of this recipe is there; returns the directory.
+pub fn build(images: &Path, flavour: Flavour) -> Result<PathBuf, ImagesError> {
+    let (dir, name) = flavour.names();
+    let out = images.join(dir);
     let o = Command::new("bash")
         .arg("-c")
         .arg(SCRIPT)
         .arg("bootfleet-testos")
         .arg(&out)
+        .arg(name)
         .output()
         .map_err(ImagesError::TestosSpawn)?;
     if !o.status.success() {
@@ -41,14 +66,19 @@ pub fn build(images: &Path) -> Result<PathBuf, ImagesError> {
     Ok(out)
 }
 
-/// True when both files of the test OS are in `images`, built by this
-/// version of the script (its `recipe=` number, kept in `.recipe`).
-pub fn current(images: &Path) -> bool {
-    let files = [KERNEL, INITRD]
-        .iter()
-        .all(|f| images.join(f).metadata().is_ok_and(|m| m.len() > 0));
-    let built = std::fs::read_to_string(images.join("testos/.recipe")).unwrap_or_default();
-    files && Some(built.trim()) == recipe()
+/// True when the test OS whose kernel is `kernel` (a path under `images`)
+/// was built by this version of the script (its `recipe=` number and the
+/// flavour, kept in `.recipe`); true for any other kernel.
+pub fn current(images: &Path, kernel: &str) -> bool {
+    let flavour = [Flavour::Busybox, Flavour::Systemd]
+        .into_iter()
+        .find(|f| kernel == format!("{}/vmlinuz", f.names().0));
+    let Some(flavour) = flavour else {
+        return true;
+    };
+    let (dir, name) = flavour.names();
+    let built = std::fs::read_to_string(images.join(dir).join(".recipe")).unwrap_or_default();
+    recipe().is_some_and(|r| built.trim() == format!("{r}-{name}"))
 }
 
 /// The script's `recipe=N`: bumped whenever what the image holds changes.

@@ -11,12 +11,19 @@
 #   unit Ignition wrote;
 # and powers off. Packages are fetched with apt-get download and unpacked
 # here, nothing is installed.
-# Usage: testos.sh OUT_DIR   (writes OUT_DIR/vmlinuz, OUT_DIR/initrd.img)
+# The systemd flavour adds a Debian root at /sysroot (systemd, curl and
+# coreutils with what they depend on, unpacked, usr-merged): after
+# Ignition wrote into it, /init hands over to its systemd, which runs the
+# units Ignition enabled, as Flatcar boots from RAM.
+# Usage: testos.sh OUT_DIR [busybox|systemd]
+#   (writes OUT_DIR/vmlinuz, OUT_DIR/initrd.img)
 set -euo pipefail
 out=$(realpath -m "$1")
+flavour=${2:-busybox}
+case $flavour in busybox | systemd) ;; *) echo "usage: testos.sh OUT_DIR [busybox|systemd]" >&2; exit 2 ;; esac
 # Bumped whenever what the image holds changes, so older builds are redone.
-recipe=2
-built() { [ -s "$out/vmlinuz" ] && [ -s "$out/initrd.img" ] && [ "$(cat "$out/.recipe" 2>/dev/null)" = "$recipe" ]; }
+recipe=3
+built() { [ -s "$out/vmlinuz" ] && [ -s "$out/initrd.img" ] && [ "$(cat "$out/.recipe" 2>/dev/null)" = "$recipe-$flavour" ]; }
 built && exit 0
 # Several builds may start at once (tests run in parallel): the first one
 # builds while the others wait on the lock, then find the result.
@@ -87,30 +94,39 @@ ip link set eth0 up
 udhcpc -i eth0 -n -q -t 10 -s /bin/dhcp-script
 export PATH=/bin:/sbin
 if grep -q 'ignition.config.url=' /proc/cmdline; then
-  # Ignition writes into /sysroot, as in Flatcar's initramfs; it starts
-  # as this OS's /etc (logins, groups, no SELinux).
-  mkdir -p /sysroot/home /run/ignition
-  cp -a /etc /sysroot/etc
-  # Every regular file under /sysroot with its checksum, to see what
-  # Ignition changed.
-  snapshot() { find /sysroot -type f | LC_ALL=C sort | xargs sha256sum; }
-  snapshot > /tmp/before
-  cp /sysroot/etc/passwd /tmp/passwd.before
+  # Ignition writes into /sysroot, as in Flatcar's initramfs. In the
+  # systemd flavour /sysroot is a Debian root with systemd; otherwise it
+  # starts as this OS's /etc (logins, groups, no SELinux).
+  r=/sysroot
+  mkdir -p $r
+  if [ -d /sysroot-image ]; then
+    # switch_root needs the new root on a file system of its own.
+    mount -t tmpfs -o mode=0755 sysroot $r
+    cp -a /sysroot-image/. $r/
+    rm -rf /sysroot-image
+  else
+    mkdir -p $r/home
+    cp -a /etc $r/etc
+  fi
+  mkdir -p /run/ignition
+  cp $r/etc/passwd /tmp/passwd.before
+  touch /tmp/stamp
+  sleep 1
   ok=1
   for stage in fetch files; do
     echo "testos: ignition $stage"
-    ignition --platform=metal --stage=$stage --root=/sysroot --log-to-stdout > /tmp/ignition.$stage 2>&1 || ok=0
+    ignition --platform=metal --stage=$stage --root=$r --log-to-stdout > /tmp/ignition.$stage 2>&1 || ok=0
     grep -v 'journal entry' /tmp/ignition.$stage | grep -E '^(CRITICAL|ERROR|WARNING)' | sed 's/^/ignition: /'
     [ $ok = 1 ] || { echo "testos: ignition $stage failed"; break; }
   done
-  snapshot > /tmp/after
-  r=/sysroot
+  # What Ignition wrote: every regular file changed since the stamp, and
+  # the logins it added (the lines of src/ignition/digest.rs).
   {
-    grep -vxFf /tmp/before /tmp/after | while read -r sum path; do
+    find $r -type f -newer /tmp/stamp | while read -r path; do
       case ${path#$r} in
         /etc/passwd*|/etc/group*|/etc/shadow*|/etc/gshadow*|/etc/sub[ug]id*|/etc/.pwd.lock|/etc/.ignition-result.json) ;;
         /etc/systemd/system-preset/20-ignition.preset) sed -n 's/^enable /enabled /p' "$path" ;;
-        *) echo "file ${path#$r} $(stat -c %a "$path") $sum" ;;
+        *) echo "file ${path#$r} $(stat -c %a "$path") $(sha256sum "$path" | cut -d' ' -f1)" ;;
       esac
     done
     cut -d: -f1 $r/etc/passwd | while read -r user; do
@@ -124,6 +140,15 @@ if grep -q 'ignition.config.url=' /proc/cmdline; then
   echo "=====BEGIN IGNITION DIGEST====="
   cat /tmp/digest
   echo "=====END IGNITION DIGEST====="
+  if [ -x $r/lib/systemd/systemd ] && [ $ok = 1 ]; then
+    # As Flatcar does from RAM: systemd takes over the root Ignition
+    # wrote; on this first boot it applies Ignition's presets, and the
+    # units it enabled (phone-home among them) run. The address DHCP gave
+    # stays on eth0.
+    echo "testos: switching to systemd"
+    umount /proc /sys /dev 2>/dev/null
+    exec switch_root $r /lib/systemd/systemd
+  fi
   unit=$r/etc/systemd/system/bootfleet-phone-home.service
   home=$(grep -o 'http://[^ ]*/phone-home/[^ ]*' "$unit" 2>/dev/null | head -1)
 else
@@ -140,9 +165,47 @@ echo "testos: done"
 poweroff -f
 INIT
 chmod +x root/init
+if [ "$flavour" = systemd ]; then
+  # Every package systemd, curl and coreutils need, unpacked into the root
+  # systemd boots, then usr-merged as a Debian install would be.
+  pkgs=$( (apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts --no-breaks \
+    --no-replaces --no-enhances systemd curl coreutils base-files 2>/dev/null | grep -v '^ \|^<'; echo) |
+    grep -v '^$\|:' | sort -u)
+  mkdir debs
+  # shellcheck disable=SC2086
+  (cd debs && apt-get download $pkgs >/dev/null 2>&1) ||
+    { echo "apt-get download of systemd's packages failed: $pkgs" >&2; exit 1; }
+  s=root/sysroot-image
+  mkdir -p $s/usr
+  for d in debs/*.deb; do dpkg -x "$d" $s; done
+  for d in bin sbin lib lib64; do
+    if [ -d "$s/$d" ] && [ ! -L "$s/$d" ]; then
+      mkdir -p "$s/usr/$d"
+      cp -a "$s/$d/." "$s/usr/$d/"
+      rm -rf "${s:?}/$d"
+    fi
+    ln -sfn "usr/$d" "$s/$d"
+  done
+  rm -rf $s/usr/share/doc $s/usr/share/man $s/usr/share/locale $s/usr/share/info \
+    $s/usr/lib/x86_64-linux-gnu/gconv
+  mkdir -p $s/etc/selinux $s/home $s/root $s/proc $s/sys $s/dev $s/run $s/tmp $s/var/lib
+  cp root/etc/passwd root/etc/shadow root/etc/group $s/etc/
+  cp root/etc/selinux/config $s/etc/selinux/
+  # No machine ID yet: systemd treats this boot as the first one and
+  # applies the presets Ignition wrote, as on Flatcar.
+  rm -f $s/etc/machine-id
+  # As on Flatcar, no first-boot wizard waits on the console for answers,
+  # and no login prompt (there is no agetty, and no udev to announce ttyS0).
+  mkdir -p $s/etc/systemd/system
+  for u in systemd-firstboot.service serial-getty@.service getty@.service; do
+    ln -sfn /dev/null "$s/etc/systemd/system/$u"
+  done
+  printf 'include /etc/ld.so.conf.d/*.conf\n' > $s/etc/ld.so.conf
+  ldconfig -r $s
+fi
 cp "k/boot/vmlinuz-$kver" "$out/vmlinuz.tmp"
 (cd root && find . | "$work/b/bin/busybox" cpio -o -H newc 2>/dev/null | gzip -1) > "$out/initrd.img.tmp"
 mv "$out/vmlinuz.tmp" "$out/vmlinuz"
 mv "$out/initrd.img.tmp" "$out/initrd.img"
-echo "$recipe" > "$out/.recipe"
+echo "$recipe-$flavour" > "$out/.recipe"
 echo "test OS in $out (kernel $kver)"
