@@ -376,3 +376,87 @@ fn an_etcd_state_with_its_own_endpoints_checks_clean() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(!state.exists(), "check writes nothing and asks no etcd");
 }
+
+/// The base spec as Ignition, merging `merge` (written beside it as
+/// `extra.ign` when given).
+fn ignition_spec(dir: &Path, merge: Option<&str>) -> String {
+    let mut spec = BASE.replace("[boot]\n", "[boot]\nconfig = \"ignition\"\n") + &good_nodes();
+    if let Some(text) = merge {
+        std::fs::write(dir.join("extra.ign"), text).unwrap();
+        spec.push_str("\n[ignition]\nmerge = [\"extra.ign\"]\n");
+    }
+    spec
+}
+
+#[test]
+fn an_unknown_config_format() {
+    let spec = BASE.replace("[boot]\n", "[boot]\nconfig = \"butane\"\n") + &good_nodes();
+    let err = expect_rejected(
+        &spec,
+        line_of(&spec, "config =", 0),
+        "unknown config format `butane`",
+    );
+    assert!(err.contains("\"ignition\""), "{err}");
+}
+
+#[test]
+fn merge_files_that_nodes_could_not_merge_are_refused_at_the_line_naming_them() {
+    for (text, needle) in [
+        (
+            "#cloud-config\nhostname: x\n",
+            "is not an Ignition config nodes can merge",
+        ),
+        (r#"{"ignition":{"version":"3.4.0"}}"#, "newer than 3.3.0"),
+        (
+            r#"{"ignition":{"version":"2.3.0"}}"#,
+            "is not an Ignition config nodes can merge",
+        ),
+        (
+            r#"{"ignition":{"version":"3.3.0"},"storage":{"files":[{"path":"tmp/x"}]}}"#,
+            "storage.files[0].path",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = ignition_spec(dir.path(), Some(text));
+        let path = dir.path().join("spec.toml");
+        std::fs::write(&path, &spec).unwrap();
+        reject_at(dir.path(), &path, line_of(&spec, "merge =", 0), needle);
+    }
+    // A missing file, too.
+    let dir = tempfile::tempdir().unwrap();
+    let spec = ignition_spec(dir.path(), None) + "\n[ignition]\nmerge = [\"gone.ign\"]\n";
+    let path = dir.path().join("spec.toml");
+    std::fs::write(&path, &spec).unwrap();
+    reject_at(dir.path(), &path, line_of(&spec, "merge =", 0), "gone.ign");
+}
+
+#[test]
+fn what_ignition_cannot_express_is_refused() {
+    // Merging into cloud-configs.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("extra.ign"),
+        r#"{"ignition":{"version":"3.3.0"}}"#,
+    )
+    .unwrap();
+    let spec = BASE.to_owned() + &good_nodes() + "\n[ignition]\nmerge = [\"extra.ign\"]\n";
+    let path = dir.path().join("spec.toml");
+    std::fs::write(&path, &spec).unwrap();
+    reject_at(
+        dir.path(),
+        &path,
+        line_of(&spec, "merge =", 0),
+        "applies to Ignition configs",
+    );
+    // A cloud-config.yml override, which an Ignition config would ignore.
+    let (dir, _) = with_overrides(&[("cloud-config.yml", "#cloud-config\n")]);
+    let spec = ignition_spec(dir.path(), None) + "\n[templates]\ndir = \"tpl\"\n";
+    let path = dir.path().join("spec.toml");
+    std::fs::write(&path, &spec).unwrap();
+    reject_at(
+        dir.path(),
+        &path,
+        line_of(&spec, "dir =", 0),
+        "which Ignition configs do not use",
+    );
+}

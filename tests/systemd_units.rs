@@ -1,5 +1,7 @@
-//! Every unit bootfleet renders (inside cloud-configs and under `units/`)
-//! passes the real `systemd-analyze verify`. The OS's docker.service and the
+//! Every unit bootfleet renders (inside cloud-configs, inside Ignition
+//! configs and under `units/`) passes the real `systemd-analyze verify`.
+//! The browser units go no further than this and Ignition's files stage
+//! (tests/ignition.rs): their images cannot be pulled here. The OS's docker.service and the
 //! binaries the units start do not exist on this machine: a stub
 //! docker.service stands in for the first, and "not executable" findings
 //! for exactly those paths are the only ones tolerated.
@@ -23,11 +25,13 @@ fn have_systemd_analyze() -> bool {
 const NODE_ONLY: &[&str] = &["/usr/bin/docker", "/opt/bootfleet/bin/"];
 
 #[test]
-fn rendered_units_pass_systemd_analyze_verify_with_a_stub_docker_unit() {
+fn rendered_units_of_cloud_and_ignition_configs_pass_systemd_analyze_verify_browser_units_not_run_as_images_cannot_be_pulled_here()
+ {
     if !have_systemd_analyze() {
         return;
     }
     let mut checked = 0;
+    let mut from_ignition = 0;
     for ex in examples() {
         let name = ex.file_name().unwrap().to_str().unwrap().to_owned();
         let (_state, out) = render_example(&name);
@@ -38,12 +42,37 @@ fn rendered_units_pass_systemd_analyze_verify_with_a_stub_docker_unit() {
         )
         .unwrap();
         let mut names = Vec::new();
-        for f in files_under(&out.path().join("cloud-config")) {
-            let text = std::fs::read_to_string(out.path().join("cloud-config").join(&f)).unwrap();
+        let cloud = out.path().join("cloud-config");
+        for f in cloud
+            .exists()
+            .then(|| files_under(&cloud))
+            .unwrap_or_default()
+        {
+            let text = std::fs::read_to_string(cloud.join(&f)).unwrap();
             for (unit, content) in cloud_config_parts(&text).1 {
                 if let Some(content) = content {
                     std::fs::write(units_dir.path().join(&unit), content).unwrap();
                     names.push(unit);
+                }
+            }
+        }
+        let ignition = out.path().join("ignition");
+        for f in ignition
+            .exists()
+            .then(|| files_under(&ignition))
+            .unwrap_or_default()
+        {
+            let text = std::fs::read_to_string(ignition.join(&f)).unwrap();
+            let config: bootfleet::ignition::Config = serde_json::from_str(&text).unwrap();
+            for u in config
+                .systemd
+                .into_iter()
+                .flat_map(|s| s.units.unwrap_or_default())
+            {
+                if let Some(content) = u.contents {
+                    std::fs::write(units_dir.path().join(&u.name), content).unwrap();
+                    names.push(u.name);
+                    from_ignition += 1;
                 }
             }
         }
@@ -87,6 +116,10 @@ fn rendered_units_pass_systemd_analyze_verify_with_a_stub_docker_unit() {
         }
     }
     assert!(checked >= 12, "only {checked} units checked");
+    assert!(
+        from_ignition >= 6,
+        "only {from_ignition} units of Ignition configs"
+    );
 }
 
 #[test]

@@ -32,6 +32,11 @@ struct Rig {
 }
 
 fn rig(check_source: bool) -> Rig {
+    rig_of(SPEC, check_source)
+}
+
+/// [`rig`] over the spec `text`.
+fn rig_of(text: &str, check_source: bool) -> Rig {
     let dir = tempfile::tempdir().unwrap();
     let images = dir.path().join("images");
     std::fs::create_dir_all(images.join("os")).unwrap();
@@ -39,7 +44,7 @@ fn rig(check_source: bool) -> Rig {
     std::fs::write(images.join("os/initrd.img"), b"initrd").unwrap();
     std::fs::write(dir.path().join("secret"), b"not for you").unwrap();
     std::os::unix::fs::symlink(dir.path().join("secret"), images.join("escape")).unwrap();
-    let spec = crate::spec::parse(Path::new("spec.toml"), SPEC)
+    let spec = crate::spec::parse(Path::new("spec.toml"), text)
         .unwrap()
         .spec;
     let prepared = Prepared::with_key(spec, SiteKey::from_bytes([7; 32])).unwrap();
@@ -343,4 +348,70 @@ async fn a_method_a_route_does_not_take_is_405() {
     }
     let unknown = r.get("/nothing-here").await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+}
+
+/// [`SPEC`] as Ignition, merging `merge` (written to a file of its own).
+fn ignition_rig(merge: &str) -> (Rig, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("extra.ign");
+    std::fs::write(&file, merge).unwrap();
+    let text = SPEC.replacen("[boot]\n", "[boot]\nconfig = \"ignition\"\n", 1)
+        + &format!("\n[ignition]\nmerge = [\"{}\"]\n", file.display());
+    (rig_of(&text, false), dir)
+}
+
+#[tokio::test]
+async fn an_ignition_config_and_its_merges_open_only_with_the_nodes_own_token() {
+    let merge = r#"{"ignition":{"version":"3.3.0"}}"#;
+    let (r, _dir) = ignition_rig(merge);
+    let (t1, t2) = (r.token("a1"), r.token("a2"));
+    let got = r.get(&format!("/ignition/a1?token={t1}")).await;
+    assert_eq!(got.status, StatusCode::OK, "{}", got.body);
+    assert_eq!(
+        got.headers[header::CONTENT_TYPE],
+        crate::ignition::MEDIA_TYPE
+    );
+    let config: crate::ignition::Config = serde_json::from_str(&got.body).unwrap();
+    let merges = config.ignition.config.unwrap().merge.unwrap();
+    let url = merges[0].source.as_deref().unwrap();
+    assert!(
+        url.ends_with(&format!("/ignition/a1/merge/0?token={t1}")),
+        "{url}"
+    );
+    let got = r.get(&format!("/ignition/a1/merge/0?token={t1}")).await;
+    assert_eq!((got.status, got.body.as_str()), (StatusCode::OK, merge));
+    for (uri, want) in [
+        ("/ignition/a1".to_owned(), StatusCode::FORBIDDEN),
+        (format!("/ignition/a1?token={t2}"), StatusCode::FORBIDDEN),
+        (
+            format!("/ignition/a1/merge/0?token={t2}"),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            format!("/ignition/a1/merge/1?token={t1}"),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            format!("/ignition/a1/merge/x?token={t1}"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (format!("/ignition/zz?token={t1}"), StatusCode::NOT_FOUND),
+        (
+            format!("/cloud-config/a1?token={t1}"),
+            StatusCode::NOT_FOUND,
+        ),
+    ] {
+        let got = r.get(&uri).await;
+        assert_eq!(got.status, want, "{uri}: {}", got.body);
+        assert!(!got.body.contains("\"ignition\""), "{uri}: {}", got.body);
+    }
+}
+
+#[tokio::test]
+async fn an_ignition_fetch_from_a_spec_of_cloud_configs_is_refused_with_the_fix() {
+    let r = rig(false);
+    let t1 = r.token("a1");
+    let got = r.get(&format!("/ignition/a1?token={t1}")).await;
+    assert_eq!(got.status, StatusCode::NOT_FOUND);
+    assert!(got.body.contains("renders cloud-configs"), "{}", got.body);
 }
