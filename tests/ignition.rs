@@ -179,9 +179,10 @@ fn debians_ignition_validate_refuses_what_the_in_memory_rules_refuse() {
     }
 }
 
-/// Boots one test-OS VM with `config = "ignition"` from `bootfleet serve`
-/// and compares what Ignition wrote (the test OS prints it) with what
-/// bootfleet rendered and the merged file holds.
+/// Boots two test-OS VMs with `config = "ignition"` from `bootfleet serve`,
+/// one in the spec and one enrolled, and compares what Ignition wrote (the
+/// test OS prints it) with what bootfleet rendered and the merged file
+/// holds.
 #[test]
 fn the_test_os_applies_its_config_with_debians_ignition_and_writes_exactly_what_bootfleet_rendered_needs_root_and_qemu()
  {
@@ -206,6 +207,8 @@ fn the_test_os_applies_its_config_with_debians_ignition_and_writes_exactly_what_
         vec!["ip", "-n", &n, "link", "set", "br0", "up"],
         vec!["ip", "-n", &n, "tuntap", "add", "ig0", "mode", "tap"],
         vec!["ip", "-n", &n, "link", "set", "ig0", "master", "br0", "up"],
+        vec!["ip", "-n", &n, "tuntap", "add", "ig1", "mode", "tap"],
+        vec!["ip", "-n", &n, "link", "set", "ig1", "master", "br0", "up"],
     ] {
         run(&args);
     }
@@ -229,11 +232,16 @@ groups = ["sudo", "docker"]
 interface = "br0"
 subnet = "10.97.0.0/24"
 server = "10.97.0.2"
+dynamic_range = ["10.97.0.100", "10.97.0.150"]
 
 [boot]
 testos = true
 config = "ignition"
 console = ["ttyS0"]
+
+[enrolment]
+role = "worker"
+name = "w-{{mac}}"
 
 [[nodes]]
 name = "i1"
@@ -266,17 +274,20 @@ merge = ["{}"]
     cmd.stderr(std::fs::File::create(&log).unwrap());
     let (_server, line) = spawn_until_line(&mut cmd);
     assert!(line.starts_with("listening:"), "{line:?}");
-    let serial = d.join("serial.log");
-    let vm = qemu_pxe(
-        &ns,
-        "ig0",
-        "52:54:00:19:00:01",
-        384,
-        Vm::BiosVirtio,
-        &serial,
-    )
-    .spawn();
-    ns.children.push(vm.unwrap());
+    // i1 is in the spec; the second machine is not, and is enrolled.
+    let machines = [
+        ("i1", "52:54:00:19:00:01", "ig0"),
+        ("w-525400190099", "52:54:00:19:00:99", "ig1"),
+    ];
+    let serials: Vec<_> = machines
+        .iter()
+        .map(|(name, mac, tap)| {
+            let serial = d.join(format!("{name}.log"));
+            let vm = qemu_pxe(&ns, tap, mac, 384, Vm::BiosVirtio, &serial).spawn();
+            ns.children.push(vm.unwrap());
+            serial
+        })
+        .collect();
     let get = |path: &str| {
         let o = ns
             .exec(&[
@@ -290,54 +301,63 @@ merge = ["{}"]
             .unwrap();
         String::from_utf8_lossy(&o.stdout).into_owned()
     };
-    let done = wait_for(&serial, "testos: done", Duration::from_secs(420));
-    let console = std::fs::read_to_string(&serial).unwrap_or_default();
-    let served = std::fs::read_to_string(&log).unwrap_or_default();
-    assert!(
-        done,
-        "the VM never finished\nserial:\n{console}\nserve:\n{served}"
-    );
-    assert!(!console.contains("ignition fetch failed"), "{console}");
-    assert!(!console.contains("ignition files failed"), "{console}");
-    let printed: Vec<String> = console
-        .split("=====BEGIN IGNITION DIGEST=====")
-        .nth(1)
-        .and_then(|s| s.split("=====END IGNITION DIGEST=====").next())
-        .unwrap_or_else(|| panic!("no digest on the console:\n{console}"))
-        .lines()
-        .map(|l| l.trim_end_matches('\r').trim().to_owned())
-        .filter(|l| !l.is_empty())
-        .collect();
-
-    // What bootfleet served: the node's config (its URL and token from the
-    // node's own iPXE script) and the file it merges.
-    let script = get("/ipxe/i1.ipxe");
-    let token = token_in(&script);
-    let text = get(&format!("/ignition/i1?token={token}"));
-    let config: bootfleet::ignition::Config =
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
-    let merged: bootfleet::ignition::Config =
-        serde_json::from_slice(&std::fs::read(&merge).unwrap()).unwrap();
-    let want = bootfleet::ignition::digest(&[&config, &merged]);
-    assert_eq!(printed, want, "console:\n{console}");
-    // The checks bite: files with modes, units, keys, logins, the merge.
-    for line in [
-        "enabled bootfleet-phone-home.service",
-        "enabled etcd-member.service",
-        "file /opt/bootfleet/bin/browser-run 755 ",
-        "file /etc/systemd/system/fleet.service 644 ",
-        "file /home/core/.ssh/authorized_keys.d/ignition 600 ",
-        "file /etc/motd.d/bootfleet.conf 644 ",
-        "group ops docker",
-        "password ops ",
-        "user core",
-    ] {
+    let mut i1_token = String::new();
+    for ((name, _, _), serial) in machines.iter().zip(&serials) {
+        let done = wait_for(serial, "testos: done", Duration::from_secs(420));
+        let console = std::fs::read_to_string(serial).unwrap_or_default();
+        let served = std::fs::read_to_string(&log).unwrap_or_default();
         assert!(
-            printed.iter().any(|l| l.starts_with(line)),
-            "{line}: {printed:#?}"
+            done,
+            "the VM never finished\nserial:\n{console}\nserve:\n{served}"
         );
+        assert!(!console.contains("ignition fetch failed"), "{console}");
+        assert!(!console.contains("ignition files failed"), "{console}");
+        let printed: Vec<String> = console
+            .split("=====BEGIN IGNITION DIGEST=====")
+            .nth(1)
+            .and_then(|s| s.split("=====END IGNITION DIGEST=====").next())
+            .unwrap_or_else(|| panic!("no digest on the console:\n{console}"))
+            .lines()
+            .map(|l| l.trim_end_matches('\r').trim().to_owned())
+            .filter(|l| !l.is_empty())
+            .collect();
+
+        // What bootfleet served: the node's config (its URL and token from the
+        // node's own iPXE script) and the file it merges.
+        let script = get(&format!("/ipxe/{name}.ipxe"));
+        let token = token_in(&script);
+        let text = get(&format!("/ignition/{name}?token={token}"));
+        let config: bootfleet::ignition::Config =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+        let merged: bootfleet::ignition::Config =
+            serde_json::from_slice(&std::fs::read(&merge).unwrap()).unwrap();
+        let want = bootfleet::ignition::digest(&[&config, &merged]);
+        assert_eq!(printed, want, "console:\n{console}");
+        // The checks bite: files with modes, units, keys, logins, the merge.
+        for line in [
+            "enabled bootfleet-phone-home.service",
+            "file /opt/bootfleet/bin/browser-run 755 ",
+            "file /etc/systemd/system/fleet.service 644 ",
+            "file /home/core/.ssh/authorized_keys.d/ignition 600 ",
+            "file /etc/motd.d/bootfleet.conf 644 ",
+            "group ops docker",
+            "password ops ",
+            "user core",
+        ] {
+            assert!(
+                printed.iter().any(|l| l.starts_with(line)),
+                "{line}: {printed:#?}"
+            );
+        }
+        assert!(console.contains("testos: phoned home"), "{console}");
+        if *name == "i1" {
+            assert!(
+                printed.iter().any(|l| l == "enabled etcd-member.service"),
+                "{printed:#?}"
+            );
+            i1_token = token;
+        }
     }
-    assert!(console.contains("testos: phoned home"), "{console}");
 
     // The timeline: Ignition's fetches are the config stage; a token that
     // is not the node's is refused.
@@ -366,7 +386,7 @@ merge = ["{}"]
             "/dev/null",
             "-w",
             "%{http_code}",
-            &format!("http://10.97.0.2:8080/ignition/i1/merge/0?token={}0", token),
+            &format!("http://10.97.0.2:8080/ignition/i1/merge/0?token={i1_token}0"),
         ])
         .output()
         .unwrap();
