@@ -43,11 +43,11 @@ fn rendered_units_of_cloud_and_ignition_configs_pass_systemd_analyze_verify_brow
         .unwrap();
         let mut names = Vec::new();
         let cloud = out.path().join("cloud-config");
-        for f in cloud
-            .exists()
-            .then(|| files_under(&cloud))
-            .unwrap_or_default()
-        {
+        for f in if cloud.exists() {
+            files_under(&cloud)
+        } else {
+            Vec::new()
+        } {
             let text = std::fs::read_to_string(cloud.join(&f)).unwrap();
             for (unit, content) in cloud_config_parts(&text).1 {
                 if let Some(content) = content {
@@ -57,11 +57,11 @@ fn rendered_units_of_cloud_and_ignition_configs_pass_systemd_analyze_verify_brow
             }
         }
         let ignition = out.path().join("ignition");
-        for f in ignition
-            .exists()
-            .then(|| files_under(&ignition))
-            .unwrap_or_default()
-        {
+        for f in if ignition.exists() {
+            files_under(&ignition)
+        } else {
+            Vec::new()
+        } {
             let text = std::fs::read_to_string(ignition.join(&f)).unwrap();
             let config: bootfleet::ignition::Config = serde_json::from_str(&text).unwrap();
             for u in config
