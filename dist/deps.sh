@@ -42,10 +42,14 @@ cluster=(libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils ipxe-q
 # checks the alerting rules; Debian's ignition brings ignition-validate,
 # which checks every rendered Ignition config (the test OS fetches its own
 # copy of the ignition binary with apt-get download); etcd-client's
-# etcdctl asks the etcd members that test-OS VMs run from rendered units.
+# etcdctl asks the etcd members that test-OS VMs run from rendered units;
+# ipmitool is the IPMI driver's client; python3-venv, python3-dev, gcc and
+# openssl make the BMC emulators' virtual environment (sushy-tools,
+# virtualbmc and libvirt-python from PyPI, built against libvirt-dev) and
+# their TLS certificates.
 test=(systemd etcd-server curl iproute2 atftp tftp-hpa busybox isc-dhcp-client dhcpcd-base time python3
   dnsmasq-base chromium isc-dhcp-relay gnupg util-linux ndisc6 kea-admin tcpdump prometheus ignition
-  etcd-client)
+  etcd-client ipmitool python3-venv python3-dev gcc openssl)
 
 # bench: the servers bootfleet is compared with (Kea, nginx for the storm;
 # tftpd-hpa and atftpd are unpacked by bench/tftp.sh itself, and need

@@ -15,6 +15,7 @@ pub mod ignition;
 pub mod images;
 pub mod inventory;
 pub mod metrics;
+pub mod power;
 pub mod ra;
 pub mod render;
 pub mod server;

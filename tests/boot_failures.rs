@@ -423,6 +423,17 @@ fn a_cloud_config_refused_for_a_stale_token_is_failed_at_cloud_config_with_the_f
     let (serial, monitor_sock) = site.vm(E1, true);
     let e1 = site.wait(E1, Duration::from_secs(240), |r| r["stage"] == "os_boot");
     assert_eq!(e1["stage"], "os_boot", "{e1}");
+    // The kernel runs the test OS: everything the firmware fetched has
+    // arrived, and the OS has asked for nothing yet.
+    assert!(
+        wait_for(
+            &serial,
+            "Run /init as init process",
+            Duration::from_secs(240)
+        ),
+        "{}",
+        std::fs::read_to_string(&serial).unwrap_or_default()
+    );
     // The machine holds its kernel command line (and token); while it is
     // paused, another site's server (another state, another key) takes
     // over the segment.

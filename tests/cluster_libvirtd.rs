@@ -10,11 +10,11 @@ use std::time::{Duration, Instant};
 
 use crate::support::*;
 
-static TURN: Mutex<()> = Mutex::new(());
+pub static TURN: Mutex<()> = Mutex::new(());
 
 /// The images directory with the test OS, once root, QEMU and a running
 /// libvirtd are there (started here if nothing runs it).
-fn ready() -> Option<PathBuf> {
+pub fn ready() -> Option<PathBuf> {
     if !is_root() {
         cannot_run("needs root (libvirt's qemu:///system creates bridges)");
         return None;
@@ -51,18 +51,18 @@ fn ready() -> Option<PathBuf> {
 }
 
 /// A test cluster: its spec, state directory and names.
-struct Cluster {
+pub struct Cluster {
     name: String,
     bridge: String,
-    spec: PathBuf,
+    pub spec: PathBuf,
     images: PathBuf,
-    state: tempfile::TempDir,
+    pub state: tempfile::TempDir,
 }
 
 impl Cluster {
     /// Cluster `name` of `nodes` test-OS VMs on 10.213.`octet`.0/24;
     /// `extra` goes under `[libvirt]`.
-    fn new(images: &Path, name: &str, octet: u8, nodes: usize, extra: &str) -> Cluster {
+    pub fn new(images: &Path, name: &str, octet: u8, nodes: usize, extra: &str) -> Cluster {
         let state = tempfile::tempdir().unwrap();
         let bridge = format!("bft-{name}");
         let mut text = format!(
@@ -117,7 +117,7 @@ impl Cluster {
         self.cmd(args).output().unwrap()
     }
 
-    fn json(&self, args: &[&str]) -> serde_json::Value {
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
         let o = self.run(args);
         assert!(o.status.success(), "cluster {args:?}: {}", stderr(&o));
         serde_json::from_str(&stdout(&o)).unwrap_or_else(|e| panic!("{e}: {}", stdout(&o)))
@@ -192,7 +192,7 @@ impl Drop for Cluster {
     }
 }
 
-fn all_booted(report: &serde_json::Value) -> bool {
+pub fn all_booted(report: &serde_json::Value) -> bool {
     report["nodes"]
         .as_array()
         .unwrap()
@@ -528,6 +528,12 @@ fn a_node_that_cannot_boot_is_named_with_its_stage_and_console_when_up_times_out
     )
     .unwrap();
     std::fs::write(bad.path().join("testos/initrd.img"), b"not an initramfs").unwrap();
+    // Built by this version (so `up` does not ask for a rebuild first).
+    std::fs::copy(
+        images.join("testos/.recipe"),
+        bad.path().join("testos/.recipe"),
+    )
+    .unwrap();
     let c = Cluster::new(bad.path(), "stall", 26, 1, "");
     let spec = std::fs::read_to_string(&c.spec)
         .unwrap()

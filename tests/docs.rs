@@ -17,9 +17,9 @@ fn accepted_keys(path: &[&str], array: bool) -> Vec<String> {
     let doc = if path.is_empty() {
         format!("{PROBE} = 1\n")
     } else if array {
-        format!("[[{}]]\n{PROBE} = 1\n", path.join("."))
+        format!("{}[[{}]]\n{PROBE} = 1\n", parent(path), path.join("."))
     } else {
-        format!("[{}]\n{PROBE} = 1\n", path.join("."))
+        format!("{}[{}]\n{PROBE} = 1\n", parent(path), path.join("."))
     };
     let err = toml::from_str::<SpecFile>(&doc).expect_err("an unknown key must be refused");
     let message = err.message().to_owned();
@@ -50,14 +50,27 @@ enum Kind {
     Value,
 }
 
+/// A table under an element of an array of tables (`[nodes.bmc]`) is
+/// written after that element's header (`[[nodes]]`).
+fn parent(path: &[&str]) -> String {
+    match path {
+        [first, _, ..] if kind_of(&[], first) == Kind::ArrayOfTables => format!("[[{first}]]\n"),
+        _ => String::new(),
+    }
+}
+
 fn kind_of(path: &[&str], key: &str) -> Kind {
     let mut full: Vec<&str> = path.to_vec();
     full.push(key);
+    let parent = parent(&full);
     for (kind, doc) in [
-        (Kind::Table, format!("[{}]\n{PROBE} = 1\n", full.join("."))),
+        (
+            Kind::Table,
+            format!("{parent}[{}]\n{PROBE} = 1\n", full.join(".")),
+        ),
         (
             Kind::ArrayOfTables,
-            format!("[[{}]]\n{PROBE} = 1\n", full.join(".")),
+            format!("{parent}[[{}]]\n{PROBE} = 1\n", full.join(".")),
         ),
     ] {
         if let Err(e) = toml::from_str::<SpecFile>(&doc) {
@@ -117,11 +130,16 @@ fn section_for<'a>(
     sections: &'a BTreeMap<String, String>,
     name: &str,
 ) -> Option<(&'a str, &'a String)> {
+    // A nested table may have a section of its own (`[nodes.bmc]`), else
+    // it is documented in its top table's.
     let top = name.split('.').next().unwrap();
-    sections
-        .iter()
-        .find(|(h, _)| *h == &format!("`[{top}]`") || *h == &format!("`[[{top}]]`"))
-        .map(|(h, b)| (h.as_str(), b))
+    let find = |n: &str| {
+        sections
+            .iter()
+            .find(|(h, _)| *h == &format!("`[{n}]`") || *h == &format!("`[[{n}]]`"))
+            .map(|(h, b)| (h.as_str(), b))
+    };
+    find(name).or_else(|| find(top))
 }
 
 #[test]

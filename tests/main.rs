@@ -21,6 +21,7 @@ mod examples;
 mod golden;
 mod ignition;
 mod images_fetch;
+mod power;
 mod ra;
 mod serve;
 mod store_etcd;

@@ -747,3 +747,40 @@ fn a_store_that_fails_is_reported_with_its_cause_not_only_what_failed() {
         "the cause is missing: {line}"
     );
 }
+
+/// A machine that stopped reading in the middle of a download (paused,
+/// powered off) must not keep the server from stopping: requests under way
+/// get a few seconds, then are cut off.
+#[test]
+fn a_download_nobody_reads_does_not_keep_the_server_from_stopping() {
+    use std::io::Write;
+    let dir = setup();
+    let big: Vec<u8> = (0..32u32 << 20).map(|i| (i % 251) as u8).collect();
+    std::fs::write(dir.path().join("images/os/big.img"), &big).unwrap();
+    let mut s = serve(dir.path());
+    let addr = s.http.trim_start_matches("http://").to_owned();
+    let mut stuck = std::net::TcpStream::connect(&addr).unwrap();
+    write!(
+        stuck,
+        "GET /assets/os/big.img HTTP/1.1\r\nHost: {addr}\r\n\r\n"
+    )
+    .unwrap();
+    // The answer has started (its headers are out) and is never read.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let started = std::time::Instant::now();
+    run(&["kill", "-TERM", &s.pid.to_string()]);
+    let status = loop {
+        if let Some(status) = s._server.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "still running 30 s after SIGTERM"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(status.success(), "{status:?}");
+    let log = std::fs::read_to_string(dir.path().join("serve.log")).unwrap();
+    assert!(log.contains("were cut off"), "{log}");
+    drop(stuck);
+}

@@ -8,6 +8,7 @@ mod dhcp;
 mod images;
 mod leases;
 mod nodes;
+mod power;
 mod render;
 mod serve;
 mod tftp;
@@ -63,6 +64,8 @@ enum Command {
     Cluster(cluster::Args),
     Nodes(nodes::Args),
     Leases(leases::Args),
+    Power(power::PowerArgs),
+    Reprovision(power::ReprovisionArgs),
     Images(images::Args),
     Completions(completions::Args),
 }
@@ -269,6 +272,8 @@ pub fn main() -> ExitCode {
         Command::Cluster(args) => cluster::run(args, &state_dir),
         Command::Nodes(args) => nodes::run(args),
         Command::Leases(args) => leases::run(args, &state_dir),
+        Command::Power(args) => power::power(args),
+        Command::Reprovision(args) => power::reprovision(args),
         Command::Images(args) => images::run(args),
         Command::Completions(args) => completions::run(args),
     };

@@ -363,8 +363,16 @@ pub fn up(spec: &Spec, paths: &Paths, o: &UpOptions<'_>) -> Result<Report, Clust
         }
     ));
     let seen = if o.wait {
+        let nodes: Vec<wait::Waited> = plan
+            .domains
+            .iter()
+            .map(|d| wait::Waited {
+                node: d.node.clone(),
+                look: format!("console: {}", d.console_log.display()),
+            })
+            .collect();
         wait::until_booted(
-            &plan,
+            &nodes,
             &http,
             &started,
             since,

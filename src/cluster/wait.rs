@@ -9,8 +9,15 @@ use std::time::{Duration, Instant};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::ClusterError;
-use super::plan::Plan;
 use crate::boot::{NodeStatus, State};
+
+/// A node waited for, and where to look when it does not come (its
+/// console log, its BMC).
+#[derive(Debug, Clone)]
+pub struct Waited {
+    pub node: String,
+    pub look: String,
+}
 
 /// The server's view of every node, by node name.
 pub fn fetch(http: &str) -> Result<HashMap<String, NodeStatus>, crate::http::client::ClientError> {
@@ -76,11 +83,11 @@ fn booted(n: Option<&NodeStatus>, since: u64, fresh: bool) -> bool {
                 .any(|s| s.stage == crate::boot::Stage::Booted && s.at >= since))
 }
 
-/// Waits until every node of `plan` has phoned home. `started` names the
-/// nodes whose VMs were started now (older phone-homes do not count for
-/// them); `stop` ends the wait early (a signal).
+/// Waits until every node of `nodes` has phoned home. `started` names the
+/// nodes started now (phone-homes before `since`, Unix ms, do not count
+/// for them); `stop` ends the wait early (a signal).
 pub fn until_booted(
-    plan: &Plan,
+    nodes: &[Waited],
     http: &str,
     started: &[String],
     since: u64,
@@ -91,8 +98,7 @@ pub fn until_booted(
     let live = !multi.is_hidden();
     let style = ProgressStyle::with_template("{spinner} {prefix:<12} {elapsed:>4} {wide_msg}")
         .expect("style");
-    let bars: Vec<ProgressBar> = plan
-        .domains
+    let bars: Vec<ProgressBar> = nodes
         .iter()
         .map(|d| {
             let b = multi.add(
@@ -109,7 +115,7 @@ pub fn until_booted(
     loop {
         let now = fetch(http).unwrap_or_default();
         let mut all = true;
-        for (d, bar) in plan.domains.iter().zip(&bars) {
+        for (d, bar) in nodes.iter().zip(&bars) {
             let n = now.get(&d.node);
             let fresh = started.contains(&d.node);
             let done = booted(n, since, fresh);
@@ -142,18 +148,10 @@ pub fn until_booted(
         }
         if Instant::now() > deadline {
             bars.iter().for_each(ProgressBar::abandon);
-            let stalled = plan
-                .domains
+            let stalled = nodes
                 .iter()
                 .filter(|d| !booted(now.get(&d.node), since, started.contains(&d.node)))
-                .map(|d| {
-                    format!(
-                        "{}: {} (console: {})",
-                        d.node,
-                        stuck(now.get(&d.node)),
-                        d.console_log.display()
-                    )
-                })
+                .map(|d| format!("{}: {} ({})", d.node, stuck(now.get(&d.node)), d.look))
                 .collect();
             return Err(ClusterError::Stalled { timeout, stalled });
         }

@@ -85,3 +85,27 @@ pub fn current(images: &Path, kernel: &str) -> bool {
 fn recipe() -> Option<&'static str> {
     SCRIPT.lines().find_map(|l| l.strip_prefix("recipe="))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_test_os_of_an_older_recipe_or_another_flavour_is_not_current() {
+        let dir = tempfile::tempdir().unwrap();
+        let images = dir.path();
+        let r = recipe().expect("the script says its recipe");
+        assert!(current(images, "flatcar/1.2.3/vmlinuz"), "not a test OS");
+        assert!(!current(images, KERNEL), "nothing built");
+        std::fs::create_dir_all(images.join("testos")).unwrap();
+        for (stamp, want) in [
+            ("1".to_owned(), false),
+            (format!("{r}-systemd"), false),
+            (format!("{r}-busybox\n"), true),
+        ] {
+            std::fs::write(images.join("testos/.recipe"), &stamp).unwrap();
+            assert_eq!(current(images, KERNEL), want, "{stamp:?}");
+        }
+        assert!(!current(images, "testos-systemd/vmlinuz"));
+    }
+}

@@ -70,6 +70,7 @@ pub fn as_nodes(spec: &Spec, enrolled: &[Enrolled]) -> Vec<NodeSpec> {
             ip: e.ip,
             roles: rule.roles,
             labels: [("enrolled".to_owned(), "true".to_owned())].into(),
+            bmc: None,
         })
         .collect()
 }

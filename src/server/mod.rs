@@ -378,14 +378,33 @@ pub fn start(o: Options) -> Result<Server, ServerError> {
                         source,
                     }
                 })?;
+                // On stop, requests under way get HTTP_DRAIN to finish; a
+                // transfer to a machine that stopped reading (paused,
+                // powered off) must not hold the server up for ever.
+                let stop_seen = Arc::new(tokio::sync::Notify::new());
+                let seen = stop_seen.clone();
                 let serve = axum::serve(
                     listener,
                     app.into_make_service_with_connect_info::<SocketAddr>(),
                 )
-                .with_graceful_shutdown(async {
+                .with_graceful_shutdown(async move {
                     let _ = stopped.await;
+                    seen.notify_one();
                 });
-                let r = serve.await.map_err(|source| ServerError::Io {
+                let r = tokio::select! {
+                    r = std::future::IntoFuture::into_future(serve) => r,
+                    () = async {
+                        stop_seen.notified().await;
+                        tokio::time::sleep(HTTP_DRAIN).await;
+                    } => {
+                        tracing::warn!(
+                            "HTTP: requests still under way {} s after the stop were cut off",
+                            HTTP_DRAIN.as_secs()
+                        );
+                        Ok(())
+                    }
+                }
+                .map_err(|source| ServerError::Io {
                     what: "serving HTTP",
                     source,
                 });
@@ -497,6 +516,10 @@ impl Drop for Server {
 
 /// How many nice levels the HTTP runtime's threads sit below DHCP and TFTP.
 const HTTP_NICE: libc::c_int = 5;
+
+/// How long requests under way may go on after the server was told to
+/// stop.
+const HTTP_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Lowers the calling thread's priority by [`HTTP_NICE`]. The HTTP
 /// runtime's threads stream hundreds of megabytes to every booting machine

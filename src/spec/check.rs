@@ -483,7 +483,7 @@ fn range(
 }
 
 /// `90s`, `30m`, `12h`, `2d` or a bare number of seconds.
-pub(super) fn parse_duration(s: &str) -> Option<Duration> {
+pub fn parse_duration(s: &str) -> Option<Duration> {
     let s = s.trim();
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
     let n: u64 = num.parse().ok()?;

@@ -78,6 +78,8 @@ pub(super) fn nodes(
         }
         let roles = roles(c, &n.roles);
         ok &= labels(c, &n.labels, "label");
+        let bmc = n.bmc.as_ref().map(|b| super::check_bmc::bmc(c, b));
+        ok &= !matches!(bmc, Some(None));
         if let (true, Some(mac), Some(ip), Some(roles)) = (ok, mac, ip, roles) {
             out.push(NodeSpec {
                 name: n.name.get_ref().clone(),
@@ -89,6 +91,7 @@ pub(super) fn nodes(
                     .iter()
                     .map(|(k, v)| (k.clone(), v.get_ref().clone()))
                     .collect(),
+                bmc: bmc.flatten(),
             });
         }
     }

@@ -7,6 +7,7 @@
 //! names file, line and fix.
 
 mod check;
+mod check_bmc;
 mod check_ignition;
 mod check_libvirt;
 mod check_nodes;
@@ -24,6 +25,7 @@ use std::time::Duration;
 use ipnet::Ipv4Net;
 use serde::Serialize;
 
+pub use check::parse_duration;
 pub use diag::{Diagnostic, Severity};
 pub use mac::Mac;
 
@@ -334,6 +336,46 @@ pub struct NodeSpec {
     pub ip: Ipv4Addr,
     pub roles: Roles,
     pub labels: BTreeMap<String, String>,
+    /// How its power is reached; none: the libvirt domain
+    /// `<cluster>-<node>` (what `bootfleet cluster` creates).
+    pub bmc: Option<Bmc>,
+}
+
+/// A node's BMC as the spec gives it (never a password: see
+/// [`PasswordSource`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct Bmc {
+    pub driver: BmcDriver,
+    /// Redfish: `https://host[:port]`; IPMI: `host[:port]`; libvirt: a
+    /// connection URI (default `[libvirt] uri`).
+    pub address: Option<String>,
+    /// Redfish: the system's id (default: the service's only one);
+    /// libvirt: the domain (default `<cluster>-<node>`).
+    pub system: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<PasswordSource>,
+    /// The CA that signed a Redfish service's certificate.
+    pub ca_file: Option<PathBuf>,
+    /// Do not verify the Redfish service's certificate (warned on use).
+    pub insecure: bool,
+}
+
+/// Which protocol reaches a BMC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BmcDriver {
+    Redfish,
+    Ipmi,
+    Libvirt,
+}
+
+/// Where a BMC's password is read when it is needed.
+#[derive(Debug, Clone, Serialize)]
+pub enum PasswordSource {
+    /// A file only its owner may read; the password on its first line.
+    File(PathBuf),
+    /// An environment variable.
+    Env(String),
 }
 
 /// What an unknown machine is enrolled as.

@@ -97,6 +97,21 @@ pub struct Node {
     pub roles: Spanned<Vec<String>>,
     #[serde(default)]
     pub labels: BTreeMap<String, Spanned<String>>,
+    pub bmc: Option<Spanned<Bmc>>,
+}
+
+/// `bmc = { ... }` of a node: how bootfleet reaches its power.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Bmc {
+    pub driver: Spanned<String>,
+    pub address: Option<Spanned<String>>,
+    pub system: Option<Spanned<String>>,
+    pub username: Option<Spanned<String>>,
+    pub password_file: Option<Spanned<String>>,
+    pub password_env: Option<Spanned<String>>,
+    pub ca_file: Option<Spanned<String>>,
+    pub insecure: Option<bool>,
 }
 
 /// `[enrolment]`: what a machine that is not in `[[nodes]]` gets.
