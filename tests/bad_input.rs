@@ -460,3 +460,42 @@ fn what_ignition_cannot_express_is_refused() {
         "which Ignition configs do not use",
     );
 }
+
+#[test]
+fn a_bmc_that_could_not_be_used_is_refused_at_its_line() {
+    for (bmc, needle) in [
+        (r#"{ driver = "hp" }"#, "unknown BMC driver `hp`"),
+        (
+            r#"{ driver = "redfish", username = "a", password_env = "P" }"#,
+            "this BMC has no `address`",
+        ),
+        (
+            r#"{ driver = "redfish", address = "10.0.0.9", username = "a", password_env = "P" }"#,
+            "is not an http(s) URL",
+        ),
+        (
+            r#"{ driver = "ipmi", address = "10.0.0.9", username = "a" }"#,
+            "password comes from nowhere",
+        ),
+        (
+            r#"{ driver = "ipmi", address = "10.0.0.9", username = "a", password_env = "P", password_file = "f" }"#,
+            "both `password_file` and `password_env`",
+        ),
+        (
+            r#"{ driver = "libvirt", username = "a" }"#,
+            "a libvirt BMC takes no `username`",
+        ),
+        (
+            r#"{ driver = "redfish", address = "https://b", username = "a", password_env = "P", password = "x" }"#,
+            "unknown field `password`",
+        ),
+    ] {
+        let spec = BASE.to_owned()
+            + &good_nodes().replacen(
+                "roles = [\"etcd\"]\n",
+                &format!("roles = [\"etcd\"]\nbmc = {bmc}\n"),
+                1,
+            );
+        expect_rejected(&spec, line_of(&spec, "bmc =", 0), needle);
+    }
+}

@@ -223,6 +223,7 @@ fn reprovision_brings_nodes_back_through_redfish_ipmi_and_libvirt_and_names_ever
 
     // IPMI: virtualbmc for pwr-n1.
     let vconf = dir.join("virtualbmc.conf");
+    std::fs::create_dir_all(dir.join("vbmc")).unwrap();
     std::fs::write(
         &vconf,
         format!(
@@ -295,6 +296,10 @@ fn reprovision_brings_nodes_back_through_redfish_ipmi_and_libvirt_and_names_ever
     let bad = [
         ("wrongpw", format!("{{ driver = \"ipmi\", address = \"127.0.0.1:{ipmi_port}\", username = \"admin\", password_file = \"{}\" }}", wrong.display())),
         ("othername", redfish("localhost")),
+        (
+            "wrongredfish",
+            redfish("127.0.0.1").replace(secret.to_str().unwrap(), wrong.to_str().unwrap()),
+        ),
         ("silent", "{ driver = \"ipmi\", address = \"127.0.0.1:9\", username = \"admin\", password_env = \"BMC_PASSWORD\" }".to_owned()),
     ];
     for (i, (name, bmc)) in bad.iter().enumerate() {
@@ -357,6 +362,7 @@ fn reprovision_brings_nodes_back_through_redfish_ipmi_and_libvirt_and_names_ever
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_str(&stdout(&o))
         .unwrap_or_else(|e| panic!("{e}: {}{}", stdout(&o), stderr(&o)));
+    eprintln!("reprovision said:\n{v:#}\n{}", stderr(&o));
     let row = |name: &str| {
         v["nodes"]
             .as_array()
@@ -374,7 +380,8 @@ fn reprovision_brings_nodes_back_through_redfish_ipmi_and_libvirt_and_names_ever
     for (name, needle) in [
         ("wrongpw", "refused the credentials"),
         ("othername", "TLS certificate is not trusted"),
-        ("silent", "unreachable"),
+        ("wrongredfish", "refused the credentials"),
+        ("silent", "unreachable: it does not answer"),
         ("nobmc", "no BMC: the spec gives none"),
     ] {
         let r = row(name);

@@ -45,7 +45,10 @@ impl Ipmi {
     fn run(&self, args: &[&str]) -> Result<String, PowerError> {
         let port = self.port.to_string();
         let mut child = Command::new("ipmitool")
-            .args(["-I", "lanplus", "-C", "3", "-N", "2", "-R", "2"])
+            // -v: a refused password ("RAKP 2 HMAC is invalid") and an
+            // unanswered one ("Get Auth Capabilities error") say so only
+            // on standard error in verbose mode.
+            .args(["-I", "lanplus", "-C", "3", "-N", "2", "-R", "2", "-v"])
             .args(["-H", &self.host, "-p", &port, "-U", &self.user, "-E"])
             .args(args)
             .env("IPMI_PASSWORD", &self.password)
@@ -86,24 +89,23 @@ impl Ipmi {
         }
         let said = err
             .lines()
-            .find(|l| !l.trim().is_empty())
+            .rfind(|l| l.starts_with("Error") || l.contains("error"))
             .unwrap_or("")
             .trim();
         let lower = err.to_lowercase();
         Err(
-            if lower.contains("rakp")
-                || lower.contains("unauthorized name")
-                || lower.contains("password")
-            {
+            if lower.contains("rakp 2 hmac is invalid") || lower.contains("unauthorized name") {
                 PowerError::Refused {
                     address: self.address(),
                 }
             } else if lower.contains("unable to establish") || lower.contains("no response") {
                 PowerError::Unreachable {
                     address: self.address(),
-                    detail: format!(
-                        "no IPMI 2.0 session ({said}): unreachable, not IPMI 2.0 (lanplus), or it refused the credentials"
-                    ),
+                    detail: if lower.contains("get auth capabilities error") {
+                        "it does not answer IPMI 2.0 (lanplus) requests".to_owned()
+                    } else {
+                        format!("no IPMI 2.0 session ({said})")
+                    },
                 }
             } else {
                 PowerError::Unsupported {

@@ -57,3 +57,26 @@ fn ipmitool_text_is_read_and_anything_else_is_an_error() {
     assert_eq!(ipmi_boot_flags(&none).unwrap(), BootOverride::None);
     assert!(ipmi_boot_flags("garbage").is_err());
 }
+
+#[test]
+fn a_password_file_others_may_read_is_refused_and_no_error_shows_the_password() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bmc.pass");
+    std::fs::write(&file, "hunter2\nignored\n").unwrap();
+    let source = crate::spec::PasswordSource::File(file.clone());
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let err = super::credentials::password(&source)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("may be read by others (mode 0644)"), "{err}");
+    assert!(err.contains("chmod 0600"), "{err}");
+    assert!(!err.contains("hunter2"), "{err}");
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert_eq!(super::credentials::password(&source).unwrap(), "hunter2");
+    let unset = crate::spec::PasswordSource::Env("BOOTFLEET_TEST_SURELY_UNSET".into());
+    let err = super::credentials::password(&unset)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("BOOTFLEET_TEST_SURELY_UNSET"), "{err}");
+}
