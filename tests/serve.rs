@@ -784,3 +784,81 @@ fn a_download_nobody_reads_does_not_keep_the_server_from_stopping() {
     assert!(log.contains("were cut off"), "{log}");
     drop(stuck);
 }
+
+/// An HTTP stage ends when its last byte was handed over, not when the
+/// headers left: a kernel fetched slowly has a kernel stage as long as the
+/// transfer; a transfer the client gives up is that stage's failure.
+#[test]
+fn a_kernel_stage_lasts_as_long_as_its_transfer_and_a_cut_transfer_is_a_failure() {
+    if !have("curl") {
+        return;
+    }
+    let dir = setup();
+    // Bigger than what the loopback's socket buffers hold, so that most of
+    // it waits for the client.
+    let kernel: Vec<u8> = (0..32u32 << 20).map(|i| (i % 249) as u8).collect();
+    std::fs::write(dir.path().join("images/os/vmlinuz"), &kernel).unwrap();
+    let s = serve(dir.path());
+    let api = || {
+        let text = stdout(&curl(&[&format!("{}/api/v1/nodes/a1", s.http)]));
+        serde_json::from_str::<serde_json::Value>(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+    };
+    // a1 is 127.0.0.1 in the spec: its script, then 32 MiB at 16 MiB/s.
+    assert_eq!(
+        code(&[&format!("{}/ipxe/boot?mac=52-54-00-5e-00-01", s.http)]),
+        "200"
+    );
+    let started = std::time::Instant::now();
+    assert_eq!(
+        code(&[
+            "--limit-rate",
+            "16M",
+            &format!("{}/assets/os/vmlinuz", s.http)
+        ]),
+        "200"
+    );
+    let took = started.elapsed().as_millis() as u64;
+    let v = api();
+    let kernel = v["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["stage"] == "kernel")
+        .unwrap_or_else(|| panic!("no kernel stage: {v}"))
+        .clone();
+    let ms = kernel["ms"].as_u64().unwrap();
+    assert_eq!(kernel["done"], true, "{v}");
+    // The stage holds the transfer, but for what the socket buffers took
+    // at once (it used to end with the headers, at 0 ms).
+    assert!(
+        ms >= 1000 && ms <= took + 500,
+        "kernel {ms} ms, curl {took} ms: {v}"
+    );
+    // Given up after a second: the transfer was cut, and the timeline says so.
+    let o = curl(&[
+        "--limit-rate",
+        "1M",
+        "--max-time",
+        "1",
+        "-o",
+        "/dev/null",
+        &format!("{}/assets/os/vmlinuz", s.http),
+    ]);
+    assert!(
+        !o.status.success(),
+        "curl finished 32 MiB at 1 MiB/s in 1 s"
+    );
+    let start = std::time::Instant::now();
+    let v = loop {
+        let v = api();
+        if !v["failure"].is_null() || start.elapsed() > std::time::Duration::from_secs(10) {
+            break v;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let answer = v["failure"]["answer"].as_str().unwrap_or_default();
+    assert!(
+        answer.starts_with("transfer cut off after ") && answer.ends_with(" of 33554432 bytes"),
+        "{v}"
+    );
+}

@@ -14,6 +14,7 @@ pub mod leases;
 mod machines;
 pub mod metrics;
 mod page;
+mod recorded;
 mod timeline;
 
 use std::collections::HashMap;

@@ -10,6 +10,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 
 use super::AppState;
+use super::recorded::{End, Recorded};
 use crate::boot::{Event, Step, classify, now_ms};
 use crate::spec::Mac;
 
@@ -62,21 +63,61 @@ pub async fn record(State(s): State<AppState>, req: Request, next: Next) -> Resp
     let Some(mac) = asker.or_else(|| machine(&s, &path, &query, from)) else {
         return res;
     };
-    let step = if status.is_client_error() || status.is_server_error() {
+    let detail = format!("http {method} {path} {}", status.as_u16());
+    if status.is_client_error() || status.is_server_error() {
         let refused = res.extensions().get::<Refused>();
-        Step::Failed {
+        let step = Step::Failed {
             answer: refused.map_or_else(
                 || format!("answered {}", status.as_u16()),
                 |r| r.answer.clone(),
             ),
             fix: refused.and_then(|r| r.fix.clone()),
-        }
-    } else {
-        Step::Served
-    };
-    let detail = format!("http {method} {path} {}", status.as_u16());
-    s.registry.record(event(mac, step, detail));
-    res
+        };
+        s.registry.record(event(mac, step, detail));
+        return res;
+    }
+    // An answer without a body is served as it leaves.
+    if method == axum::http::Method::HEAD
+        || status == axum::http::StatusCode::NOT_MODIFIED
+        || status == axum::http::StatusCode::NO_CONTENT
+    {
+        s.registry.record(event(mac, Step::Served, detail));
+        return res;
+    }
+    // Served once its last byte is handed to the connection: a kernel's
+    // stage is its transfer. A transfer cut short is the machine's failure
+    // to fetch the file (its firmware tries again).
+    let registry = s.registry.clone();
+    let (stage, asked) = (stage.unwrap_or(crate::boot::Stage::Script), path.clone());
+    let length = res
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    res.map(move |body| {
+        axum::body::Body::new(Recorded::new(body, length, move |end| {
+            let step = match end {
+                End::Done { .. } => Step::Served,
+                End::Cut { sent, total } => Step::Failed {
+                    answer: match total {
+                        Some(total) => format!("transfer cut off after {sent} of {total} bytes"),
+                        None => format!("transfer cut off after {sent} bytes"),
+                    },
+                    fix: None,
+                },
+            };
+            registry.record(Event {
+                mac,
+                at: now_ms(),
+                stage,
+                step,
+                asked,
+                detail,
+                ip: None,
+                arch: None,
+            });
+        }))
+    })
 }
 
 fn machine(s: &AppState, path: &str, query: &str, from: Option<IpAddr>) -> Option<Mac> {
