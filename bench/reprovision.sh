@@ -42,7 +42,7 @@ down() { bf cluster down "$work/bf.toml" --images "$work/images"; }
 downup() { down && up; }
 repro() { bf reprovision "$work/bf.toml" --all --timeout 10m; }
 
-up >/dev/null
+up >/dev/null 2>&1
 ra=() da=()
 stages=$work/stages
 : > "$stages"

@@ -261,6 +261,31 @@ fn boot(vms: usize, vm: Vm, enrolled: bool) {
         want.extend_from_slice(loaded);
         want.extend(["kernel", "initrd", "os_boot", "cloud_config", "booted"]);
         assert_eq!(stages, want, "{api}");
+        // Each stage's time is what the firmware did in it: the firmware's
+        // DHCP (a chainloaded iPXE's included) ends before it asks for its
+        // script or config (the OS's own DHCP belongs to os_boot), and the
+        // kernel's and initrd's stages last their transfers, over HTTP or
+        // TFTP alike.
+        let span = |name: &str| {
+            let t = v["stages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|t| t["stage"] == name)
+                .unwrap_or_else(|| panic!("no {name}: {api}"));
+            let at = t["at"].as_u64().unwrap();
+            (at, at + t["ms"].as_u64().unwrap())
+        };
+        let last = loaded[loaded.len() - 1];
+        assert!(
+            span("dhcp").1 <= span(last).0,
+            "dhcp runs into {last}: {api}"
+        );
+        for transfer in ["kernel", "initrd"] {
+            let (start, end) = span(transfer);
+            assert!(end > start, "{transfer} took no time: {api}");
+        }
+        assert!(span("os_boot").0 >= span("initrd").1, "{api}");
         assert_eq!(
             (v["boots"].as_u64(), v["tries"].as_u64()),
             (Some(1), Some(1)),

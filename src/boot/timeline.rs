@@ -195,6 +195,25 @@ impl Timeline {
         if e.arch.is_some() {
             self.arch.clone_from(&e.arch);
         }
+        // The booted OS's DHCP ends the kernel's boot (`os_asked`); it is
+        // not more of the firmware's `dhcp` stage, which it would stretch
+        // over the whole boot.
+        let os_dhcp =
+            e.stage == Stage::Dhcp && e.arch.is_none() && self.stages.contains_key(&Stage::OsBoot);
+        if os_dhcp && matches!(e.step, Step::Asked | Step::Served) {
+            self.os_asked(e);
+            self.got_past(e, false);
+        } else {
+            self.fold_step(e);
+        }
+        if e.at >= self.last_at {
+            self.last_at = e.at;
+            self.last.clone_from(&e.detail);
+        }
+    }
+
+    /// What `e`'s step does to its stage and to the failure.
+    fn fold_step(&mut self, e: &Event) {
         match &e.step {
             Step::Asked => {
                 self.os_asked(e);
@@ -248,10 +267,6 @@ impl Timeline {
                 }
             }
             Step::News => {}
-        }
-        if e.at >= self.last_at {
-            self.last_at = e.at;
-            self.last.clone_from(&e.detail);
         }
     }
 

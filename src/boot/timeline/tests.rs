@@ -58,8 +58,11 @@ fn each_stage_lasts_from_its_request_to_its_answer_and_the_kernel_boots_in_its_o
     assert_eq!(t.stage(), Some(Stage::OsBoot), "the kernel runs");
     assert_eq!(t.state(5000, 5000), State::Booting);
     assert_eq!(t.state(9500, 5000), State::Stalled, "nothing for 5.1 s");
-    // The booted OS asks for its address, then its cloud-config.
+    // The booted OS asks for its address (its DHCP is the end of the
+    // kernel's boot, not more of the firmware's DHCP), then its
+    // cloud-config.
     t.apply(&ev(9000, Stage::Dhcp, Step::Asked));
+    t.apply(&ev(9050, Stage::Dhcp, Step::Served));
     fetch(&mut t, 9300, 9310, Stage::CloudConfig);
     t.apply(&ev(9900, Stage::Booted, Step::Served));
     assert_eq!(t.state(99_999, 5000), State::Booted, "booted never stalls");
