@@ -381,7 +381,12 @@ impl Registry {
                 .unwrap_or_default(),
             known: known.is_some(),
             state: t.state(now, self.stall_after_ms),
-            stage: t.stage(),
+            // A machine that failed is at the stage it failed in (its
+            // failed stage is no longer among those of its try).
+            stage: match (t.state(now, self.stall_after_ms), &t.failure) {
+                (State::Failed, Some(f)) => Some(f.stage),
+                _ => t.stage(),
+            },
             arch: t.arch.clone(),
             stages: t
                 .durations(now)
@@ -490,6 +495,29 @@ mod tests {
         assert_eq!(
             r.mac_of_ip(Ipv4Addr::new(10, 0, 0, 10)),
             Some(Mac([2, 0, 0, 0, 0, 1]))
+        );
+    }
+
+    #[test]
+    fn a_machine_failed_at_its_initrd_is_at_the_initrd_stage() {
+        let r = Registry::open(known(), 60_000, None).unwrap();
+        let n1 = Mac([2, 0, 0, 0, 0, 1]);
+        r.record(ev(n1, 1, Stage::Dhcp));
+        r.record(ev(n1, 2, Stage::Script));
+        r.record(ev(n1, 3, Stage::Kernel));
+        r.record(Event {
+            step: Step::Failed {
+                answer: "not found (404)".into(),
+                fix: None,
+            },
+            ..ev(n1, 4, Stage::Initrd)
+        });
+        let row = &r.snapshot(10)[0];
+        assert_eq!(row.state, State::Failed);
+        assert_eq!(row.stage, Some(Stage::Initrd), "{row:?}");
+        assert_eq!(
+            row.failure.as_ref().map(|f| f.failure.stage),
+            Some(Stage::Initrd)
         );
     }
 
