@@ -24,9 +24,10 @@ build=(pkg-config libvirt-dev protobuf-compiler libprotobuf-dev)
 # qcow2 disks; OVMF for `firmware = "uefi"`; the iPXE and pxelinux loaders
 # that `images stage` copies; xz and zstd unpack the test OS's kernel
 # modules (it is made of Debian's packages, fetched with apt-get download);
-# libvirt's network driver sets its rules with iptables.
+# libvirt's network driver sets its rules with iptables; `bootfleet power`
+# and `reprovision` reach IPMI BMCs through ipmitool.
 cluster=(libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils ipxe-qemu ovmf ipxe pxelinux
-  syslinux-common xz-utils zstd iptables)
+  syslinux-common xz-utils zstd iptables ipmitool)
 
 # test: systemd-analyze checks every rendered unit; etcd-server, curl and
 # iproute2 run the rendered etcd units as a real cluster in network
@@ -43,13 +44,13 @@ cluster=(libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils ipxe-q
 # which checks every rendered Ignition config (the test OS fetches its own
 # copy of the ignition binary with apt-get download); etcd-client's
 # etcdctl asks the etcd members that test-OS VMs run from rendered units;
-# ipmitool is the IPMI driver's client; python3-venv, python3-dev, gcc and
+# python3-venv, python3-dev, gcc and
 # openssl make the BMC emulators' virtual environment (sushy-tools,
 # virtualbmc and libvirt-python from PyPI, built against libvirt-dev) and
 # their TLS certificates.
 test=(systemd etcd-server curl iproute2 atftp tftp-hpa busybox isc-dhcp-client dhcpcd-base time python3
   dnsmasq-base chromium isc-dhcp-relay gnupg util-linux ndisc6 kea-admin tcpdump prometheus ignition
-  etcd-client ipmitool python3-venv python3-dev gcc openssl)
+  etcd-client python3-venv python3-dev gcc openssl)
 
 # bench: the servers bootfleet is compared with (Kea, nginx for the storm;
 # tftpd-hpa and atftpd are unpacked by bench/tftp.sh itself, and need

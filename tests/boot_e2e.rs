@@ -127,16 +127,7 @@ fn boot(vms: usize, vm: Vm, enrolled: bool) {
         Vm::Uefi => "u",
         Vm::UefiPxe => "x",
     };
-    let mut ns = Netns::new(&format!("bfe2e-{tag}{vms}-{id}"));
-    let n = ns.name.clone();
-    for args in [
-        vec!["ip", "-n", &n, "link", "set", "lo", "up"],
-        vec!["ip", "-n", &n, "link", "add", "br0", "type", "bridge"],
-        vec!["ip", "-n", &n, "addr", "add", "10.98.0.2/24", "dev", "br0"],
-        vec!["ip", "-n", &n, "link", "set", "br0", "up"],
-    ] {
-        run(&args);
-    }
+    let mut ns = Netns::bridged(&format!("bfe2e-{tag}{vms}-{id}"), "10.98.0.2/24");
     let images = d.join("images/testos");
     std::fs::create_dir_all(&images).unwrap();
     for f in ["vmlinuz", "initrd.img"] {
@@ -174,8 +165,7 @@ fn boot(vms: usize, vm: Vm, enrolled: bool) {
     let mut serials = Vec::new();
     for (i, guest) in guests.iter().enumerate() {
         let tap = format!("et{i}");
-        run(&["ip", "-n", &n, "tuntap", "add", &tap, "mode", "tap"]);
-        run(&["ip", "-n", &n, "link", "set", &tap, "master", "br0", "up"]);
+        ns.tap(&tap);
         let serial = d.join(format!("serial{i}.log"));
         let vm = qemu_pxe(&ns, &tap, &guest.mac, 384, vm, &serial).spawn();
         ns.children.push(vm.unwrap());

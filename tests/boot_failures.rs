@@ -67,16 +67,10 @@ impl Site {
     /// added to its `[boot]`.
     fn new(tag: &str, serve_args: &[&str], boot: &str) -> Site {
         let os = test_os().expect("the test OS");
-        let ns = Netns::new(&format!("bfwhy-{tag}-{}", std::process::id() % 100_000));
-        let n = ns.name.clone();
-        for args in [
-            vec!["ip", "-n", &n, "link", "set", "lo", "up"],
-            vec!["ip", "-n", &n, "link", "add", "br0", "type", "bridge"],
-            vec!["ip", "-n", &n, "addr", "add", "10.98.0.2/24", "dev", "br0"],
-            vec!["ip", "-n", &n, "link", "set", "br0", "up"],
-        ] {
-            run(&args);
-        }
+        let ns = Netns::bridged(
+            &format!("bfwhy-{tag}-{}", std::process::id() % 100_000),
+            "10.98.0.2/24",
+        );
         let dir = tempfile::tempdir().unwrap();
         let images = dir.path().join("images/testos");
         std::fs::create_dir_all(&images).unwrap();
@@ -148,9 +142,7 @@ impl Site {
         let i = self.vms;
         self.vms += 1;
         let tap = format!("wt{i}");
-        let n = self.ns.name.clone();
-        run(&["ip", "-n", &n, "tuntap", "add", &tap, "mode", "tap"]);
-        run(&["ip", "-n", &n, "link", "set", &tap, "master", "br0", "up"]);
+        self.ns.tap(&tap);
         let serial = self.path(&format!("serial{i}.log"));
         let sock = self.path(&format!("monitor{i}.sock"));
         let vm = qemu_pxe_monitored(

@@ -198,20 +198,9 @@ fn the_test_os_applies_its_config_with_debians_ignition_and_writes_exactly_what_
     let id = std::process::id() % 100_000;
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let mut ns = Netns::new(&format!("bfign-{id}"));
-    let n = ns.name.clone();
-    for args in [
-        vec!["ip", "-n", &n, "link", "set", "lo", "up"],
-        vec!["ip", "-n", &n, "link", "add", "br0", "type", "bridge"],
-        vec!["ip", "-n", &n, "addr", "add", "10.97.0.2/24", "dev", "br0"],
-        vec!["ip", "-n", &n, "link", "set", "br0", "up"],
-        vec!["ip", "-n", &n, "tuntap", "add", "ig0", "mode", "tap"],
-        vec!["ip", "-n", &n, "link", "set", "ig0", "master", "br0", "up"],
-        vec!["ip", "-n", &n, "tuntap", "add", "ig1", "mode", "tap"],
-        vec!["ip", "-n", &n, "link", "set", "ig1", "master", "br0", "up"],
-    ] {
-        run(&args);
-    }
+    let mut ns = Netns::bridged(&format!("bfign-{id}"), "10.97.0.2/24");
+    ns.tap("ig0");
+    ns.tap("ig1");
     let images = d.join("images/testos");
     std::fs::create_dir_all(&images).unwrap();
     for f in ["vmlinuz", "initrd.img"] {

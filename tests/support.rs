@@ -232,6 +232,30 @@ impl Netns {
         }
     }
 
+    /// Creates `name` with a bridge `br0` holding `cidr` (the boot
+    /// server's address), up, and loopback up.
+    pub fn bridged(name: &str, cidr: &str) -> Netns {
+        let ns = Netns::new(name);
+        let n = ns.name.as_str();
+        for args in [
+            vec!["ip", "-n", n, "link", "set", "lo", "up"],
+            vec!["ip", "-n", n, "link", "add", "br0", "type", "bridge"],
+            vec!["ip", "-n", n, "addr", "add", cidr, "dev", "br0"],
+            vec!["ip", "-n", n, "link", "set", "br0", "up"],
+        ] {
+            run(&args);
+        }
+        ns
+    }
+
+    /// A tap interface `tap` on `br0`, up, for a VM.
+    pub fn tap(&self, tap: &str) {
+        run(&["ip", "-n", &self.name, "tuntap", "add", tap, "mode", "tap"]);
+        run(&[
+            "ip", "-n", &self.name, "link", "set", tap, "master", "br0", "up",
+        ]);
+    }
+
     /// `ip netns exec NAME ARGS...`.
     pub fn exec(&self, args: &[&str]) -> Command {
         let mut c = Command::new("ip");

@@ -191,12 +191,25 @@ pub async fn cloud_config(
     Query(q): Query<HashMap<String, String>>,
     ConnectInfo(from): ConnectInfo<SocketAddr>,
 ) -> Response {
-    if let Some(refused) = refusal(&s, &name, &q, from) {
-        return refused;
+    match rendered(&s, Generated::CloudConfig(name.clone()), &name, &q, from) {
+        Ok(Some(f)) => text(f, "text/yaml; charset=utf-8"),
+        Ok(None) => StatusCode::NOT_FOUND.into_response(),
+        Err(refused) => *refused,
     }
-    match s.site().files.get(&Generated::CloudConfig(name).path()) {
-        Some(f) => text(f.clone(), "text/yaml; charset=utf-8"),
-        None => StatusCode::NOT_FOUND.into_response(),
+}
+
+/// The rendered file `g` of node `name`, once the request passed
+/// [`refusal`]; `None` when this spec renders no such file.
+fn rendered(
+    s: &AppState,
+    g: Generated,
+    name: &str,
+    q: &HashMap<String, String>,
+    from: SocketAddr,
+) -> Result<Option<String>, Box<Response>> {
+    match refusal(s, name, q, from) {
+        Some(refused) => Err(Box::new(refused)),
+        None => Ok(s.site().files.get(&g.path()).cloned()),
     }
 }
 
@@ -207,12 +220,10 @@ pub async fn ignition(
     Query(q): Query<HashMap<String, String>>,
     ConnectInfo(from): ConnectInfo<SocketAddr>,
 ) -> Response {
-    if let Some(refused) = refusal(&s, &name, &q, from) {
-        return refused;
-    }
-    match s.site().files.get(&Generated::Ignition(name).path()) {
-        Some(f) => text(f.clone(), crate::ignition::MEDIA_TYPE),
-        None => refuse(
+    match rendered(&s, Generated::Ignition(name.clone()), &name, &q, from) {
+        Err(refused) => *refused,
+        Ok(Some(f)) => text(f, crate::ignition::MEDIA_TYPE),
+        Ok(None) => refuse(
             StatusCode::NOT_FOUND,
             "this spec renders cloud-configs, not Ignition configs\n".into(),
             "no Ignition config: the spec renders cloud-configs",

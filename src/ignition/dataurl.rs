@@ -22,7 +22,8 @@ pub fn decode(url: &str) -> Option<Vec<u8>> {
     let (meta, data) = rest.split_once(',')?;
     let raw = percent_decode(data)?;
     if meta.ends_with(";base64") {
-        base64(&raw)
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.decode(&raw).ok()
     } else {
         Some(raw)
     }
@@ -41,30 +42,6 @@ fn percent_decode(s: &str) -> Option<Vec<u8>> {
             out.push(b[i]);
             i += 1;
         }
-    }
-    Some(out)
-}
-
-fn base64(s: &[u8]) -> Option<Vec<u8>> {
-    let value = |c: u8| -> Option<u32> {
-        Some(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        } as u32)
-    };
-    let s: Vec<u8> = s.iter().copied().filter(|&c| c != b'=').collect();
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    for chunk in s.chunks(4) {
-        let mut n = 0u32;
-        for (i, &c) in chunk.iter().enumerate() {
-            n |= value(c)? << (18 - 6 * i);
-        }
-        let bytes = n.to_be_bytes();
-        out.extend_from_slice(&bytes[1..chunk.len()]);
     }
     Some(out)
 }
