@@ -185,13 +185,12 @@ fn failed(mut r: Row, e: &PowerError) -> Row {
     r
 }
 
+/// The node's driver: its BMC's, or libvirt's when it names none.
 fn driver_name(node: &NodeSpec) -> &'static str {
-    use crate::spec::BmcDriver as D;
-    match node.bmc.as_ref().map(|b| b.driver) {
-        Some(D::Redfish) => "redfish",
-        Some(D::Ipmi) => "ipmi",
-        Some(D::Libvirt) | None => "libvirt",
-    }
+    node.bmc
+        .as_ref()
+        .map_or(crate::spec::BmcDriver::Libvirt, |b| b.driver)
+        .name()
 }
 
 fn print(rows: &[Row], json: bool) {

@@ -135,10 +135,6 @@ impl Ipmi {
 }
 
 impl Bmc for Ipmi {
-    fn driver(&self) -> &'static str {
-        "ipmi"
-    }
-
     fn status(&mut self) -> Result<Status, PowerError> {
         Ok(Status {
             power: self.power()?,

@@ -71,10 +71,6 @@ impl Domain {
 }
 
 impl Bmc for Domain {
-    fn driver(&self) -> &'static str {
-        "libvirt"
-    }
-
     fn status(&mut self) -> Result<Status, PowerError> {
         let boot = match self.boot_order()?.first().map(String::as_str) {
             Some("network") => BootOverride::PxeContinuous,

@@ -100,8 +100,6 @@ pub enum Action {
 
 /// One machine's BMC (see the module's contract).
 pub trait Bmc: Send {
-    /// `redfish`, `ipmi` or `libvirt`.
-    fn driver(&self) -> &'static str;
     fn status(&mut self) -> Result<Status, PowerError>;
     fn act(&mut self, action: Action) -> Result<(), PowerError>;
     fn network_boot_once(&mut self) -> Result<BootOverride, PowerError>;

@@ -220,10 +220,6 @@ impl Redfish {
 }
 
 impl Bmc for Redfish {
-    fn driver(&self) -> &'static str {
-        "redfish"
-    }
-
     fn status(&mut self) -> Result<Status, PowerError> {
         let (power, boot) = self.read()?;
         Ok(Status { power, boot })

@@ -369,6 +369,17 @@ pub enum BmcDriver {
     Libvirt,
 }
 
+impl BmcDriver {
+    /// As the spec writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            BmcDriver::Redfish => "redfish",
+            BmcDriver::Ipmi => "ipmi",
+            BmcDriver::Libvirt => "libvirt",
+        }
+    }
+}
+
 /// Where a BMC's password is read when it is needed.
 #[derive(Debug, Clone, Serialize)]
 pub enum PasswordSource {
