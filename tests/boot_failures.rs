@@ -401,8 +401,13 @@ fn an_initrd_removed_while_serving_fails_the_boot_there_and_once_it_is_back_the_
         ],
         "a retry starts from DHCP and the kernel: {e1}"
     );
-    let console = std::fs::read_to_string(serial).unwrap_or_default();
-    assert!(console.contains("testos: phoned home"), "{console}");
+    // The VM prints it once the server's answer reached it, a moment after
+    // the server recorded the phone-home.
+    assert!(
+        wait_for(&serial, "testos: phoned home", Duration::from_secs(30)),
+        "{}",
+        std::fs::read_to_string(&serial).unwrap_or_default()
+    );
 }
 
 #[test]
