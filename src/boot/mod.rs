@@ -20,7 +20,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 pub use failure::Failure;
-pub use timeline::{Event, Stage, State, Step, Timeline};
+pub use timeline::{Event, PowerAction, PowerVerb, Stage, State, Step, Timeline};
 
 use crate::inventory::Inventory;
 use crate::spec::Mac;
@@ -77,6 +77,52 @@ pub struct NodeStatus {
     pub boot_started_at: u64,
     /// The server that saw its last event.
     pub seen_by: String,
+    /// Its power as its BMC last told this server (none: not polled).
+    #[serde(default)]
+    pub power: Option<PowerSeen>,
+    /// The last power action `bootfleet power` or `reprovision` took.
+    #[serde(default)]
+    pub power_action: Option<PowerActionStatus>,
+    /// The power action that started the current boot, when one did.
+    #[serde(default)]
+    pub boot_cause: Option<PowerActionStatus>,
+}
+
+/// A machine's power as its BMC last reported it to this server, which
+/// asks every BMC the spec names at a bounded rate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PowerSeen {
+    /// `on`, `off`, a state the BMC names otherwise, or `unknown` when it
+    /// could not be asked.
+    pub state: String,
+    /// The boot override it holds (`none`, `pxe once`, ...), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot: Option<String>,
+    /// `redfish`, `ipmi` or `libvirt`.
+    pub driver: String,
+    /// Why it could not be asked, and what to fix.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// When it answered, or failed to (unix ms).
+    pub checked_at: u64,
+}
+
+/// A power action as the page, `nodes` and the API show it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PowerActionStatus {
+    /// `power cycled by reprovision, network boot once`.
+    pub message: String,
+    #[serde(flatten)]
+    pub action: PowerAction,
+}
+
+impl From<PowerAction> for PowerActionStatus {
+    fn from(action: PowerAction) -> Self {
+        PowerActionStatus {
+            message: action.describe(),
+            action,
+        }
+    }
 }
 
 /// A failure as the page, `nodes` and the API show it.
@@ -124,6 +170,8 @@ struct Inner {
     /// The spec's machines (replaced when the spec is reloaded).
     known: Vec<Known>,
     mac_by_name: HashMap<String, Mac>,
+    /// What the spec's machines' BMCs last said.
+    power: HashMap<Mac, PowerSeen>,
 }
 
 impl Inner {
@@ -149,6 +197,7 @@ impl Inner {
             self.by_ip.entry(k.ip).or_insert(k.mac);
         }
         self.mac_by_name = known.iter().map(|k| (k.name.clone(), k.mac)).collect();
+        self.power.retain(|mac, _| known.iter().any(|k| k.mac == *mac));
         self.known = known;
     }
 }
@@ -281,6 +330,37 @@ impl Registry {
         inner.dirty.insert(e.mac);
     }
 
+    /// Folds in a power action taken on the spec's machine `name`; false
+    /// when the spec has no such machine.
+    pub fn record_power(&self, name: &str, action: &PowerAction) -> bool {
+        let mut inner = self.lock();
+        let Some(mac) = inner.mac_by_name.get(name).copied() else {
+            return false;
+        };
+        tracing::info!(machine = %name, mac = %mac, "{}", action.describe());
+        let t = inner.timelines.entry(mac).or_default();
+        t.powered(action);
+        let server = self.server.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if t.seen_by != server {
+            t.seen_by = server;
+        }
+        inner.dirty.insert(mac);
+        true
+    }
+
+    /// What the BMC of the spec's machine `name` said (`None`: it has no
+    /// BMC to ask).
+    pub fn set_power(&self, name: &str, seen: Option<PowerSeen>) {
+        let mut inner = self.lock();
+        let Some(mac) = inner.mac_by_name.get(name).copied() else {
+            return;
+        };
+        match seen {
+            Some(s) => inner.power.insert(mac, s),
+            None => inner.power.remove(&mac),
+        };
+    }
+
     /// A stage that was open and is served now: its duration into the
     /// metrics (a whole boot's too, when it is the phone-home).
     fn observe(&self, t: &Timeline, stage: Stage, was_open: bool) {
@@ -409,6 +489,9 @@ impl Registry {
             tries: t.tries,
             boot_started_at: t.started,
             seen_by: t.seen_by.clone(),
+            power: known.and_then(|_| inner.power.get(&mac).cloned()),
+            power_action: t.power.clone().map(PowerActionStatus::from),
+            boot_cause: t.cause.clone().map(PowerActionStatus::from),
         };
         let mut out: Vec<NodeStatus> = inner
             .known

@@ -22,6 +22,7 @@ use std::net::Ipv4Addr;
 use serde::{Deserialize, Serialize};
 
 use super::failure::Failure;
+pub use power::{PowerAction, PowerVerb};
 use crate::spec::Mac;
 
 /// The stages of a boot, in order.
@@ -149,6 +150,16 @@ pub struct Timeline {
     pub boots: u32,
     /// The server that saw the last event (a site of several servers).
     pub seen_by: String,
+    /// The last power action taken through the machine's BMC.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub power: Option<PowerAction>,
+    /// A power action no boot has followed yet: the next firmware DHCP
+    /// starts a new boot, attributed to it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pending: Option<PowerAction>,
+    /// The power action that started this boot, if one did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cause: Option<PowerAction>,
 }
 
 /// How a machine is doing.
@@ -276,8 +287,10 @@ impl Timeline {
         if !firmware {
             return;
         }
-        if self.os_ran || self.boots == 0 {
+        if self.os_ran || self.boots == 0 || self.pending.is_some() {
+            let pending = self.pending.take();
             self.start_boot(e.at);
+            self.cause = pending.filter(PowerAction::starts);
         } else if self.try_failed || self.stage().is_some_and(|s| s > Stage::Loader) {
             // Started over before the OS ran: another try of this boot.
             self.tries += 1;
@@ -294,6 +307,7 @@ impl Timeline {
         self.os_ran = false;
         self.started = at;
         self.stages.clear();
+        self.cause = None;
     }
 
     /// A request from the booted OS ends the kernel's boot.
@@ -331,6 +345,14 @@ impl Timeline {
     pub fn state(&self, now: u64, stall_after_ms: u64) -> State {
         match self.stage() {
             Some(Stage::Booted) => State::Booted,
+            // Power-cycled, waiting for its firmware.
+            None if self.pending.as_ref().is_some_and(PowerAction::starts) => {
+                if now.saturating_sub(self.last_at) > stall_after_ms {
+                    State::Stalled
+                } else {
+                    State::Waiting
+                }
+            }
             _ if self.failure.is_some() => State::Failed,
             None => State::Waiting,
             Some(_) if now.saturating_sub(self.last_at) > stall_after_ms => State::Stalled,
@@ -352,5 +374,6 @@ impl Timeline {
 }
 
 mod merge;
+mod power;
 #[cfg(test)]
 mod tests;

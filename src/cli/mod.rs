@@ -10,6 +10,7 @@ mod leases;
 mod nodes;
 mod power;
 mod render;
+mod report;
 mod serve;
 mod tftp;
 
@@ -272,8 +273,8 @@ pub fn main() -> ExitCode {
         Command::Cluster(args) => cluster::run(args, &state_dir),
         Command::Nodes(args) => nodes::run(args),
         Command::Leases(args) => leases::run(args, &state_dir),
-        Command::Power(args) => power::power(args),
-        Command::Reprovision(args) => power::reprovision(args),
+        Command::Power(args) => power::power(args, &state_dir),
+        Command::Reprovision(args) => power::reprovision(args, &state_dir),
         Command::Images(args) => images::run(args),
         Command::Completions(args) => completions::run(args),
     };

@@ -27,6 +27,22 @@ fn secs(ms: u64) -> String {
     format!("{:.1}s", ms as f64 / 1000.0)
 }
 
+/// The power its BMC reported (`-`: not asked).
+fn power(n: &NodeStatus) -> String {
+    n.power.as_ref().map_or_else(|| "-".into(), |p| p.state.clone())
+}
+
+/// Which boot, and the power action that started it: `2 by reprovision`.
+fn boot(n: &NodeStatus) -> String {
+    if n.boots == 0 {
+        return "-".into();
+    }
+    match &n.boot_cause {
+        Some(c) => format!("{} by {}", n.boots, c.action.by),
+        None => n.boots.to_string(),
+    }
+}
+
 pub fn run(args: Args) -> Result<(), CliError> {
     let spec = super::load_spec(&args.spec)?;
     let addr = args
@@ -38,7 +54,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
         return Ok(());
     }
     let rows: Vec<NodeStatus> = serde_json::from_str(&body).context("reading the API's answer")?;
-    let table: Vec<[String; 7]> = rows
+    let table: Vec<[String; 9]> = rows
         .iter()
         .map(|n| {
             let stage = n.stage.map(|s| s.name()).unwrap_or("-");
@@ -71,6 +87,8 @@ pub fn run(args: Args) -> Result<(), CliError> {
                     n.roles.join(",")
                 },
                 state,
+                power(n),
+                boot(n),
                 if times.is_empty() {
                     "-".into()
                 } else {
@@ -83,14 +101,28 @@ pub fn run(args: Args) -> Result<(), CliError> {
         })
         .collect();
     super::print_table(
-        &["NAME", "MAC", "IP", "ROLE", "STATE", "STAGES", "LAST EVENT"],
+        &[
+            "NAME",
+            "MAC",
+            "IP",
+            "ROLE",
+            "STATE",
+            "POWER",
+            "BOOT",
+            "STAGES",
+            "LAST EVENT",
+        ],
         &table,
     );
-    // What to do about each failure, under the table.
+    // What to do about each failure and each BMC that did not answer,
+    // under the table.
     for n in &rows {
+        let who = if n.name.is_empty() { &n.mac } else { &n.name };
         if let Some(fix) = n.failure.as_ref().and_then(|f| f.failure.fix.as_ref()) {
-            let who = if n.name.is_empty() { &n.mac } else { &n.name };
             println!("{who}: {fix}");
+        }
+        if let Some(e) = n.power.as_ref().and_then(|p| p.error.as_ref()) {
+            println!("{who}: power unknown: {}", e.replace('\n', "\n  "));
         }
     }
     Ok(())

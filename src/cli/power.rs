@@ -8,6 +8,8 @@ use std::sync::Mutex;
 use std::sync::atomic::AtomicBool;
 
 use super::CliError;
+use super::report::Reporter;
+use crate::boot::{PowerAction, PowerVerb};
 use crate::power::{Action, BootOverride, PowerError, Status};
 use crate::spec::{NodeSpec, Spec};
 
@@ -41,7 +43,7 @@ enum Verb {
 /// state, boot override and, per node, what went wrong and how to fix it.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  bootfleet power examples/rack.toml status --all\n  bootfleet power examples/rack.toml on worker1 worker2\n  bootfleet power site.toml cycle --role worker --label rack=r2 --json\n\nA node without `bmc` in the spec is the libvirt domain <cluster>-<node> (what\n`bootfleet cluster` creates). Exit status 1 when any node failed."
+    after_help = "Examples:\n  bootfleet power examples/rack.toml status --all\n  bootfleet power examples/rack.toml on worker1 worker2\n  bootfleet power site.toml cycle --role worker --label rack=r2 --json\n\nA node without `bmc` in the spec is the libvirt domain <cluster>-<node> (what\n`bootfleet cluster` creates). on, off and cycle are reported to the spec's boot\nserver (with the API key from its state directory), whose timelines show them.\nExit status 1 when any node failed."
 )]
 pub struct PowerArgs {
     /// The cluster spec (TOML).
@@ -51,6 +53,10 @@ pub struct PowerArgs {
     verb: Verb,
     #[command(flatten)]
     select: Select,
+    /// Report the actions to this HOST:PORT instead of the spec's server
+    /// address and port.
+    #[arg(long, value_name = "HOST:PORT")]
+    server: Option<String>,
     /// Print JSON, for scripts.
     #[arg(long)]
     json: bool,
@@ -251,9 +257,25 @@ fn print(rows: &[Row], json: bool) {
     }
 }
 
-pub fn power(args: PowerArgs) -> Result<(), CliError> {
+/// What the server's timeline is told of `action` taken at `at`.
+fn reported(at: u64, action: Action, by: &str, boot: Option<&BootOverride>) -> PowerAction {
+    PowerAction {
+        at,
+        action: match action {
+            Action::On => PowerVerb::On,
+            Action::Off => PowerVerb::Off,
+            Action::Cycle => PowerVerb::Cycle,
+        },
+        by: by.to_owned(),
+        boot: boot.map(ToString::to_string),
+    }
+}
+
+pub fn power(args: PowerArgs, state_dir: &std::path::Path) -> Result<(), CliError> {
     let spec = super::load_spec(&args.spec)?;
     let nodes = selected(&spec, &args.select)?;
+    let reporter = (args.verb != Verb::Status)
+        .then(|| Reporter::new(&spec, state_dir, args.server.as_deref()));
     let rows = each(&nodes, |node| {
         let r = row(node, driver_name(node));
         let mut bmc = match crate::power::open(&spec, node) {
@@ -268,8 +290,12 @@ pub fn power(args: PowerArgs) -> Result<(), CliError> {
         };
         let mut r = r;
         if let Some((action, said)) = done {
+            let at = crate::boot::now_ms();
             if let Err(e) = bmc.act(action) {
                 return failed(r, &e);
+            }
+            if let Some(reporter) = &reporter {
+                reporter.report(&node.name, &reported(at, action, "power", None));
             }
             r.done = Some(said.into());
         }
@@ -280,6 +306,9 @@ pub fn power(args: PowerArgs) -> Result<(), CliError> {
         r
     });
     print(&rows, args.json);
+    if let Some(note) = reporter.as_ref().and_then(Reporter::note) {
+        eprintln!("{note}");
+    }
     if rows.iter().any(|r| r.error.is_some()) {
         return Err(CliError::Runtime(anyhow::anyhow!(
             "{} of {} nodes failed",
@@ -290,7 +319,7 @@ pub fn power(args: PowerArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-pub fn reprovision(args: ReprovisionArgs) -> Result<(), CliError> {
+pub fn reprovision(args: ReprovisionArgs, state_dir: &std::path::Path) -> Result<(), CliError> {
     let spec = super::load_spec(&args.spec)?;
     let timeout = crate::spec::parse_duration(&args.timeout).ok_or_else(|| {
         CliError::BadInput(format!(
@@ -311,6 +340,7 @@ pub fn reprovision(args: ReprovisionArgs) -> Result<(), CliError> {
             args.spec.display()
         ))
     })?;
+    let reporter = Reporter::new(&spec, state_dir, Some(&http));
     let since = crate::boot::now_ms();
     let rows = each(&nodes, |node| {
         let mut r = row(node, driver_name(node));
@@ -325,9 +355,14 @@ pub fn reprovision(args: ReprovisionArgs) -> Result<(), CliError> {
                 return r;
             }
         };
+        let at = crate::boot::now_ms();
         if let Err(e) = bmc.act(Action::Cycle) {
             return failed(r, &e);
         }
+        reporter.report(
+            &node.name,
+            &reported(at, Action::Cycle, "reprovision", Some(&boot)),
+        );
         r.done = Some(match boot {
             BootOverride::PxeOnce => "cycled, network boot once".into(),
             _ => "cycled, network boot (the BMC keeps it for every boot)".into(),
@@ -351,6 +386,9 @@ pub fn reprovision(args: ReprovisionArgs) -> Result<(), CliError> {
         .collect();
     if !args.json {
         print(&rows, false);
+    }
+    if let Some(note) = reporter.note() {
+        eprintln!("{note}");
     }
     let names: Vec<String> = cycled.iter().map(|w| w.node.clone()).collect();
     let stop = AtomicBool::new(false);
@@ -376,6 +414,7 @@ pub fn reprovision(args: ReprovisionArgs) -> Result<(), CliError> {
                     "back": r.error.is_none() && n.is_some_and(|n| n.state == crate::boot::State::Booted
                         && n.stages.iter().any(|s| s.stage == crate::boot::Stage::Booted && s.at >= since)),
                     "stage": crate::cluster::wait::describe(n),
+                    "boot_cause": n.and_then(|n| n.boot_cause.as_ref()).map(|c| c.message.clone()),
                 })
             })
             .collect();

@@ -70,6 +70,7 @@ pub fn run(args: Args, state_dir: &Path) -> Result<(), CliError> {
         max_memory_bytes: args.max_memory_mib << 20,
         dhcp_port: (!args.no_dhcp).then_some(args.dhcp_port),
         check_source: args.check_source,
+        cluster: args.cluster.is_some(),
     })?;
     // SIGHUP reloads; SIGTERM and Ctrl-C stop; a part that dies stops too.
     // The handlers are in place before "listening" is printed, so a signal

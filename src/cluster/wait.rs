@@ -36,6 +36,20 @@ pub fn describe(n: Option<&NodeStatus>) -> String {
         return "waiting for its first DHCP request".into();
     };
     let stage = n.stage.map_or("-", |s| s.name());
+    // Power-cycled and not heard from since.
+    if n.stage.is_none() && matches!(n.state, State::Waiting | State::Stalled) {
+        if let Some(p) = &n.power_action {
+            let quiet = crate::boot::now_ms().saturating_sub(p.action.at) / 1000;
+            let mut said = format!(
+                "no DHCP request since it was {} {quiet} s ago",
+                p.message
+            );
+            if n.state == State::Stalled {
+                said.push_str(" (is it set to boot from the network, and is its NIC on a segment this server answers?)");
+            }
+            return said;
+        }
+    }
     match n.state {
         State::Booted => "booted (phoned home)".into(),
         State::Waiting => "waiting for its first DHCP request".into(),
@@ -60,7 +74,7 @@ fn stuck(n: Option<&NodeStatus>) -> String {
                 "got as far as os_boot: its kernel and initrd were served {quiet} s ago and its OS never asked for anything since (a kernel panic or a hang, or no network in the OS)"
             )
         }
-        Some(n) if matches!(n.state, State::Booting | State::Stalled) => {
+        Some(n) if matches!(n.state, State::Booting | State::Stalled) && n.stage.is_some() => {
             let quiet = crate::boot::now_ms().saturating_sub(n.last_event_at) / 1000;
             format!(
                 "got as far as {} ({}), nothing since for {quiet} s",

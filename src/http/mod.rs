@@ -14,6 +14,7 @@ pub mod leases;
 mod machines;
 pub mod metrics;
 mod page;
+mod power;
 mod recorded;
 mod timeline;
 
@@ -130,6 +131,10 @@ pub struct AppState {
     pub leases: Option<Arc<dyn crate::store::Leases>>,
     /// The parts' health, for `/healthz` (none: HTTP only).
     pub health: Option<Arc<dyn Health>>,
+    /// The key power reports must present (none: not taken).
+    pub api_key: Option<Arc<str>>,
+    /// Told when a power action was reported (the power poll asks again).
+    pub on_power: Option<Arc<dyn Fn() + Send + Sync>>,
 }
 
 impl AppState {
@@ -152,6 +157,8 @@ impl AppState {
             files,
             leases: None,
             health: None,
+            api_key: None,
+            on_power: None,
         }
     }
 
@@ -174,6 +181,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics::render))
         .route("/api/v1/nodes", get(page::nodes_json))
         .route("/api/v1/nodes/{name}", get(page::node_json))
+        .route("/api/v1/nodes/{name}/power", post(power::report))
         .route("/api/v1/leases", get(leases::list))
         .route("/boot.ipxe", get(machines::boot_ipxe))
         .route("/ipxe/boot", get(machines::ipxe_by_mac))

@@ -35,6 +35,8 @@ struct Row<'a> {
     node: &'a NodeStatus,
     stages: Vec<StageSecs<'a>>,
     ago: String,
+    /// The first line of why its BMC could not be asked.
+    power_error: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -74,6 +76,11 @@ pub async fn status(State(s): State<AppState>) -> Response {
                     seen_by: &t.seen_by,
                 })
                 .collect(),
+            power_error: n
+                .power
+                .as_ref()
+                .and_then(|p| p.error.as_deref())
+                .and_then(|e| e.lines().next()),
             ago: if n.last_event_at == 0 {
                 String::new()
             } else {

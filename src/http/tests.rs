@@ -59,13 +59,14 @@ fn rig_of(text: &str, check_source: bool) -> Rig {
     let images = site.images.clone();
     let registry =
         Arc::new(Registry::open(crate::boot::known(&prepared.inventory), 60_000, None).unwrap());
-    let state = AppState::new(
+    let mut state = AppState::new(
         site,
         registry,
         Arc::default(),
         Arc::default(),
         Arc::new(Files::new(&images, 1 << 30).unwrap()),
     );
+    state.api_key = Some(prepared.api_key().into());
     Rig {
         app: router(state),
         inventory: prepared.inventory,
@@ -99,11 +100,23 @@ impl Rig {
         from: &str,
         headers: &[(header::HeaderName, &str)],
     ) -> Got {
+        self.send(method, uri, from, headers, Body::empty()).await
+    }
+
+    /// `method uri` from `from`, with `headers` and `body`.
+    async fn send(
+        &self,
+        method: Method,
+        uri: &str,
+        from: &str,
+        headers: &[(header::HeaderName, &str)],
+        body: Body,
+    ) -> Got {
         let mut req = Request::builder().method(method).uri(uri);
         for (k, v) in headers {
             req = req.header(k, *v);
         }
-        let mut req = req.body(Body::empty()).unwrap();
+        let mut req = req.body(body).unwrap();
         let from: SocketAddr = format!("{from}:40000").parse().unwrap();
         req.extensions_mut().insert(ConnectInfo(from));
         let res = self.app.clone().oneshot(req).await.unwrap();
@@ -414,4 +427,69 @@ async fn an_ignition_fetch_from_a_spec_of_cloud_configs_is_refused_with_the_fix(
     let got = r.get(&format!("/ignition/a1?token={t1}")).await;
     assert_eq!(got.status, StatusCode::NOT_FOUND);
     assert!(got.body.contains("renders cloud-configs"), "{}", got.body);
+}
+
+#[tokio::test]
+async fn a_power_report_needs_the_api_key_names_a_node_of_the_spec_and_shows_in_its_timeline() {
+    let r = rig(false);
+    let key = SiteKey::from_bytes([7; 32]).api_key();
+    let bearer = format!("Bearer {key}");
+    let wrong = format!("Bearer {}", SiteKey::from_bytes([8; 32]).api_key());
+    let now = crate::boot::now_ms();
+    let body = |at: u64| {
+        Body::from(format!(
+            r#"{{"at":{at},"action":"cycle","by":"reprovision","boot":"pxe once"}}"#
+        ))
+    };
+    let post = |auth: Option<String>, uri: &'static str, b: Body| {
+        let r = &r;
+        async move {
+            let headers: Vec<(header::HeaderName, String)> = auth
+                .into_iter()
+                .map(|a| (header::AUTHORIZATION, a))
+                .collect();
+            let headers: Vec<(header::HeaderName, &str)> =
+                headers.iter().map(|(k, v)| (k.clone(), v.as_str())).collect();
+            r.send(Method::POST, uri, "127.0.0.1", &headers, b).await
+        }
+    };
+    for auth in [None, Some(wrong.clone()), Some(key.clone()), Some(format!("{bearer}0"))] {
+        let got = post(auth.clone(), "/api/v1/nodes/a1/power", body(now)).await;
+        assert_eq!(got.status, StatusCode::UNAUTHORIZED, "{auth:?}: {}", got.body);
+        assert!(got.body.contains("API key"), "{}", got.body);
+    }
+    for bad in [
+        "{}".to_owned(),
+        "not json".to_owned(),
+        r#"{"at":1,"action":"explode","by":"x"}"#.to_owned(),
+        format!(r#"{{"at":1,"action":"on","by":"{}"}}"#, "x".repeat(40)),
+        format!(r#"{{"at":{},"action":"on","by":"power"}}"#, now + 3_600_000),
+    ] {
+        let got = post(Some(bearer.clone()), "/api/v1/nodes/a1/power", Body::from(bad.clone())).await;
+        assert_eq!(got.status, StatusCode::BAD_REQUEST, "{bad}: {}", got.body);
+    }
+    let got = post(Some(bearer.clone()), "/api/v1/nodes/nobody/power", body(now)).await;
+    assert_eq!(got.status, StatusCode::NOT_FOUND, "{}", got.body);
+    let got = r.get("/api/v1/nodes/a1").await;
+    assert!(!got.body.contains("reprovision"), "nothing recorded yet: {}", got.body);
+
+    let got = post(Some(bearer.clone()), "/api/v1/nodes/a1/power", body(now)).await;
+    assert_eq!(got.status, StatusCode::NO_CONTENT, "{}", got.body);
+    let node: serde_json::Value = serde_json::from_str(&r.get("/api/v1/nodes/a1").await.body).unwrap();
+    assert_eq!(
+        node["last_event"], "power cycled by reprovision, network boot once",
+        "{node:#}"
+    );
+    assert_eq!(node["power_action"]["action"], "cycle", "{node:#}");
+    assert_eq!(node["power_action"]["at"], now, "{node:#}");
+    assert_eq!(node["state"], "waiting", "{node:#}");
+    assert!(node["boot_cause"].is_null(), "no boot yet: {node:#}");
+    let page = r.get("/").await.body;
+    assert!(
+        page.contains("power cycled by reprovision, network boot once"),
+        "{page}"
+    );
+    // A GET does nothing there.
+    let got = r.call_from(Method::GET, "/api/v1/nodes/a1/power", "127.0.0.1", &[]).await;
+    assert_eq!(got.status, StatusCode::METHOD_NOT_ALLOWED);
 }

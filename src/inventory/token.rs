@@ -79,6 +79,15 @@ impl SiteKey {
         Ok(path)
     }
 
+    /// The key that `bootfleet power` and `reprovision` present to report
+    /// power actions (`POST /api/v1/nodes/<name>/power`): HMAC-SHA256(key,
+    /// "bootfleet-api-v1"), in hex. Every server of a site derives the same.
+    pub fn api_key(&self) -> String {
+        let mut h = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes any key length");
+        h.update(b"bootfleet-api-v1");
+        hex::encode(h.finalize().into_bytes())
+    }
+
     /// The token of the node `name` with `mac`: 128 bits of
     /// HMAC-SHA256(key, "bootfleet-node-v1" NUL name NUL mac), in hex.
     pub fn token(&self, name: &str, mac: Mac) -> String {
@@ -107,6 +116,9 @@ mod tests {
         assert_ne!(t, k1.token("b", mac));
         assert_ne!(t, k1.token("a", other));
         assert_ne!(t, k2.token("a", mac));
+        assert_eq!(k1.api_key().len(), 64);
+        assert_ne!(k1.api_key(), k2.api_key());
+        assert!(!k1.api_key().starts_with(&t), "not a node's token");
     }
 
     #[test]

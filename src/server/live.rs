@@ -117,6 +117,11 @@ impl Live {
         }
     }
 
+    /// The spec as last read (without enrolled machines).
+    pub fn spec(&self) -> crate::spec::Spec {
+        lock(&self.base).spec.clone()
+    }
+
     /// Reads the spec again; a bad one is refused and the old one kept.
     pub fn reload(&self) -> Result<(), ServerError> {
         let prepared = self.source.read()?;

@@ -5,11 +5,13 @@
 //! cluster as a process of its own. Nothing here is process-wide: two
 //! servers in one process share no state and install no signal handler.
 
+pub mod api_key;
 mod events;
 mod gauges;
 pub mod health;
 mod live;
 pub mod notify;
+mod power_poll;
 pub mod prepare;
 pub mod sockets;
 
@@ -95,6 +97,9 @@ pub struct Options {
     pub dhcp_port: Option<u16>,
     /// Serve a node's cloud-config only to the address the spec gives it.
     pub check_source: bool,
+    /// The server of `bootfleet cluster`: nodes without a `bmc` are its
+    /// libvirt domains, whose power the page shows.
+    pub cluster: bool,
 }
 
 /// Where a started server answers.
@@ -115,6 +120,7 @@ pub struct Server {
     http_thread: Option<std::thread::JoinHandle<Result<(), ServerError>>>,
     dhcp_thread: Option<std::thread::JoinHandle<std::io::Result<()>>>,
     ra_thread: Option<std::thread::JoinHandle<()>>,
+    power: Arc<power_poll::Poke>,
     registry: Arc<Registry>,
     /// Logged at shutdown.
     dhcp_stats: Option<Arc<crate::dhcp::server::Stats>>,
@@ -155,6 +161,14 @@ pub fn start(o: Options) -> Result<Server, ServerError> {
             Err(e) => return Err(e),
         }
     };
+    // The key `bootfleet power` and `reprovision` present to report what
+    // they did (every server of the site derives the same).
+    let api_key = prepared.api_key();
+    let key_file = api_key::write(&o.state_dir, &api_key).map_err(|source| ServerError::Io {
+        what: "writing the API key to the state directory",
+        source,
+    })?;
+    tracing::debug!(file = %key_file.display(), "API key for power reports");
     if !o.images.is_dir() {
         return Err(ServerError::NoImages {
             images: o.images.clone(),
@@ -324,10 +338,20 @@ pub fn start(o: Options) -> Result<Server, ServerError> {
     state.enrol = Some(enrol_tx);
     state.leases = Some(store.leases.clone());
     state.health = Some(Arc::new(parts.clone()));
+    state.api_key = Some(api_key.into());
+    let power = Arc::new(power_poll::Poke::default());
+    let p = power.clone();
+    state.on_power = Some(Arc::new(move || p.now()));
     let app = crate::http::router(state.clone());
     let mut live = Live::new(source, prepared, enrolled, state, files, registry.clone());
     live.dhcp_pending = dhcp_pending;
     let live = Arc::new(live);
+    power_poll::spawn(live.clone(), registry.clone(), o.cluster, power.clone()).map_err(
+        |source| ServerError::Io {
+            what: "starting the power thread",
+            source,
+        },
+    )?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -432,6 +456,7 @@ pub fn start(o: Options) -> Result<Server, ServerError> {
         http_thread: Some(http_thread),
         dhcp_thread,
         ra_thread,
+        power,
         registry,
         dhcp_stats,
         tftp_stats,
@@ -475,6 +500,8 @@ impl Server {
 
     fn shutdown(&mut self) -> Result<(), ServerError> {
         self.stop_dhcp.store(true, Ordering::Relaxed);
+        // Not waited for: a BMC call under way ends within its timeout.
+        self.power.stop();
         if let Some(tx) = self.stop_http.take() {
             let _ = tx.send(());
         }

@@ -112,6 +112,12 @@ impl Prepared {
         Ok(self.renderer.all_files(&self.spec, &self.inventory)?)
     }
 
+    /// The key power reports are made with (see
+    /// [`crate::inventory::SiteKey::api_key`]).
+    pub fn api_key(&self) -> String {
+        self.key.api_key()
+    }
+
     /// Stores a newly made site key, so the tokens just rendered stay
     /// valid; once (later calls do nothing). Two servers of one site
     /// starting together both try; the store keeps the first, and the

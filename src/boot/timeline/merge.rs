@@ -38,11 +38,25 @@ impl Timeline {
 
     /// Joins `other`, another server's view of this machine, into this one.
     pub fn merge(&mut self, other: &Timeline) {
-        if other.boots == 0 || other == self {
+        if (other.boots == 0 && other.power.is_none()) || other == self {
             return;
         }
-        if self.boots == 0 {
-            *self = other.clone();
+        if self.boots == 0 || other.boots == 0 {
+            // One view has seen no boot (at most a power action): the
+            // other's boot, and the power actions of both.
+            let (a, b) = (self.clone(), other.clone());
+            if self.boots == 0 {
+                *self = other.clone();
+            }
+            self.join_power(&a, &b);
+            if a.last_at > self.last_at {
+                self.last_at = a.last_at;
+                self.last = a.last.clone();
+            }
+            if b.last_at > self.last_at {
+                self.last_at = b.last_at;
+                self.last = b.last.clone();
+            }
             return;
         }
         let boots = self.boots.max(other.boots);
@@ -54,10 +68,17 @@ impl Timeline {
         } else {
             (other, &*self)
         };
-        if second.started > first.last_at.saturating_add(SAME_BOOT_MS) {
+        // A boot that started after a power action the other view holds
+        // pending is a later one, however soon it followed.
+        let after_action = first
+            .pending
+            .as_ref()
+            .is_some_and(|p| second.boots > 0 && second.started >= p.at);
+        if after_action || second.started > first.last_at.saturating_add(SAME_BOOT_MS) {
             // A later boot: the earlier view has nothing of it.
             let mut t = second.clone();
             t.boots = boots;
+            t.join_power(self, other);
             *self = t;
             return;
         }
@@ -117,6 +138,7 @@ impl Timeline {
                 t.failure = None;
             }
         }
+        t.join_power(self, other);
         *self = t;
     }
 }
