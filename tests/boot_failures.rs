@@ -383,6 +383,9 @@ fn an_initrd_removed_while_serving_fails_the_boot_there_and_once_it_is_back_the_
         "{html}"
     );
     // Back: iPXE's next try gets it and the machine boots.
+    let last_404 = site.node(E1)["failure"]["at"]
+        .as_u64()
+        .expect("still failed");
     std::fs::rename(&kept, &initrd).unwrap();
     let e1 = site.wait(E1, Duration::from_secs(300), |r| r["state"] == "booted");
     assert_eq!(e1["state"], "booted", "{e1}");
@@ -401,6 +404,56 @@ fn an_initrd_removed_while_serving_fails_the_boot_there_and_once_it_is_back_the_
         ],
         "a retry starts from DHCP and the kernel: {e1}"
     );
+    // The times are those of the try that booted, each stage from its
+    // first request to its last byte: its DHCP came after the last 404
+    // and ended before its kernel was asked for (the firmware's DHCP
+    // alone, not every try's and not the OS's); the kernel and initrd
+    // took as long as iPXE took to read them.
+    let stage = |name: &str| {
+        e1["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["stage"] == name)
+            .unwrap_or_else(|| panic!("no {name}: {e1}"))
+            .clone()
+    };
+    let at_ms = |s: &serde_json::Value| (s["at"].as_u64().unwrap(), s["ms"].as_u64().unwrap());
+    let (dhcp_at, dhcp_ms) = at_ms(&stage("dhcp"));
+    let (kernel_at, kernel_ms) = at_ms(&stage("kernel"));
+    let (initrd_at, initrd_ms) = at_ms(&stage("initrd"));
+    let (os_at, _) = at_ms(&stage("os_boot"));
+    assert!(dhcp_at > last_404, "the latest try's DHCP: {e1}");
+    assert!(dhcp_at + dhcp_ms <= kernel_at, "{e1}");
+    assert!(
+        kernel_ms > 0 && initrd_ms > 0,
+        "transfers end at their last byte: {e1}"
+    );
+    assert!(kernel_at + kernel_ms <= initrd_at, "{e1}");
+    assert_eq!(
+        os_at,
+        initrd_at + initrd_ms,
+        "the OS boots from the initrd's last byte: {e1}"
+    );
+    // The page, `nodes` and the API say the same.
+    let secs: Vec<String> = e1["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            format!(
+                "{} {:.1}s",
+                s["stage"].as_str().unwrap(),
+                s["ms"].as_u64().unwrap() as f64 / 1000.0
+            )
+        })
+        .collect();
+    let table = site.nodes();
+    assert!(table.contains(&secs.join(" ")), "{secs:?}\n{table}");
+    let html = site.page("initrd-back");
+    for s in &secs {
+        assert!(html.contains(&format!(">{s}</span>")), "{s}: {html}");
+    }
     // The VM prints it once the server's answer reached it, a moment after
     // the server recorded the phone-home.
     assert!(

@@ -294,13 +294,25 @@ fn reprovision_brings_nodes_back_through_redfish_ipmi_and_libvirt_and_names_ever
             &format!("name = \"n1\"\nbmc = {{ driver = \"ipmi\", address = \"127.0.0.1:{ipmi_port}\", username = \"admin\", password_env = \"BMC_PASSWORD\" }}\n"),
         );
     let bad = [
-        ("wrongpw", format!("{{ driver = \"ipmi\", address = \"127.0.0.1:{ipmi_port}\", username = \"admin\", password_file = \"{}\" }}", wrong.display())),
+        (
+            "wrongpw",
+            format!(
+                "{{ driver = \"ipmi\", address = \"127.0.0.1:{ipmi_port}\", username = \"admin\", password_file = \"{}\" }}",
+                wrong.display()
+            ),
+        ),
         ("othername", redfish("localhost")),
         (
             "wrongredfish",
             redfish("127.0.0.1").replace(secret.to_str().unwrap(), wrong.to_str().unwrap()),
         ),
-        ("silent", "{ driver = \"ipmi\", address = \"127.0.0.1:9\", username = \"admin\", password_env = \"BMC_PASSWORD\" }".to_owned()),
+        (
+            "silent",
+            format!(
+                "{{ driver = \"ipmi\", address = \"127.0.0.1:9\", username = \"admin\", password_file = \"{}\" }}",
+                secret.display()
+            ),
+        ),
     ];
     for (i, (name, bmc)) in bad.iter().enumerate() {
         site.push_str(&format!(
@@ -312,6 +324,13 @@ fn reprovision_brings_nodes_back_through_redfish_ipmi_and_libvirt_and_names_ever
     let site_path = dir.join("site.toml");
     std::fs::write(&site_path, &site).unwrap();
     let site_arg = site_path.to_str().unwrap();
+    // The cluster's server serves the site from now on (SIGHUP): it asks
+    // the BMCs the spec names, with what its own process has (not the
+    // IPMI password, which only the commands' environment holds).
+    std::fs::write(&c.spec, &site).unwrap();
+    for pid in bootfleet::cluster::process::find("pwr") {
+        unsafe { libc::kill(pid, libc::SIGHUP) };
+    }
 
     // The test OS powered itself off after phoning home: the BMCs say so.
     let start = Instant::now();
@@ -339,6 +358,53 @@ fn reprovision_brings_nodes_back_through_redfish_ipmi_and_libvirt_and_names_ever
         assert_eq!(row["driver"], driver, "{status:#}");
         assert_eq!(row["power"], "off", "{status:#}");
         assert!(row["error"].is_null(), "{status:#}");
+    }
+
+    // The server's view of the BMCs: n0 through Redfish, n2 as the
+    // cluster's VM, off like the BMCs say; n1's password is not in the
+    // server's environment and `silent` does not answer: unknown, with
+    // why; `nobmc` is no VM of the cluster: not asked.
+    let start = Instant::now();
+    let nodes = loop {
+        let nodes = api_nodes();
+        let state = |n: &str| nodes[n]["power"]["state"].as_str().unwrap_or("").to_owned();
+        if (state("n0") == "off"
+            && state("n2") == "off"
+            && state("n1") == "unknown"
+            && state("silent") == "unknown")
+            || start.elapsed() > Duration::from_secs(90)
+        {
+            break nodes;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    };
+    let power = |n: &str| nodes[n]["power"].clone();
+    assert_eq!(power("n0")["state"], "off", "{:#}", power("n0"));
+    assert_eq!(power("n0")["driver"], "redfish", "{:#}", power("n0"));
+    assert_eq!(power("n2")["state"], "off", "{:#}", power("n2"));
+    assert_eq!(power("n2")["driver"], "libvirt", "{:#}", power("n2"));
+    for (n, needle) in [
+        ("n1", "BMC_PASSWORD"),
+        ("silent", "unreachable"),
+        ("wrongpw", "refused the credentials"),
+        ("othername", "TLS certificate is not trusted"),
+    ] {
+        assert_eq!(power(n)["state"], "unknown", "{n}: {:#}", power(n));
+        let e = power(n)["error"].as_str().unwrap_or_default().to_owned();
+        assert!(e.contains(needle), "{n}: {e}");
+    }
+    assert!(power("nobmc").is_null(), "{:#}", power("nobmc"));
+    let table = stdout(&bootfleet_power(&c, &["nodes", site_arg]));
+    assert!(table.contains("POWER"), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("silent: power unknown: BMC 127.0.0.1:9 unreachable")),
+        "{table}"
+    );
+    let api_dump = serde_json::to_string(&nodes).unwrap();
+    for secret in ["s3cret-redfish", "s3cret-ipmi", "not-the-password"] {
+        assert!(!api_dump.contains(secret), "{secret} in the API");
     }
 
     // Reprovision everything: the three come back, each bad BMC is named
@@ -398,21 +464,81 @@ fn reprovision_brings_nodes_back_through_redfish_ipmi_and_libvirt_and_names_ever
         assert!(!said.contains(secret), "{secret} shown: {said}");
     }
     // One new boot each, no more (the wrong password reached n1's BMC and
-    // must not have cycled it).
+    // must not have cycled it), started by the power cycle: the server
+    // was told of each action and attributes the boot to it.
+    let nodes = api_nodes();
     for n in ["n0", "n1", "n2"] {
-        let o = Command::new("curl")
-            .args([
-                "-s",
-                "--max-time",
-                "10",
-                &format!("http://10.213.30.1:8080/api/v1/nodes/{n}"),
-            ])
-            .output()
-            .unwrap();
-        let api = stdout(&o);
-        let node: serde_json::Value =
-            serde_json::from_str(&api).unwrap_or_else(|e| panic!("{e}: {api}"));
-        assert_eq!(node["state"], "booted", "{api}");
-        assert_eq!(node["boots"], 2, "{n}: {api}");
+        let node = &nodes[n];
+        assert_eq!(node["state"], "booted", "{node:#}");
+        assert_eq!(node["boots"], 2, "{n}: {node:#}");
+        let cause = &node["boot_cause"];
+        assert_eq!(cause["by"], "reprovision", "{n}: {node:#}");
+        assert_eq!(cause["action"], "cycle", "{n}: {node:#}");
+        assert!(
+            cause["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("power cycled by reprovision, network boot")),
+            "{n}: {node:#}"
+        );
+        assert!(
+            cause["at"].as_u64() <= node["boot_started_at"].as_u64(),
+            "{node:#}"
+        );
+        assert_eq!(row(n)["boot_cause"], cause["message"], "{n}: {v:#}");
     }
+    for n in ["wrongpw", "silent", "nobmc"] {
+        assert!(
+            nodes[n]["power_action"].is_null(),
+            "{n} was not acted on: {:#}",
+            nodes[n]
+        );
+    }
+    let table = stdout(&bootfleet_power(&c, &["nodes", site_arg]));
+    for n in ["n0", "n1", "n2"] {
+        assert!(
+            table
+                .lines()
+                .any(|l| l.starts_with(&format!("{n} ")) && l.contains("2 by reprovision")),
+            "{n}: {table}"
+        );
+    }
+    let page = stdout(
+        &Command::new("curl")
+            .args(["-s", "--max-time", "10", "http://10.213.30.1:8080/"])
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        page.contains("power cycled by reprovision, network boot"),
+        "{page}"
+    );
+
+    // `power off` is reported too, with no boot override.
+    let o = bootfleet_power(&c, &["power", site_arg, "off", "n2"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("note:"), "reported: {}", stderr(&o));
+    let n2 = &api_nodes()["n2"];
+    assert_eq!(n2["last_event"], "powered off by power", "{n2:#}");
+}
+
+/// The cluster's server's view of every node, by name.
+fn api_nodes() -> serde_json::Value {
+    let o = Command::new("curl")
+        .args([
+            "-s",
+            "--max-time",
+            "10",
+            "http://10.213.30.1:8080/api/v1/nodes",
+        ])
+        .output()
+        .unwrap();
+    let api = stdout(&o);
+    let rows: Vec<serde_json::Value> =
+        serde_json::from_str(&api).unwrap_or_else(|e| panic!("{e}: {api}"));
+    serde_json::Value::Object(
+        rows.into_iter()
+            .filter(|r| r["name"].as_str().is_some_and(|n| !n.is_empty()))
+            .map(|r| (r["name"].as_str().unwrap().to_owned(), r))
+            .collect(),
+    )
 }

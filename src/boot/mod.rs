@@ -197,7 +197,8 @@ impl Inner {
             self.by_ip.entry(k.ip).or_insert(k.mac);
         }
         self.mac_by_name = known.iter().map(|k| (k.name.clone(), k.mac)).collect();
-        self.power.retain(|mac, _| known.iter().any(|k| k.mac == *mac));
+        self.power
+            .retain(|mac, _| known.iter().any(|k| k.mac == *mac));
         self.known = known;
     }
 }
@@ -340,7 +341,11 @@ impl Registry {
         tracing::info!(machine = %name, mac = %mac, "{}", action.describe());
         let t = inner.timelines.entry(mac).or_default();
         t.powered(action);
-        let server = self.server.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let server = self
+            .server
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         if t.seen_by != server {
             t.seen_by = server;
         }

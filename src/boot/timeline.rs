@@ -22,8 +22,8 @@ use std::net::Ipv4Addr;
 use serde::{Deserialize, Serialize};
 
 use super::failure::Failure;
-pub use power::{PowerAction, PowerVerb};
 use crate::spec::Mac;
+pub use power::{PowerAction, PowerVerb};
 
 /// The stages of a boot, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

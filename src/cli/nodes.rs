@@ -29,7 +29,9 @@ fn secs(ms: u64) -> String {
 
 /// The power its BMC reported (`-`: not asked).
 fn power(n: &NodeStatus) -> String {
-    n.power.as_ref().map_or_else(|| "-".into(), |p| p.state.clone())
+    n.power
+        .as_ref()
+        .map_or_else(|| "-".into(), |p| p.state.clone())
 }
 
 /// Which boot, and the power action that started it: `2 by reprovision`.

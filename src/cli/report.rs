@@ -77,6 +77,8 @@ impl Reporter {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
-            .map(|why| format!("note: the boot server's timelines do not show these power actions: {why}"))
+            .map(|why| {
+                format!("note: the boot server's timelines do not show these power actions: {why}")
+            })
     }
 }

@@ -40,10 +40,7 @@ pub fn describe(n: Option<&NodeStatus>) -> String {
     if n.stage.is_none() && matches!(n.state, State::Waiting | State::Stalled) {
         if let Some(p) = &n.power_action {
             let quiet = crate::boot::now_ms().saturating_sub(p.action.at) / 1000;
-            let mut said = format!(
-                "no DHCP request since it was {} {quiet} s ago",
-                p.message
-            );
+            let mut said = format!("no DHCP request since it was {} {quiet} s ago", p.message);
             if n.state == State::Stalled {
                 said.push_str(" (is it set to boot from the network, and is its NIC on a segment this server answers?)");
             }

@@ -47,10 +47,7 @@ pub async fn report(
     let action: PowerAction = match serde_json::from_slice(&body) {
         Ok(a) => a,
         Err(e) => {
-            return refuse(
-                StatusCode::BAD_REQUEST,
-                format!("not a power action: {e}"),
-            );
+            return refuse(StatusCode::BAD_REQUEST, format!("not a power action: {e}"));
         }
     };
     let short = |v: &str| v.len() <= 32 && v.bytes().all(|b| b.is_ascii_graphic() || b == b' ');

@@ -448,14 +448,26 @@ async fn a_power_report_needs_the_api_key_names_a_node_of_the_spec_and_shows_in_
                 .into_iter()
                 .map(|a| (header::AUTHORIZATION, a))
                 .collect();
-            let headers: Vec<(header::HeaderName, &str)> =
-                headers.iter().map(|(k, v)| (k.clone(), v.as_str())).collect();
+            let headers: Vec<(header::HeaderName, &str)> = headers
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_str()))
+                .collect();
             r.send(Method::POST, uri, "127.0.0.1", &headers, b).await
         }
     };
-    for auth in [None, Some(wrong.clone()), Some(key.clone()), Some(format!("{bearer}0"))] {
+    for auth in [
+        None,
+        Some(wrong.clone()),
+        Some(key.clone()),
+        Some(format!("{bearer}0")),
+    ] {
         let got = post(auth.clone(), "/api/v1/nodes/a1/power", body(now)).await;
-        assert_eq!(got.status, StatusCode::UNAUTHORIZED, "{auth:?}: {}", got.body);
+        assert_eq!(
+            got.status,
+            StatusCode::UNAUTHORIZED,
+            "{auth:?}: {}",
+            got.body
+        );
         assert!(got.body.contains("API key"), "{}", got.body);
     }
     for bad in [
@@ -465,17 +477,32 @@ async fn a_power_report_needs_the_api_key_names_a_node_of_the_spec_and_shows_in_
         format!(r#"{{"at":1,"action":"on","by":"{}"}}"#, "x".repeat(40)),
         format!(r#"{{"at":{},"action":"on","by":"power"}}"#, now + 3_600_000),
     ] {
-        let got = post(Some(bearer.clone()), "/api/v1/nodes/a1/power", Body::from(bad.clone())).await;
+        let got = post(
+            Some(bearer.clone()),
+            "/api/v1/nodes/a1/power",
+            Body::from(bad.clone()),
+        )
+        .await;
         assert_eq!(got.status, StatusCode::BAD_REQUEST, "{bad}: {}", got.body);
     }
-    let got = post(Some(bearer.clone()), "/api/v1/nodes/nobody/power", body(now)).await;
+    let got = post(
+        Some(bearer.clone()),
+        "/api/v1/nodes/nobody/power",
+        body(now),
+    )
+    .await;
     assert_eq!(got.status, StatusCode::NOT_FOUND, "{}", got.body);
     let got = r.get("/api/v1/nodes/a1").await;
-    assert!(!got.body.contains("reprovision"), "nothing recorded yet: {}", got.body);
+    assert!(
+        !got.body.contains("reprovision"),
+        "nothing recorded yet: {}",
+        got.body
+    );
 
     let got = post(Some(bearer.clone()), "/api/v1/nodes/a1/power", body(now)).await;
     assert_eq!(got.status, StatusCode::NO_CONTENT, "{}", got.body);
-    let node: serde_json::Value = serde_json::from_str(&r.get("/api/v1/nodes/a1").await.body).unwrap();
+    let node: serde_json::Value =
+        serde_json::from_str(&r.get("/api/v1/nodes/a1").await.body).unwrap();
     assert_eq!(
         node["last_event"], "power cycled by reprovision, network boot once",
         "{node:#}"
@@ -490,6 +517,8 @@ async fn a_power_report_needs_the_api_key_names_a_node_of_the_spec_and_shows_in_
         "{page}"
     );
     // A GET does nothing there.
-    let got = r.call_from(Method::GET, "/api/v1/nodes/a1/power", "127.0.0.1", &[]).await;
+    let got = r
+        .call_from(Method::GET, "/api/v1/nodes/a1/power", "127.0.0.1", &[])
+        .await;
     assert_eq!(got.status, StatusCode::METHOD_NOT_ALLOWED);
 }

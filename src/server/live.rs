@@ -130,6 +130,11 @@ impl Live {
         let loaded = self.source.render(&prepared, &enrolled)?;
         self.apply(loaded);
         *base = prepared;
+        drop((base, enrolled));
+        // The BMCs of the new spec are asked now.
+        if let Some(poke) = &self.state.on_power {
+            poke();
+        }
         Ok(())
     }
 

@@ -128,9 +128,14 @@ mod tests {
 
     fn booted(t: &mut Timeline, from: u64) {
         t.apply(&firmware(from, Step::Served));
-        for (i, s) in [Stage::Kernel, Stage::Initrd, Stage::CloudConfig, Stage::Booted]
-            .into_iter()
-            .enumerate()
+        for (i, s) in [
+            Stage::Kernel,
+            Stage::Initrd,
+            Stage::CloudConfig,
+            Stage::Booted,
+        ]
+        .into_iter()
+        .enumerate()
         {
             t.apply(&ev(from + 100 * (i as u64 + 1), s, Step::Served));
         }
@@ -172,7 +177,10 @@ mod tests {
         assert_eq!(t.boots, 2);
         assert_eq!(t.cause, Some(cycle(5_000)));
         assert_eq!(t.pending, None);
-        assert!(t.stages.contains_key(&Stage::Dhcp), "the boot's stages stay");
+        assert!(
+            t.stages.contains_key(&Stage::Dhcp),
+            "the boot's stages stay"
+        );
         // The same report again, or an older one, changes nothing.
         let before = t.clone();
         t.powered(&cycle(5_000));
