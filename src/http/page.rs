@@ -35,8 +35,9 @@ struct Row<'a> {
     node: &'a NodeStatus,
     stages: Vec<StageSecs<'a>>,
     ago: String,
-    /// The first line of why its BMC could not be asked.
+    /// The first line of why its BMC could not be asked, and all of it.
     power_error: Option<&'a str>,
+    power_error_full: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -81,6 +82,7 @@ pub async fn status(State(s): State<AppState>) -> Response {
                 .as_ref()
                 .and_then(|p| p.error.as_deref())
                 .and_then(|e| e.lines().next()),
+            power_error_full: n.power.as_ref().and_then(|p| p.error.as_deref()),
             ago: if n.last_event_at == 0 {
                 String::new()
             } else {

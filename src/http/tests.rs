@@ -27,6 +27,7 @@ const SPEC: &str = include_str!("../../tests/fixtures/serve.toml");
 /// initrd, and a symlink leading out of it.
 struct Rig {
     app: Router,
+    registry: Arc<Registry>,
     inventory: Inventory,
     _dir: tempfile::TempDir,
 }
@@ -61,7 +62,7 @@ fn rig_of(text: &str, check_source: bool) -> Rig {
         Arc::new(Registry::open(crate::boot::known(&prepared.inventory), 60_000, None).unwrap());
     let mut state = AppState::new(
         site,
-        registry,
+        registry.clone(),
         Arc::default(),
         Arc::default(),
         Arc::new(Files::new(&images, 1 << 30).unwrap()),
@@ -69,6 +70,7 @@ fn rig_of(text: &str, check_source: bool) -> Rig {
     state.api_key = Some(prepared.api_key().into());
     Rig {
         app: router(state),
+        registry,
         inventory: prepared.inventory,
         _dir: dir,
     }
@@ -516,6 +518,42 @@ async fn a_power_report_needs_the_api_key_names_a_node_of_the_spec_and_shows_in_
         page.contains("power cycled by reprovision, network boot once"),
         "{page}"
     );
+    // What the BMCs said shows on the page, an error's first line in the
+    // row and all of it in the title.
+    let seen = |state: &str, error: Option<&str>| crate::boot::PowerSeen {
+        state: state.into(),
+        boot: None,
+        driver: "ipmi".into(),
+        error: error.map(str::to_owned),
+        checked_at: now,
+    };
+    r.registry.set_power("a1", Some(seen("off", None)));
+    r.registry.set_power(
+        "a2",
+        Some(seen(
+            "unknown",
+            Some("BMC 10.0.0.9 unreachable: no answer\n  help: check it"),
+        )),
+    );
+    let page = r.get("/").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(
+        page.body.contains("<td class=\"power\">off"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("(BMC 10.0.0.9 unreachable: no answer)"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("help: check it\">unknown"),
+        "{}",
+        page.body
+    );
+    let api = r.get("/api/v1/nodes/a2").await.body;
+    assert!(api.contains("\"state\":\"unknown\""), "{api}");
     // A GET does nothing there.
     let got = r
         .call_from(Method::GET, "/api/v1/nodes/a1/power", "127.0.0.1", &[])
