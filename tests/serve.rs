@@ -862,3 +862,105 @@ fn a_kernel_stage_lasts_as_long_as_its_transfer_and_a_cut_transfer_is_a_failure(
         "{v}"
     );
 }
+
+/// A connection from `from` to `to` that sends half a request header and
+/// nothing more.
+fn half_open(from: &str, to: &str) -> std::net::TcpStream {
+    use std::io::Write;
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    let from: std::net::SocketAddr = format!("{from}:0").parse().unwrap();
+    sock.bind(&from.into()).unwrap();
+    let to: std::net::SocketAddr = to.parse().unwrap();
+    sock.connect(&to.into()).unwrap();
+    let mut s: std::net::TcpStream = sock.into();
+    s.write_all(b"GET /boot.ipxe HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .unwrap();
+    s
+}
+
+/// Whether the server closed `s` (read gives EOF or a reset) within `wait`.
+fn closed_within(s: &mut std::net::TcpStream, wait: std::time::Duration) -> bool {
+    use std::io::Read;
+    s.set_read_timeout(Some(wait)).unwrap();
+    let mut buf = [0u8; 512];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            // A 408 or similar before the close is fine.
+            Ok(_) => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return false;
+            }
+            Err(_) => return true,
+        }
+    }
+}
+
+/// Anyone on a boot segment can open connections: half-open ones are
+/// closed after the header timeout, one address cannot hold more than its
+/// share, past the bound new connections wait (they are not lost), and a
+/// booting machine's request gets through all along.
+#[test]
+fn half_open_connections_are_bounded_and_closed_and_a_booting_machines_request_still_gets_through() {
+    if !have("curl") {
+        return;
+    }
+    let dir = setup();
+    let s = serve_with(
+        dir.path(),
+        &[
+            "--http-header-timeout",
+            "3",
+            "--http-max-connections",
+            "60",
+            "--http-max-per-client",
+            "30",
+        ],
+    );
+    let addr = s.http.trim_start_matches("http://").to_owned();
+    // 45 from one address: 30 held, 15 closed at once.
+    let mut held: Vec<std::net::TcpStream> = (0..45).map(|_| half_open("127.0.0.3", &addr)).collect();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let closed_at_once = held
+        .iter_mut()
+        .filter(|c| closed_within(c, std::time::Duration::from_millis(1)))
+        .count();
+    assert_eq!(closed_at_once, 15, "the address's share is 30");
+    // Another machine on the segment is answered meanwhile.
+    let got = code(&["--interface", "127.0.0.2", &format!("{}/boot.ipxe", s.http)]);
+    assert_eq!(got, "200");
+    // 30 more from another address fill the server (60): a machine's
+    // connection waits for a slot instead of being refused, and is answered
+    // once the half-open ones time out.
+    let mut more: Vec<std::net::TcpStream> = (0..30).map(|_| half_open("127.0.0.4", &addr)).collect();
+    let started = std::time::Instant::now();
+    let got = code(&["--interface", "127.0.0.2", &format!("{}/boot.ipxe", s.http)]);
+    assert_eq!(got, "200", "waited, then answered");
+    eprintln!("answered after {:?} with the server full", started.elapsed());
+    // Every half-open one is closed by the server after the timeout.
+    for c in held.iter_mut().chain(more.iter_mut()) {
+        assert!(
+            closed_within(c, std::time::Duration::from_secs(10)),
+            "a half-open connection still open"
+        );
+    }
+    let metrics = stdout(&curl(&[&format!("{}/metrics", s.http)]));
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {metrics}"))
+    };
+    assert_eq!(value("bootfleet_http_connections_refused_total"), 15.0);
+    assert!(value("bootfleet_http_connections_full_total") >= 1.0);
+    assert!(value("bootfleet_http_header_timeouts_total") >= 60.0, "{metrics}");
+    // The metrics request's own connection is the one open now.
+    assert!(value("bootfleet_http_connections_open") <= 1.0, "{metrics}");
+}

@@ -6,7 +6,7 @@
 
 #![no_main]
 
-use bootfleet::tftp::files::normalize;
+use bootfleet::files::normalize;
 use bootfleet::tftp::options::{Limits, negotiate};
 use bootfleet::tftp::packet::Packet;
 use libfuzzer_sys::fuzz_target;

@@ -15,7 +15,6 @@ pub mod timeline;
 use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
@@ -31,13 +30,6 @@ use crate::store::Timelines;
 pub enum BootError {
     #[error("boot timelines")]
     Store(#[from] crate::store::StoreError),
-}
-
-/// Unix milliseconds now.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// A machine the spec knows.

@@ -24,7 +24,7 @@ pub fn run(args: Args, state_dir: &Path) -> Result<(), CliError> {
     let spec = super::load_spec(&args.spec)?;
     let key = crate::store::embedded::peek_key(state_dir)?
         .map_or_else(SiteKey::generate, SiteKey::from_bytes);
-    let p = crate::server::Prepared::with_key(spec, key)?;
+    let p = crate::prepare::Prepared::with_key(spec, key)?;
     tracing::debug!(elapsed = ?started.elapsed(), "spec checked, inventory built, templates compiled");
     let files = p.all_files()?;
     tracing::debug!(elapsed = ?started.elapsed(), files = files.len(), "every file rendered and checked");

@@ -1,13 +1,10 @@
 //! `bootfleet dhcp SPEC`: the DHCP server on its own.
 
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context as _;
 
 use super::CliError;
-use crate::dhcp::server::{Port, Server};
 use crate::spec::DhcpMode;
 
 /// Serve DHCP on the spec's interface: reservations for the spec's nodes, a
@@ -33,45 +30,45 @@ pub struct Args {
 
 pub fn run(args: Args, state_dir: &Path) -> Result<(), CliError> {
     let spec = super::load_spec(&args.spec)?;
-    let iface = spec.network.interface.clone();
-    let mut sockets = vec![(listen(&iface, args.port)?, Port::Dhcp)];
-    if spec.network.mode == DhcpMode::Proxy {
-        sockets.push((listen(&iface, args.pxe_port)?, Port::PxeBoot));
-    }
+    let net = &spec.network;
+    let sockets = crate::server::dhcp_part::sockets(net, args.port, args.pxe_port)
+        .map_err(|e| CliError::Runtime(e.into()))?;
     let store = crate::store::open(&spec.state, state_dir)?.leases;
-    let mut server =
-        Server::new(crate::dhcp::config::from_spec(&spec), store).context("loading leases")?;
-    let mode = match spec.network.mode {
+    let mut part = crate::server::dhcp_part::start(
+        sockets,
+        crate::dhcp::config::from_spec(&spec),
+        store,
+        None,
+    )
+    .map_err(|e| CliError::Runtime(e.into()))?;
+    let mode = match net.mode {
         DhcpMode::Full => "full",
         DhcpMode::Proxy => "proxy",
     };
-    tracing::info!(interface = %iface, port = args.port, server = %spec.network.server, mode, "DHCP server ready");
-    match spec.network.mode {
-        DhcpMode::Full => println!("listening on {iface} port {}", args.port),
+    tracing::info!(interface = %net.interface, port = args.port, server = %net.server, mode, "DHCP server ready");
+    match net.mode {
+        DhcpMode::Full => println!("listening on {} port {}", net.interface, args.port),
         DhcpMode::Proxy => println!(
-            "listening on {iface} ports {} and {} (proxyDHCP)",
-            args.port, args.pxe_port
+            "listening on {} ports {} and {} (proxyDHCP)",
+            net.interface, args.port, args.pxe_port
         ),
     }
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("signal runtime");
-        rt.block_on(super::shutdown_signal());
-        flag.store(true, Ordering::Relaxed);
+    let signals = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    // A signal, or the DHCP thread ending on its own (an error).
+    signals.block_on(async {
+        tokio::select! {
+            () = super::shutdown_signal() => {}
+            () = async {
+                while part.is_running() {
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+            } => {}
+        }
     });
-    server.run(&sockets, &stop).context("DHCP server")?;
-    tracing::info!(
-        counters = %server.stats.summary(),
-        "DHCP server stopped; every lease acknowledged is stored"
-    );
+    part.stop().context("DHCP server")?;
+    tracing::info!("every lease acknowledged is stored");
     Ok(())
-}
-
-/// Binds `port` on `iface`, or says what to fix.
-pub(super) fn listen(iface: &str, port: u16) -> Result<std::net::UdpSocket, CliError> {
-    crate::server::sockets::dhcp(iface, port).map_err(|e| CliError::Runtime(e.into()))
 }

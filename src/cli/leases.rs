@@ -58,7 +58,7 @@ pub fn run(args: Args, state_dir: &std::path::Path) -> Result<(), CliError> {
         );
         return Ok(());
     }
-    let now = crate::boot::now_ms() / 1000;
+    let now = crate::clock::now_ms() / 1000;
     let table: Vec<[String; 5]> = rows
         .iter()
         .map(|r| {

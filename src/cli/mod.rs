@@ -99,9 +99,9 @@ impl From<SpecError> for CliError {
     }
 }
 
-impl From<crate::server::PrepareError> for CliError {
-    fn from(e: crate::server::PrepareError) -> Self {
-        use crate::server::PrepareError as P;
+impl From<crate::prepare::PrepareError> for CliError {
+    fn from(e: crate::prepare::PrepareError) -> Self {
+        use crate::prepare::PrepareError as P;
         match e {
             P::Spec(e) => e.into(),
             P::Render(e) => e.into(),
@@ -142,7 +142,7 @@ pub(crate) fn bind_udp(
 
 /// Loads and checks a spec, printing its warnings.
 pub(crate) fn load_spec(path: &std::path::Path) -> Result<crate::spec::Spec, CliError> {
-    Ok(crate::server::prepare::load_spec(path, &print_warning)?)
+    Ok(crate::prepare::load_spec(path, &print_warning)?)
 }
 
 /// Prints a spec warning as the commands do.
@@ -161,29 +161,11 @@ impl From<crate::store::StoreError> for CliError {
 pub(crate) fn prepare(
     path: &std::path::Path,
     state_dir: &std::path::Path,
-) -> Result<(crate::server::Prepared, crate::store::Store), CliError> {
+) -> Result<(crate::prepare::Prepared, crate::store::Store), CliError> {
     let spec = load_spec(path)?;
     let store = crate::store::open(&spec.state, state_dir)?;
-    let p = crate::server::Prepared::with_spec(spec, &*store.keys)?;
+    let p = crate::prepare::Prepared::with_spec(spec, &*store.keys)?;
     Ok((p, store))
-}
-
-/// Renders with `render`, then stores a new site key; when another server
-/// stored one first, prepares again with it and renders once more.
-pub(crate) fn render_keeping_key<T>(
-    mut p: crate::server::Prepared,
-    store: &crate::store::Store,
-    render: impl Fn(&crate::server::Prepared) -> Result<T, CliError>,
-) -> Result<(crate::server::Prepared, T), CliError> {
-    loop {
-        let out = render(&p)?;
-        match p.keep_key(&*store.keys)? {
-            crate::server::prepare::KeyKept::Ours => return Ok((p, out)),
-            crate::server::prepare::KeyKept::Theirs => {
-                p = crate::server::Prepared::with_spec(p.spec.clone(), &*store.keys)?;
-            }
-        }
-    }
 }
 
 /// Prints `rows` under `header` in columns (the last one unpadded).

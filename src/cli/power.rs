@@ -290,7 +290,7 @@ pub fn power(args: PowerArgs, state_dir: &std::path::Path) -> Result<(), CliErro
         };
         let mut r = r;
         if let Some((action, said)) = done {
-            let at = crate::boot::now_ms();
+            let at = crate::clock::now_ms();
             if let Err(e) = bmc.act(action) {
                 return failed(r, &e);
             }
@@ -341,7 +341,7 @@ pub fn reprovision(args: ReprovisionArgs, state_dir: &std::path::Path) -> Result
         ))
     })?;
     let reporter = Reporter::new(&spec, state_dir, Some(&http));
-    let since = crate::boot::now_ms();
+    let since = crate::clock::now_ms();
     let rows = each(&nodes, |node| {
         let mut r = row(node, driver_name(node));
         let mut bmc = match crate::power::open(&spec, node) {
@@ -355,7 +355,7 @@ pub fn reprovision(args: ReprovisionArgs, state_dir: &std::path::Path) -> Result
                 return r;
             }
         };
-        let at = crate::boot::now_ms();
+        let at = crate::clock::now_ms();
         if let Err(e) = bmc.act(Action::Cycle) {
             return failed(r, &e);
         }

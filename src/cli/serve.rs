@@ -52,6 +52,17 @@ pub struct Args {
     /// Serve a node's cloud-config only to the address the spec gives it.
     #[arg(long)]
     check_source: bool,
+    /// Seconds an HTTP client has to send a request's header, and that a
+    /// kept-alive connection may idle between requests.
+    #[arg(long, default_value_t = 60, value_name = "SECS")]
+    http_header_timeout: u64,
+    /// HTTP connections open at once; past it, new ones wait.
+    #[arg(long, default_value_t = 4096, value_name = "N")]
+    http_max_connections: usize,
+    /// HTTP connections open at once from one client address; more are
+    /// closed at once (and counted in /metrics).
+    #[arg(long, default_value_t = 256, value_name = "N")]
+    http_max_per_client: usize,
     /// Mark this server as the boot server of `bootfleet cluster` NAME, so
     /// `cluster status` and `cluster down` find it (by its command line).
     #[arg(long, value_name = "NAME")]
@@ -71,6 +82,11 @@ pub fn run(args: Args, state_dir: &Path) -> Result<(), CliError> {
         dhcp_port: (!args.no_dhcp).then_some(args.dhcp_port),
         check_source: args.check_source,
         cluster: args.cluster.is_some(),
+        http_limits: crate::http::listen::Limits {
+            header_timeout: Duration::from_secs(args.http_header_timeout.max(1)),
+            connections: args.http_max_connections.max(1),
+            per_client: args.http_max_per_client.max(1),
+        },
     })?;
     // SIGHUP reloads; SIGTERM and Ctrl-C stop; a part that dies stops too.
     // The handlers are in place before "listening" is printed, so a signal

@@ -9,8 +9,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 
 use super::CliError;
-use crate::tftp::files::Files;
-use crate::tftp::server::{Config, Server};
+use crate::files::Files;
+use crate::tftp::server::Config;
 use crate::tftp::transfer::Retry;
 
 /// Serve only TFTP: the boot loaders and images under a root directory and,
@@ -65,8 +65,8 @@ pub fn run(args: Args, state_dir: &Path) -> Result<(), CliError> {
     })?;
     if let Some(spec) = &args.spec {
         let (prepared, store) = super::prepare(spec, state_dir)?;
-        let (_, generated) = super::render_keeping_key(prepared, &store, |p| {
-            Ok(crate::server::prepare::boot_files(p.all_files()?))
+        let (_, generated) = prepared.rendered_keeping_key(&*store.keys, |p| {
+            Ok(crate::prepare::boot_files(p.all_files()?))
         })?;
         tracing::info!(files = generated.len(), spec = %spec.display(), "serving boot files rendered from the spec");
         files.set_generated(
@@ -84,26 +84,18 @@ pub fn run(args: Args, state_dir: &Path) -> Result<(), CliError> {
         spin: Duration::from_micros(args.spin_us),
     };
     let socket = super::bind_udp(args.listen, "TFTP")?;
-    let addr = socket.local_addr().context("reading the bound address")?;
-    let server = Server::new(Arc::new(files), config);
-    // The same engine as in `serve`: a runtime of its own.
-    let running = server
-        .clone()
-        .spawn_runtime(socket)
-        .context("starting the TFTP server")?;
-    println!("listening on {addr}");
+    // The same part as in `serve`: a runtime of its own.
+    let mut part = crate::server::tftp_part::start(socket, Arc::new(files), config, None)
+        .map_err(|e| CliError::Runtime(e.into()))?;
+    println!("listening on {}", part.addr);
     std::io::stdout().flush().ok();
-    tracing::info!(%addr, root = %server.root().display(), "TFTP server ready");
+    tracing::info!(addr = %part.addr, root = %part.server.root().display(), "TFTP server ready");
     let signals = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the runtime")?;
     signals.block_on(super::shutdown_signal());
-    let completed = server
-        .stats()
-        .completed
-        .load(std::sync::atomic::Ordering::Relaxed);
-    tracing::info!(completed, "shutting down");
-    drop(running);
+    tracing::info!("shutting down");
+    part.stop();
     Ok(())
 }

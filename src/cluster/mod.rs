@@ -265,7 +265,7 @@ pub struct UpOptions<'a> {
 /// boot server, the VMs; then waits for every node to phone home.
 pub fn up(spec: &Spec, paths: &Paths, o: &UpOptions<'_>) -> Result<Report, ClusterError> {
     let t0 = Instant::now();
-    let since = crate::boot::now_ms();
+    let since = crate::clock::now_ms();
     check_files(spec, paths)?;
     let (plan, decision) = plan(spec, paths);
     (o.say)(&format!("accelerator: {}", decision.why));

@@ -39,7 +39,7 @@ pub fn describe(n: Option<&NodeStatus>) -> String {
     // Power-cycled and not heard from since.
     if n.stage.is_none() && matches!(n.state, State::Waiting | State::Stalled) {
         if let Some(p) = &n.power_action {
-            let quiet = crate::boot::now_ms().saturating_sub(p.action.at) / 1000;
+            let quiet = crate::clock::now_ms().saturating_sub(p.action.at) / 1000;
             let mut said = format!("no DHCP request since it was {} {quiet} s ago", p.message);
             if n.state == State::Stalled {
                 said.push_str(" (is it set to boot from the network, and is its NIC on a segment this server answers?)");
@@ -66,13 +66,13 @@ fn stuck(n: Option<&NodeStatus>) -> String {
             if matches!(n.state, State::Booting | State::Stalled)
                 && n.stage == Some(crate::boot::Stage::OsBoot) =>
         {
-            let quiet = crate::boot::now_ms().saturating_sub(n.last_event_at) / 1000;
+            let quiet = crate::clock::now_ms().saturating_sub(n.last_event_at) / 1000;
             format!(
                 "got as far as os_boot: its kernel and initrd were served {quiet} s ago and its OS never asked for anything since (a kernel panic or a hang, or no network in the OS)"
             )
         }
         Some(n) if matches!(n.state, State::Booting | State::Stalled) && n.stage.is_some() => {
-            let quiet = crate::boot::now_ms().saturating_sub(n.last_event_at) / 1000;
+            let quiet = crate::clock::now_ms().saturating_sub(n.last_event_at) / 1000;
             format!(
                 "got as far as {} ({}), nothing since for {quiet} s",
                 n.stage.map_or("-", |s| s.name()),

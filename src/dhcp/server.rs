@@ -16,7 +16,7 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use dhcproto::Encodable;
 use dhcproto::v4::{Message, MessageType};
@@ -267,12 +267,6 @@ fn seed() -> u64 {
     getrandom::u64().unwrap_or_else(|_| u64::from(std::process::id()))
 }
 
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 /// Waits until one of the sockets in `fds` is readable or `timeout_ms`
 /// passes.
 fn wait_readable(fds: &mut [libc::pollfd], timeout_ms: i32) -> std::io::Result<()> {
@@ -347,14 +341,14 @@ impl<S: Leases> Server<S> {
         while !stop.load(Ordering::Relaxed) {
             self.stats
                 .heartbeat_ms
-                .store(crate::boot::now_ms(), Ordering::Relaxed);
+                .store(crate::clock::now_ms(), Ordering::Relaxed);
             if counted.is_none_or(|at| at.elapsed().as_secs() >= POOL_COUNT_SECS) {
                 self.count_pool();
-                counted = Some(Instant::now());
+                counted = Some(Instant::crate::clock::now_secs());
             }
             if swept.is_none_or(|at| at.elapsed().as_secs() >= SWEEP_SECS) {
-                self.sweep(now());
-                swept = Some(Instant::now());
+                self.sweep(crate::clock::now_secs());
+                swept = Some(Instant::crate::clock::now_secs());
             }
             wait_readable(&mut fds, 1000)?;
             let next = self
@@ -386,7 +380,7 @@ impl<S: Leases> Server<S> {
                     let out = Out {
                         socket,
                         device: device.as_deref(),
-                        received: Instant::now(),
+                        received: Instant::crate::clock::now_secs(),
                         reply_seconds: &reply_seconds,
                     };
                     self.handle_batch(&out, *port, batch);
@@ -453,7 +447,7 @@ impl<S: Leases> Server<S> {
     /// (how near the pool is to running out).
     fn count_pool(&self) {
         let pool = &self.cfg.pool;
-        let (leased, quarantined) = self.table.pool_use(pool, now());
+        let (leased, quarantined) = self.table.pool_use(pool, crate::clock::now_secs());
         let s = &self.stats;
         s.pool_size.store(pool.size(), Ordering::Relaxed);
         s.pool_leased.store(leased, Ordering::Relaxed);
@@ -476,7 +470,7 @@ impl<S: Leases> Server<S> {
         port: Port,
         datagrams: impl Iterator<Item = (&'a [u8], SocketAddr)>,
     ) {
-        let now = now();
+        let now = crate::clock::now_secs();
         self.take_news();
         let mut round: Vec<(Message, SocketAddr)> = datagrams
             .filter_map(|(datagram, from)| Some((self.decode(datagram, from)?, from)))
@@ -504,7 +498,7 @@ impl<S: Leases> Server<S> {
             if ops.is_empty() {
                 return;
             }
-            let commit = Instant::now();
+            let commit = Instant::crate::clock::now_secs();
             let applied = self.store.apply(&ops);
             self.stats
                 .commit_seconds

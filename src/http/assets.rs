@@ -6,7 +6,7 @@
 //! (kernels, initrds) are served from one shared copy in memory: a boot
 //! storm asks for the same kernel and initrd hundreds of times at once,
 //! and the copy saves a read per request and per chunk. The copies are the
-//! TFTP server's ([`crate::tftp::files::Files`]), so a file fetched both
+//! TFTP server's ([`crate::files::Files`]), so a file fetched both
 //! ways is held once; where they are full, the file is served from disk.
 
 use std::time::UNIX_EPOCH;

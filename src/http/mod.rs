@@ -11,6 +11,7 @@
 mod assets;
 pub mod client;
 pub mod leases;
+pub mod listen;
 mod machines;
 pub mod metrics;
 mod page;
@@ -30,7 +31,7 @@ use crate::boot::Registry;
 use crate::boot::classify::Names;
 use crate::inventory::Inventory;
 use crate::spec::Mac;
-use crate::tftp::files::Files;
+use crate::files::Files;
 
 /// What the HTTP side serves for one version of the spec; replaced whole
 /// when the spec is reloaded.

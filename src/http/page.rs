@@ -12,7 +12,8 @@ use minijinja::{Environment, context};
 use serde::Serialize;
 
 use super::AppState;
-use crate::boot::{NodeStatus, State as BootState, now_ms};
+use crate::boot::{NodeStatus, State as BootState};
+use crate::clock::now_ms;
 
 const PAGE: &str = include_str!("../../templates/web/status.html");
 

@@ -11,7 +11,8 @@ use axum::response::{IntoResponse, Response};
 use subtle::ConstantTimeEq;
 
 use super::AppState;
-use crate::boot::{PowerAction, now_ms};
+use crate::boot::{PowerAction};
+use crate::clock::now_ms;
 
 /// How far ahead of this server's clock a report may be dated.
 const SKEW_MS: u64 = 5 * 60 * 1000;

@@ -17,8 +17,8 @@ use tower::ServiceExt;
 use super::{AppState, Site, router};
 use crate::boot::Registry;
 use crate::inventory::{Inventory, SiteKey};
-use crate::server::prepare::Prepared;
-use crate::tftp::files::Files;
+use crate::prepare::Prepared;
+use crate::files::Files;
 
 /// The spec `tests/serve.rs` serves over loopback: a1 and a2.
 const SPEC: &str = include_str!("../../tests/fixtures/serve.toml");
@@ -437,7 +437,7 @@ async fn a_power_report_needs_the_api_key_names_a_node_of_the_spec_and_shows_in_
     let key = SiteKey::from_bytes([7; 32]).api_key();
     let bearer = format!("Bearer {key}");
     let wrong = format!("Bearer {}", SiteKey::from_bytes([8; 32]).api_key());
-    let now = crate::boot::now_ms();
+    let now = crate::clock::now_ms();
     let body = |at: u64| {
         Body::from(format!(
             r#"{{"at":{at},"action":"cycle","by":"reprovision","boot":"pxe once"}}"#

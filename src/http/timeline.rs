@@ -11,7 +11,8 @@ use axum::response::Response;
 
 use super::AppState;
 use super::recorded::{End, Recorded};
-use crate::boot::{Event, Step, classify, now_ms};
+use crate::boot::{Event, Step, classify};
+use crate::clock::now_ms;
 use crate::spec::Mac;
 
 /// Why a handler refused a boot request, for the timeline: put on the

@@ -16,33 +16,7 @@ use serde::Serialize;
 
 use crate::spec::{Mac, Roles, Spec};
 pub use load::assign_browsers;
-pub use token::{KEY_FILE, SiteKey};
-
-/// Why the inventory could not be built.
-#[derive(Debug, thiserror::Error)]
-pub enum InventoryError {
-    /// A state file (the site key, the enrolled machines) could not be
-    /// read or written.
-    #[error("{path}: {source}")]
-    StateIo {
-        path: std::path::PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    /// The site key file is not 64 hex digits.
-    #[error(
-        "site key {0} is damaged: it must hold 64 hex digits; move it away to make a new one (every node token changes)"
-    )]
-    KeyDamaged(std::path::PathBuf),
-    /// The list of enrolled machines is not valid JSON.
-    #[error(
-        "{path} is damaged ({reason}); fix it, or move it away to enrol those machines afresh (they may get new names and addresses)"
-    )]
-    EnrolledDamaged {
-        path: std::path::PathBuf,
-        reason: String,
-    },
-}
+pub use token::SiteKey;
 
 /// One machine with everything derived for it.
 #[derive(Debug, Clone, Serialize)]

@@ -8,11 +8,12 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use crate::boot::classify::Names;
-use crate::boot::{Event, Registry, Stage, Step, fixes, now_ms};
+use crate::boot::{Event, Registry, Stage, Step, fixes};
+use crate::clock::now_ms;
 use crate::dhcp::outcome::Outcome;
 use crate::http::EnrolRequest;
 use crate::spec::Mac;
-use crate::tftp::files::Files;
+use crate::files::Files;
 use crate::tftp::server::Progress;
 
 /// The observer of the DHCP server: every answer becomes a DHCP-stage

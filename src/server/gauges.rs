@@ -9,7 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
 
-use crate::boot::{Registry, now_ms};
+use crate::boot::{Registry};
+use crate::clock::now_ms;
 use crate::metrics::{Histograms, Metrics, Out, bytes, histograms, signed, slow};
 
 fn n(a: &AtomicU64) -> u64 {
@@ -240,7 +241,7 @@ impl Collector for TftpGauges {
 }
 
 /// The whole-file copies TFTP and HTTP share.
-pub(super) struct FileGauges(pub(super) Arc<crate::tftp::files::Files>);
+pub(super) struct FileGauges(pub(super) Arc<crate::files::Files>);
 
 impl fmt::Debug for FileGauges {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

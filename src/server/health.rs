@@ -118,14 +118,14 @@ impl Parts {
 
 impl crate::http::Health for Parts {
     fn parts(&self) -> Vec<PartHealth> {
-        self.check(crate::boot::now_ms())
+        self.check(crate::clock::now_ms())
     }
 }
 
 /// `bootfleet_part_up{part}`: 1 for a part that is well.
 impl Collector for Parts {
     fn encode(&self, encoder: DescriptorEncoder<'_>) -> fmt::Result {
-        let parts = self.check(crate::boot::now_ms());
+        let parts = self.check(crate::clock::now_ms());
         Out(encoder).gauges(
             "bootfleet_part_up",
             "1 when the part (dhcp, tftp, http, store) runs and is not stuck; see /healthz for why not",

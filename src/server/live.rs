@@ -10,13 +10,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::mpsc;
 
 use super::ServerError;
-use super::prepare::{Prepared, boot_files};
+use crate::prepare::{Prepared, boot_files};
 use crate::boot::{Registry, known};
 use crate::http::{AppState, EnrolRequest, Site};
 use crate::inventory::enrol::{self, Enrolled, Verdict};
 use crate::spec::Mac;
 use crate::store::{Enrolment, Store};
-use crate::tftp::files::Files;
+use crate::files::Files;
 
 /// Where the servers' content comes from.
 pub(crate) struct Source {
@@ -43,7 +43,8 @@ impl Source {
         })?)
     }
 
-    /// Renders `prepared` with the `enrolled` machines added.
+    /// Renders `prepared` with the `enrolled` machines added (the site key
+    /// is kept by [`Prepared::rendered_keeping_key`]).
     pub fn render(
         &self,
         prepared: &Prepared,
@@ -54,9 +55,6 @@ impl Source {
             .renderer
             .all_files(&spec, &inventory)
             .map_err(super::PrepareError::from)?;
-        if prepared.keep_key(&*self.store.keys)? == super::prepare::KeyKept::Theirs {
-            return Err(ServerError::KeyTaken);
-        }
         let site = Site::rendered(&spec, inventory, &files, &self.images, self.check_source);
         let tftp_files = boot_files(files)
             .into_iter()
@@ -146,7 +144,7 @@ impl Live {
     pub fn enrol(&self, seen: &[(Mac, Ipv4Addr)]) -> Result<Vec<String>, ServerError> {
         let base = lock(&self.base);
         let mut enrolled = lock(&self.enrolled);
-        let now = crate::boot::now_ms() / 1000;
+        let now = crate::clock::now_ms() / 1000;
         let store_err = |what| move |source| ServerError::Store { what, source };
         let mut added = Vec::new();
         let mut changed = false;

@@ -14,7 +14,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use super::live::Live;
-use crate::boot::{PowerSeen, Registry, now_ms};
+use crate::boot::{PowerSeen, Registry};
+use crate::clock::now_ms;
 use crate::power::{Bmc, PowerError};
 use crate::spec::{BmcDriver, NodeSpec, Spec};
 

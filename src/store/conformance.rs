@@ -317,7 +317,7 @@ pub fn shared(a: &Store, b: &Store) {
 }
 
 fn now() -> u64 {
-    crate::boot::now_ms() / 1000
+    crate::clock::now_secs()
 }
 
 /// Claims between two servers: `a` and `b` are handles on one site.

@@ -22,7 +22,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, info, warn};
 
 use super::batch::Batch;
-use super::files::{Files, Refusal};
+use crate::files::{Files, Refusal};
 use super::options::{Limits, MAX_BLKSIZE, negotiate};
 use super::packet::{ErrorCode, Options, Packet, error_bytes};
 use super::spin::{DEFAULT_SPIN, Spin, poll_recv};
@@ -292,7 +292,7 @@ impl Server {
         runtime.spawn(async move {
             loop {
                 beat.heartbeat_ms
-                    .store(crate::boot::now_ms(), Ordering::Relaxed);
+                    .store(crate::clock::now_ms(), Ordering::Relaxed);
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await;
             }
         });

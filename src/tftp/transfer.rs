@@ -18,7 +18,7 @@ use super::packet::{Packet, PacketError, data_header};
 
 /// What a transfer serves: the bytes there are so far, and the whole
 /// length (longer than [`AsRef::as_ref`] while a file is still being read
-/// from disk: see [`super::files::Shared`]; the caller waits for a
+/// from disk: see [`crate::files::Shared`]; the caller waits for a
 /// window's bytes before it sends them).
 pub trait Data: AsRef<[u8]> {
     fn total_len(&self) -> usize {
@@ -28,6 +28,12 @@ pub trait Data: AsRef<[u8]> {
 
 impl Data for Vec<u8> {}
 impl Data for &[u8] {}
+
+impl Data for crate::files::Shared {
+    fn total_len(&self) -> usize {
+        self.len()
+    }
+}
 
 /// How a transfer ended.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -78,9 +78,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn now_secs() -> u64 {
-    crate::boot::now_ms() / 1000
-}
+use crate::clock::now_secs;
 
 fn ip_of(key: &[u8]) -> Option<Ipv4Addr> {
     std::str::from_utf8(key)

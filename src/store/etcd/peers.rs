@@ -58,7 +58,7 @@ impl Peers {
         let mut c = self.client.clone();
         let lease = c.lease_grant(HOLD_TTL_SECS, None).await?.id();
         let since =
-            serde_json::to_vec(&serde_json::json!({ "since": crate::boot::now_ms() / 1000 }))
+            serde_json::to_vec(&serde_json::json!({ "since": crate::clock::now_ms() / 1000 }))
                 .expect("plain data serialises");
         c.put(
             self.own.as_str(),

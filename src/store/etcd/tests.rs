@@ -69,7 +69,7 @@ fn a_servers_offers_are_free_again_once_it_is_gone_needs_etcd() {
     let held = Lease {
         ip: Ipv4Addr::new(10, 0, 0, 7),
         mac: Mac([2, 0, 0, 0, 0, 7]),
-        expires: crate::boot::now_ms() / 1000 + 30,
+        expires: crate::clock::now_ms() / 1000 + 30,
     };
     {
         let a = store(&c);
@@ -153,7 +153,7 @@ fn a_lease_bound_by_one_server_outlives_the_server_that_offered_it_needs_etcd() 
     let offered = Lease {
         ip: Ipv4Addr::new(10, 0, 0, 9),
         mac: Mac([2, 0, 0, 0, 0, 9]),
-        expires: crate::boot::now_ms() / 1000 + 30,
+        expires: crate::clock::now_ms() / 1000 + 30,
     };
     {
         let a = store(&c);
@@ -191,7 +191,7 @@ fn until(secs: u64, mut what: impl FnMut() -> bool) -> bool {
 fn a_server_alone_pauses_its_watch_and_misses_nothing_once_another_registers_needs_etcd() {
     let Some(m) = etcd() else { return };
     let c = config(&m, "/bootfleet/alone");
-    let expires = crate::boot::now_ms() / 1000 + 600;
+    let expires = crate::clock::now_ms() / 1000 + 600;
     let lease = |i: u8| Lease {
         ip: Ipv4Addr::new(10, 0, 0, i),
         mac: Mac([2, 0, 0, 0, 0, i]),
@@ -272,7 +272,7 @@ fn a_site_too_big_for_one_etcd_answer_still_loads_and_lists_whole_needs_etcd() {
     let c = config(&m, "/bootfleet/grown");
     let s = Etcd::connect(&c).unwrap();
     let n = 40_000;
-    let ops = many_leases(n, crate::boot::now_ms() / 1000 + 3600);
+    let ops = many_leases(n, crate::clock::now_ms() / 1000 + 3600);
     for chunk in ops.chunks(4096) {
         s.apply(chunk).unwrap();
     }
@@ -319,7 +319,7 @@ fn a_site_too_big_for_one_etcd_answer_still_loads_and_lists_whole_needs_etcd() {
 fn a_watch_that_fell_behind_a_compaction_reads_every_lease_again_needs_etcd() {
     let Some(m) = etcd() else { return };
     let c = config(&m, "/bootfleet/compacted");
-    let expires = crate::boot::now_ms() / 1000 + 600;
+    let expires = crate::clock::now_ms() / 1000 + 600;
     let lease = |i: u32| Lease {
         ip: Ipv4Addr::from(0x0a00_0000 + i),
         mac: Mac([2, 0, 0, 0, (i >> 8) as u8, i as u8]),
@@ -396,7 +396,7 @@ fn one_server_of_a_site_sweeps_and_another_takes_over_when_it_is_gone_needs_etcd
         a.apply(&[Op::Put(old.clone())]).unwrap();
         Leases::load(&b).unwrap();
         let renewed = Lease {
-            expires: crate::boot::now_ms() / 1000 + 600,
+            expires: crate::clock::now_ms() / 1000 + 600,
             ..old.clone()
         };
         b.apply(&[Op::Put(renewed.clone())]).unwrap();
@@ -404,7 +404,7 @@ fn one_server_of_a_site_sweeps_and_another_takes_over_when_it_is_gone_needs_etcd
             .apply(&[Op::Forget {
                 ip: old.ip,
                 mac: old.mac,
-                expired_by: crate::boot::now_ms() / 1000,
+                expired_by: crate::clock::now_ms() / 1000,
             }])
             .unwrap();
         assert_eq!(

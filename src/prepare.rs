@@ -118,6 +118,25 @@ impl Prepared {
         self.key.api_key()
     }
 
+    /// Renders with `render`, then stores the site key if it is new; when
+    /// another server of the site stored one first, prepares again with
+    /// theirs and renders once more. Every first rendering of a site goes
+    /// through here (`serve`, `render`, `tftp`), so the tokens served are
+    /// always the stored key's.
+    pub fn rendered_keeping_key<T, E: From<PrepareError>>(
+        mut self,
+        keys: &dyn Keys,
+        render: impl Fn(&Prepared) -> Result<T, E>,
+    ) -> Result<(Prepared, T), E> {
+        loop {
+            let out = render(&self)?;
+            match self.keep_key(keys)? {
+                KeyKept::Ours => return Ok((self, out)),
+                KeyKept::Theirs => self = Prepared::with_spec(self.spec.clone(), keys)?,
+            }
+        }
+    }
+
     /// Stores a newly made site key, so the tokens just rendered stay
     /// valid; once (later calls do nothing). Two servers of one site
     /// starting together both try; the store keeps the first, and the

@@ -1,4 +1,5 @@
-//! What the TFTP server may serve, and how it reads it.
+//! The files TFTP and HTTP serve, and how they are read: one copy in
+//! memory of each, whichever way it is fetched.
 //!
 //! A request name is mapped into the root: `\` counts as `/`, a leading `/`
 //! is dropped (absolute names stay inside the root), `.` and empty parts are
@@ -16,6 +17,8 @@
 //! lock-step transfer went to zeroing the pages of that read).
 //! The bytes held are bounded; kept files make room for new ones, and past
 //! the bound new files are refused as busy.
+
+pub mod netascii;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
@@ -185,12 +188,6 @@ impl AsRef<[u8]> for Shared {
     /// The bytes read so far: the whole file once [`Shared::complete`].
     fn as_ref(&self) -> &[u8] {
         self.0.as_ref().as_ref()
-    }
-}
-
-impl super::transfer::Data for Shared {
-    fn total_len(&self) -> usize {
-        self.0.len
     }
 }
 

@@ -1,0 +1,58 @@
+//! TFTP as a part of a server: [`crate::tftp::server::Server`] on a bound
+//! socket, on a runtime of its own. `serve` and `bootfleet tftp` start it
+//! the same way.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::Arc;
+
+use super::ServerError;
+use crate::files::Files;
+use crate::tftp::server::{Config, Observer, Running, Server, Stats};
+
+/// A running TFTP server; dropping it stops it.
+pub struct TftpPart {
+    /// Where it answers.
+    pub addr: SocketAddr,
+    /// What it counts.
+    pub stats: Arc<Stats>,
+    /// The server (its images root, its stats).
+    pub server: Arc<Server>,
+    running: Option<Running>,
+}
+
+/// Starts TFTP on `socket`, serving `files` per `config`, each transfer
+/// reported to `observer`.
+pub fn start(
+    socket: UdpSocket,
+    files: Arc<Files>,
+    config: Config,
+    observer: Option<Observer>,
+) -> Result<TftpPart, ServerError> {
+    let addr = socket.local_addr().map_err(|source| ServerError::Io {
+        what: "reading the TFTP address",
+        source,
+    })?;
+    let server = Server::observed(files, config, observer);
+    let running = server
+        .clone()
+        .spawn_runtime(socket)
+        .map_err(|source| ServerError::Io {
+            what: "starting the TFTP server",
+            source,
+        })?;
+    Ok(TftpPart {
+        addr,
+        stats: server.stats(),
+        server,
+        running: Some(running),
+    })
+}
+
+impl TftpPart {
+    /// Stops it (transfers under way end).
+    pub fn stop(&mut self) {
+        if self.running.take().is_some() {
+            tracing::info!(counters = %self.stats.summary(), "TFTP stopped");
+        }
+    }
+}
