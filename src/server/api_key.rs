@@ -12,8 +12,11 @@ use std::path::{Path, PathBuf};
 /// The file in the state directory.
 pub const FILE: &str = "api.key";
 
-/// Writes `key` to `state_dir/api.key` (mode 0600), replacing what is there.
+/// Writes `key` to `state_dir/api.key` (mode 0600), replacing what is
+/// there; the directory is made if missing (a site on etcd keeps nothing
+/// else there).
 pub fn write(state_dir: &Path, key: &str) -> std::io::Result<PathBuf> {
+    std::fs::create_dir_all(state_dir)?;
     let path = state_dir.join(FILE);
     let tmp = state_dir.join(format!(".{FILE}.tmp"));
     let _ = std::fs::remove_file(&tmp);
@@ -50,6 +53,8 @@ mod tests {
         let a = tempfile::tempdir().unwrap();
         let b = tempfile::tempdir().unwrap();
         let key = "ab".repeat(32);
+        let path = write(&b.path().join("made"), &key).unwrap();
+        assert!(path.starts_with(b.path().join("made")));
         let path = write(b.path(), &key).unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
