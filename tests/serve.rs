@@ -906,7 +906,8 @@ fn closed_within(s: &mut std::net::TcpStream, wait: std::time::Duration) -> bool
 /// share, past the bound new connections wait (they are not lost), and a
 /// booting machine's request gets through all along.
 #[test]
-fn half_open_connections_are_bounded_and_closed_and_a_booting_machines_request_still_gets_through() {
+fn half_open_connections_are_bounded_and_closed_and_a_booting_machines_request_still_gets_through()
+{
     if !have("curl") {
         return;
     }
@@ -924,12 +925,15 @@ fn half_open_connections_are_bounded_and_closed_and_a_booting_machines_request_s
     );
     let addr = s.http.trim_start_matches("http://").to_owned();
     // 45 from one address: 30 held, 15 closed at once.
-    let mut held: Vec<std::net::TcpStream> = (0..45).map(|_| half_open("127.0.0.3", &addr)).collect();
+    let mut held: Vec<std::net::TcpStream> =
+        (0..45).map(|_| half_open("127.0.0.3", &addr)).collect();
     std::thread::sleep(std::time::Duration::from_millis(300));
-    let closed_at_once = held
-        .iter_mut()
-        .filter(|c| closed_within(c, std::time::Duration::from_millis(1)))
-        .count();
+    let mut closed_at_once = 0;
+    for c in held.iter_mut() {
+        if closed_within(c, std::time::Duration::from_millis(1)) {
+            closed_at_once += 1;
+        }
+    }
     assert_eq!(closed_at_once, 15, "the address's share is 30");
     // Another machine on the segment is answered meanwhile.
     let got = code(&["--interface", "127.0.0.2", &format!("{}/boot.ipxe", s.http)]);
@@ -937,11 +941,15 @@ fn half_open_connections_are_bounded_and_closed_and_a_booting_machines_request_s
     // 30 more from another address fill the server (60): a machine's
     // connection waits for a slot instead of being refused, and is answered
     // once the half-open ones time out.
-    let mut more: Vec<std::net::TcpStream> = (0..30).map(|_| half_open("127.0.0.4", &addr)).collect();
+    let mut more: Vec<std::net::TcpStream> =
+        (0..30).map(|_| half_open("127.0.0.4", &addr)).collect();
     let started = std::time::Instant::now();
     let got = code(&["--interface", "127.0.0.2", &format!("{}/boot.ipxe", s.http)]);
     assert_eq!(got, "200", "waited, then answered");
-    eprintln!("answered after {:?} with the server full", started.elapsed());
+    eprintln!(
+        "answered after {:?} with the server full",
+        started.elapsed()
+    );
     // Every half-open one is closed by the server after the timeout.
     for c in held.iter_mut().chain(more.iter_mut()) {
         assert!(
@@ -949,6 +957,23 @@ fn half_open_connections_are_bounded_and_closed_and_a_booting_machines_request_s
             "a half-open connection still open"
         );
     }
+    // A kept-alive connection that made its request and then idles is
+    // closed after the same time.
+    let mut idle = std::net::TcpStream::connect(&addr).unwrap();
+    {
+        use std::io::{Read, Write};
+        write!(idle, "GET /healthz HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+        let mut first = [0u8; 12];
+        idle.read_exact(&mut first).unwrap();
+        assert_eq!(&first, b"HTTP/1.1 200", "answered and kept alive");
+    }
+    let idled = std::time::Instant::now();
+    assert!(closed_within(&mut idle, std::time::Duration::from_secs(10)));
+    assert!(
+        idled.elapsed() >= std::time::Duration::from_secs(2),
+        "closed for idling, not at once: {:?}",
+        idled.elapsed()
+    );
     let metrics = stdout(&curl(&[&format!("{}/metrics", s.http)]));
     let value = |name: &str| -> f64 {
         metrics
@@ -960,7 +985,10 @@ fn half_open_connections_are_bounded_and_closed_and_a_booting_machines_request_s
     };
     assert_eq!(value("bootfleet_http_connections_refused_total"), 15.0);
     assert!(value("bootfleet_http_connections_full_total") >= 1.0);
-    assert!(value("bootfleet_http_header_timeouts_total") >= 60.0, "{metrics}");
+    assert!(
+        value("bootfleet_http_header_timeouts_total") >= 60.0,
+        "{metrics}"
+    );
     // The metrics request's own connection is the one open now.
     assert!(value("bootfleet_http_connections_open") <= 1.0, "{metrics}");
 }

@@ -26,7 +26,7 @@ pub struct Args {
 
 pub fn run(args: Args, state_dir: &Path) -> Result<(), CliError> {
     let (p, store) = super::prepare(&args.spec, state_dir)?;
-    let (_, output) = p.rendered_keeping_key(&*store.keys, |p| {
+    let (_, output) = p.rendered_keeping_key::<_, CliError>(&*store.keys, |p| {
         Ok(match &args.node {
             Some(name) => {
                 let node = p

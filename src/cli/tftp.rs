@@ -65,7 +65,7 @@ pub fn run(args: Args, state_dir: &Path) -> Result<(), CliError> {
     })?;
     if let Some(spec) = &args.spec {
         let (prepared, store) = super::prepare(spec, state_dir)?;
-        let (_, generated) = prepared.rendered_keeping_key(&*store.keys, |p| {
+        let (_, generated) = prepared.rendered_keeping_key::<_, CliError>(&*store.keys, |p| {
             Ok(crate::prepare::boot_files(p.all_files()?))
         })?;
         tracing::info!(files = generated.len(), spec = %spec.display(), "serving boot files rendered from the spec");

@@ -344,11 +344,11 @@ impl<S: Leases> Server<S> {
                 .store(crate::clock::now_ms(), Ordering::Relaxed);
             if counted.is_none_or(|at| at.elapsed().as_secs() >= POOL_COUNT_SECS) {
                 self.count_pool();
-                counted = Some(Instant::crate::clock::now_secs());
+                counted = Some(Instant::now());
             }
             if swept.is_none_or(|at| at.elapsed().as_secs() >= SWEEP_SECS) {
                 self.sweep(crate::clock::now_secs());
-                swept = Some(Instant::crate::clock::now_secs());
+                swept = Some(Instant::now());
             }
             wait_readable(&mut fds, 1000)?;
             let next = self
@@ -380,7 +380,7 @@ impl<S: Leases> Server<S> {
                     let out = Out {
                         socket,
                         device: device.as_deref(),
-                        received: Instant::crate::clock::now_secs(),
+                        received: Instant::now(),
                         reply_seconds: &reply_seconds,
                     };
                     self.handle_batch(&out, *port, batch);
@@ -498,7 +498,7 @@ impl<S: Leases> Server<S> {
             if ops.is_empty() {
                 return;
             }
-            let commit = Instant::crate::clock::now_secs();
+            let commit = Instant::now();
             let applied = self.store.apply(&ops);
             self.stats
                 .commit_seconds

@@ -487,7 +487,7 @@ impl Files {
             if !netascii {
                 return Ok(g);
             }
-            return Ok(Shared::new(super::netascii::encode(g.as_ref()), None));
+            return Ok(Shared::new(netascii::encode(g.as_ref()), None));
         }
         let (path, meta) = self.resolve(&rel)?;
         self.load(path, meta, netascii).await
@@ -554,7 +554,7 @@ impl Files {
                 .await
                 .unwrap_or_else(|e| Err(std::io::Error::other(e)));
             let bytes = match read {
-                Ok(b) => super::netascii::encode(&b),
+                Ok(b) => netascii::encode(&b),
                 Err(e) => {
                     self.in_use.fetch_sub(reserved, Ordering::Relaxed);
                     return Err(unreadable(e));

@@ -210,8 +210,9 @@ fn service(
     hyper::Request<Incoming>,
     Response = axum::response::Response,
     Error = std::convert::Infallible,
-    Future = impl std::future::Future<Output = Result<axum::response::Response, std::convert::Infallible>>
-                 + Send,
+    Future = impl std::future::Future<
+        Output = Result<axum::response::Response, std::convert::Infallible>,
+    > + Send,
 > + Clone {
     hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         req.extensions_mut().insert(ConnectInfo(remote));

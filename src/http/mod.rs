@@ -29,9 +29,9 @@ use axum::routing::{get, post};
 
 use crate::boot::Registry;
 use crate::boot::classify::Names;
+use crate::files::Files;
 use crate::inventory::Inventory;
 use crate::spec::Mac;
-use crate::files::Files;
 
 /// What the HTTP side serves for one version of the spec; replaced whole
 /// when the spec is reloaded.

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use subtle::ConstantTimeEq;
 
 use super::AppState;
-use crate::boot::{PowerAction};
+use crate::boot::PowerAction;
 use crate::clock::now_ms;
 
 /// How far ahead of this server's clock a report may be dated.

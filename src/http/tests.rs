@@ -16,9 +16,9 @@ use tower::ServiceExt;
 
 use super::{AppState, Site, router};
 use crate::boot::Registry;
+use crate::files::Files;
 use crate::inventory::{Inventory, SiteKey};
 use crate::prepare::Prepared;
-use crate::files::Files;
 
 /// The spec `tests/serve.rs` serves over loopback: a1 and a2.
 const SPEC: &str = include_str!("../../tests/fixtures/serve.toml");

@@ -17,7 +17,11 @@ use crate::store::Leases;
 
 /// The sockets DHCP answers on for `net`: `port` on its interface, and
 /// `pxe_port` too in proxy mode.
-pub fn sockets(net: &Network, port: u16, pxe_port: u16) -> Result<Vec<(UdpSocket, Port)>, BindError> {
+pub fn sockets(
+    net: &Network,
+    port: u16,
+    pxe_port: u16,
+) -> Result<Vec<(UdpSocket, Port)>, BindError> {
     let mut socks = vec![(sockets::dhcp(&net.interface, port)?, Port::Dhcp)];
     if net.mode == DhcpMode::Proxy {
         socks.push((sockets::dhcp(&net.interface, pxe_port)?, Port::PxeBoot));

@@ -11,9 +11,9 @@ use crate::boot::classify::Names;
 use crate::boot::{Event, Registry, Stage, Step, fixes};
 use crate::clock::now_ms;
 use crate::dhcp::outcome::Outcome;
+use crate::files::Files;
 use crate::http::EnrolRequest;
 use crate::spec::Mac;
-use crate::files::Files;
 use crate::tftp::server::Progress;
 
 /// The observer of the DHCP server: every answer becomes a DHCP-stage

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
 
-use crate::boot::{Registry};
+use crate::boot::Registry;
 use crate::clock::now_ms;
 use crate::metrics::{Histograms, Metrics, Out, bytes, histograms, signed, slow};
 

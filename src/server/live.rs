@@ -10,13 +10,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::mpsc;
 
 use super::ServerError;
-use crate::prepare::{Prepared, boot_files};
 use crate::boot::{Registry, known};
+use crate::files::Files;
 use crate::http::{AppState, EnrolRequest, Site};
 use crate::inventory::enrol::{self, Enrolled, Verdict};
+use crate::prepare::{Prepared, boot_files};
 use crate::spec::Mac;
 use crate::store::{Enrolment, Store};
-use crate::files::Files;
 
 /// Where the servers' content comes from.
 pub(crate) struct Source {

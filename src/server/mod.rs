@@ -13,9 +13,9 @@ pub mod dhcp_part;
 mod events;
 mod gauges;
 pub mod health;
+mod http_part;
 mod live;
 pub mod notify;
-mod http_part;
 mod power_poll;
 mod ra_part;
 pub mod sockets;
@@ -171,7 +171,8 @@ pub fn start(o: Options) -> Result<Server, ServerError> {
 
     let dhcp = match dhcp_socks {
         Some(socks) => {
-            let observer = events::dhcp_observer(registry.clone(), enrol_tx.clone(), site.files.clone());
+            let observer =
+                events::dhcp_observer(registry.clone(), enrol_tx.clone(), site.files.clone());
             let part = dhcp_part::start(
                 socks,
                 site.loaded.dhcp.clone(),
@@ -260,7 +261,7 @@ pub fn start(o: Options) -> Result<Server, ServerError> {
     )?;
     Ok(Server {
         addrs: Addrs {
-            http: http_addr,
+            http: http.addr,
             tftp: tftp.addr,
             dhcp: match o.dhcp_port {
                 Some(port) => format!("{} port {port}", net.interface),
@@ -348,12 +349,13 @@ fn open_site(o: &Options) -> Result<OpenSite, ServerError> {
     );
     // Whole files in memory, shared by TFTP and HTTP's /assets/: an
     // initrd fetched both ways is held once.
-    let files = Arc::new(
-        Files::new(&o.images, o.max_memory_bytes).map_err(|source| ServerError::Io {
-            what: "serving the images directory",
-            source,
-        })?,
-    );
+    let files =
+        Arc::new(
+            Files::new(&o.images, o.max_memory_bytes).map_err(|source| ServerError::Io {
+                what: "serving the images directory",
+                source,
+            })?,
+        );
     files.set_generated(loaded.tftp_files.clone());
     Ok(OpenSite {
         store,

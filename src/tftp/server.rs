@@ -22,11 +22,11 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, info, warn};
 
 use super::batch::Batch;
-use crate::files::{Files, Refusal};
 use super::options::{Limits, MAX_BLKSIZE, negotiate};
 use super::packet::{ErrorCode, Options, Packet, error_bytes};
 use super::spin::{DEFAULT_SPIN, Spin, poll_recv};
 use super::transfer::{Event, Outcome, ReadTransfer, Retry};
+use crate::files::{Files, Refusal};
 
 /// The default most bytes in one window: 16 blocks of 8 KiB or 64 of
 /// 1468 bytes, sent as segmented bursts, stay inside Linux's default

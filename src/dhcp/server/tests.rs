@@ -215,7 +215,7 @@ fn a_shared_store_away_still_answers_reservations_and_known_renewals_but_no_new_
         stored: Mutex::new(vec![Lease {
             ip,
             mac: Mac(mac(1)),
-            expires: super::now() + 100,
+            expires: crate::clock::now_secs() + 100,
         }]),
         ..LeasesTestDouble::default()
     });
