@@ -499,3 +499,134 @@ fn a_bmc_that_could_not_be_used_is_refused_at_its_line() {
         expect_rejected(&spec, line_of(&spec, "bmc =", 0), needle);
     }
 }
+
+/// `[[segments]]` entries for [`BASE`]: a relayed rack and a direct one.
+fn segments() -> String {
+    r#"
+[[segments]]
+name = "rack2"
+subnet = "10.2.0.0/24"
+relay = true
+gateway = "10.2.0.1"
+dynamic_range = ["10.2.0.100", "10.2.0.199"]
+
+[[segments]]
+name = "rack3"
+subnet = "10.3.0.0/24"
+interface = "eth3"
+server = "10.3.0.2"
+"#
+    .to_owned()
+}
+
+#[test]
+fn a_site_of_several_segments_renders_each_nodes_urls_with_the_address_it_reaches() {
+    let spec = BASE.to_owned()
+        + &segments()
+        + &good_nodes()
+        + &node("r2", "52:54:00:00:00:12", "10.2.0.10", r#"["worker"]"#)
+        + &node("r3", "52:54:00:00:00:13", "10.3.0.10", r#"["worker"]"#);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("spec.toml");
+    std::fs::write(&path, &spec).unwrap();
+    let out_dir = dir.path().join("out");
+    let out = bootfleet(
+        &dir.path().join("state"),
+        &[
+            "render",
+            path.to_str().unwrap(),
+            "--out",
+            out_dir.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let read = |p: &str| std::fs::read_to_string(out_dir.join(p)).unwrap();
+    // The relayed rack reaches [network]'s address; the direct one its own.
+    assert!(read("ipxe/w1.ipxe").contains("http://10.0.0.2:8080/assets/k/vmlinuz"));
+    assert!(read("ipxe/r2.ipxe").contains("http://10.0.0.2:8080/assets/k/vmlinuz"));
+    assert!(read("ipxe/r3.ipxe").contains("http://10.3.0.2:8080/assets/k/vmlinuz"));
+    assert!(read("cloud-config/r3.yml").contains("http://10.3.0.2:8080/phone-home/r3"));
+    assert!(!read("cloud-config/r3.yml").contains("10.0.0.2"));
+    // boot.ipxe chains relative to where it came from.
+    let boot = read("boot.ipxe");
+    assert!(boot.contains("chain --autofree ipxe/boot?mac="), "{boot}");
+}
+
+#[test]
+fn a_segment_overlapping_another_is_refused() {
+    let spec = BASE.to_owned() + &segments().replace("10.3.0.0/24", "10.0.0.0/16") + &good_nodes();
+    expect_rejected(
+        &spec,
+        line_of(&spec, "10.0.0.0/16", 0),
+        "segment `rack3`'s subnet 10.0.0.0/16 overlaps `eth0`'s 10.0.0.0/24",
+    );
+}
+
+#[test]
+fn a_node_in_no_segment_is_refused_naming_them_all() {
+    let spec = BASE.to_owned()
+        + &segments()
+        + &good_nodes()
+        + &node("w9", "52:54:00:00:00:09", "10.9.0.10", r#"["worker"]"#);
+    let err = expect_rejected(
+        &spec,
+        line_of(&spec, "10.9.0.10", 0),
+        "address 10.9.0.10 is in no segment of the site",
+    );
+    assert!(
+        err.contains("eth0 10.0.0.0/24, rack2 10.2.0.0/24, rack3 10.3.0.0/24"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_direct_segment_on_an_interface_already_serving_one_is_refused() {
+    let spec = BASE.to_owned()
+        + &segments().replace("interface = \"eth3\"", "interface = \"eth0\"")
+        + &good_nodes();
+    expect_rejected(
+        &spec,
+        line_of(&spec, "interface = \"eth0\"", 1),
+        "interface `eth0` serves two segments",
+    );
+}
+
+#[test]
+fn a_segments_dynamic_range_outside_its_subnet_is_refused() {
+    let spec = BASE.to_owned()
+        + &segments().replace(
+            "[\"10.2.0.100\", \"10.2.0.199\"]",
+            "[\"10.0.0.200\", \"10.0.0.210\"]",
+        )
+        + &good_nodes();
+    expect_rejected(
+        &spec,
+        line_of(&spec, "10.0.0.210", 0),
+        "not an ordered range inside 10.2.0.0/24",
+    );
+}
+
+#[test]
+fn a_segment_reached_both_ways_or_neither_is_refused() {
+    let both = BASE.to_owned()
+        + &segments().replace("relay = true", "relay = true\ninterface = \"eth2\"")
+        + &good_nodes();
+    expect_rejected(
+        &both,
+        line_of(&both, "interface = \"eth2\"", 0),
+        "segment `rack2` has both an interface and relay = true",
+    );
+    let neither = BASE.to_owned() + &segments().replace("relay = true\n", "") + &good_nodes();
+    expect_rejected(
+        &neither,
+        line_of(&neither, "name = \"rack2\"", 0),
+        "segment `rack2` says neither how it is reached",
+    );
+    let no_server =
+        BASE.to_owned() + &segments().replace("server = \"10.3.0.2\"\n", "") + &good_nodes();
+    expect_rejected(
+        &no_server,
+        line_of(&no_server, "name = \"rack3\"", 0),
+        "direct segment `rack3` needs the server's address there",
+    );
+}

@@ -139,7 +139,12 @@ fn udhcpc(seg: &Segment, dir: &Path, extra: &[&str]) -> HashMap<String, String> 
 
 /// Runs udhcpc once on `iface` in namespace `ns`; returns the variables
 /// its script saw on `bound`.
-fn udhcpc_on(ns: &str, iface: &str, dir: &Path, extra: &[&str]) -> HashMap<String, String> {
+pub(crate) fn udhcpc_on(
+    ns: &str,
+    iface: &str,
+    dir: &Path,
+    extra: &[&str],
+) -> HashMap<String, String> {
     let (script, out) = bound_script(dir, "bound");
     let o = udhcpc_once(ns, iface, "5", script.to_str().unwrap(), extra);
     assert!(
@@ -153,7 +158,7 @@ fn udhcpc_on(ns: &str, iface: &str, dir: &Path, extra: &[&str]) -> HashMap<Strin
 
 /// busybox udhcpc in the foreground, once (`tries` DISCOVERs a second
 /// apart), running `script`.
-fn udhcpc_once(
+pub(crate) fn udhcpc_once(
     ns: &str,
     iface: &str,
     tries: &str,
@@ -171,7 +176,7 @@ fn udhcpc_once(
 /// BIOS PXE firmware's options, for udhcpc.
 const PXE_BIOS: [&str; 4] = ["-x", "0x5d:0000", "-V", "PXEClient:Arch:00000:UNDI:002001"];
 
-fn ready() -> bool {
+pub(crate) fn ready() -> bool {
     let ok = is_root()
         && Command::new("busybox").arg("--help").output().is_ok()
         && Command::new("ip").arg("-V").output().is_ok();
@@ -492,6 +497,18 @@ fn a_relayed_request_is_answered_by_unicast_to_the_relay_with_option_82_needs_ro
 /// Runs `client` (dhclient or dhcpcd) once in the client namespace with a
 /// script that records its environment; returns the variables of BOUND.
 fn isc_or_dhcpcd(seg: &Segment, dir: &Path, client: &str) -> HashMap<String, String> {
+    isc_or_dhcpcd_on(&seg.cli.name, &seg.cli_if, dir, client, &[])
+}
+
+/// [`isc_or_dhcpcd`] on `iface` in namespace `ns`; `conf` lines go to
+/// dhclient's configuration file.
+pub(crate) fn isc_or_dhcpcd_on(
+    ns: &str,
+    iface: &str,
+    dir: &Path,
+    client: &str,
+    conf: &[&str],
+) -> HashMap<String, String> {
     let env_file = dir.join(format!("{client}.env"));
     let _ = std::fs::remove_file(&env_file);
     let script = dir.join(format!("{client}.sh"));
@@ -505,17 +522,22 @@ fn isc_or_dhcpcd(seg: &Segment, dir: &Path, client: &str) -> HashMap<String, Str
     .unwrap();
     run(&["chmod", "+x", script.to_str().unwrap()]);
     let (lf, pf) = (dir.join("dhclient.leases"), dir.join("dhclient.pid"));
+    let _ = std::fs::remove_file(&lf);
+    let cf = dir.join("dhclient.conf");
+    std::fs::write(&cf, conf.join("\n") + "\n").unwrap();
     let args: Vec<String> = match client {
         "dhclient" => vec![
             "dhclient".into(),
             "-1".into(),
+            "-cf".into(),
+            cf.display().to_string(),
             "-sf".into(),
             script.display().to_string(),
             "-lf".into(),
             lf.display().to_string(),
             "-pf".into(),
             pf.display().to_string(),
-            seg.cli_if.clone(),
+            iface.to_owned(),
         ],
         _ => vec![
             "dhcpcd".into(),
@@ -527,11 +549,11 @@ fn isc_or_dhcpcd(seg: &Segment, dir: &Path, client: &str) -> HashMap<String, Str
             "8".into(),
             "-c".into(),
             script.display().to_string(),
-            seg.cli_if.clone(),
+            iface.to_owned(),
         ],
     };
     let mut cmd = Command::new("timeout");
-    cmd.args(["-k", "2", "20", "ip", "netns", "exec", &seg.cli.name])
+    cmd.args(["-k", "2", "20", "ip", "netns", "exec", ns])
         .args(&args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -544,7 +566,7 @@ fn isc_or_dhcpcd(seg: &Segment, dir: &Path, client: &str) -> HashMap<String, Str
     }
     // dhcpcd configures the address; take it away for the next client.
     let _ = Command::new("ip")
-        .args(["-n", &seg.cli.name, "addr", "flush", "dev", &seg.cli_if])
+        .args(["-n", ns, "addr", "flush", "dev", iface])
         .status();
     read_env(&env_file)
 }
@@ -943,7 +965,12 @@ fn serve_shows_a_refused_unknown_machine_on_its_page_and_api_needs_root() {
         sample(&metrics, "bootfleet_dhcp_lease_commits_total").is_some_and(|v| v >= 1.0),
         "{metrics}"
     );
-    let pool = "{pool=\"10.77.0.100-10.77.0.150\"}";
+    // Labelled by pool and segment ([network]'s is named after its
+    // interface).
+    let pool = format!(
+        "{{pool=\"10.77.0.100-10.77.0.150\",segment=\"{}\"}}",
+        seg.srv_if
+    );
     assert_eq!(
         sample(&metrics, &format!("bootfleet_dhcp_pool_addresses{pool}")),
         Some(51.0),

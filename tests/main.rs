@@ -23,6 +23,7 @@ mod ignition;
 mod images_fetch;
 mod power;
 mod ra;
+mod segments;
 mod serve;
 mod store_etcd;
 mod systemd_units;

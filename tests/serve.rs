@@ -794,16 +794,17 @@ fn a_kernel_stage_lasts_as_long_as_its_transfer_and_a_cut_transfer_is_a_failure(
         return;
     }
     let dir = setup();
-    // Bigger than what the loopback's socket buffers hold, so that most of
-    // it waits for the client.
-    let kernel: Vec<u8> = (0..32u32 << 20).map(|i| (i % 249) as u8).collect();
+    // Bigger than what the loopback's socket buffers hold (a receiver's
+    // may grow to tcp_rmem's 32 MiB), so that most of it waits for the
+    // client.
+    let kernel: Vec<u8> = (0..64u32 << 20).map(|i| (i % 249) as u8).collect();
     std::fs::write(dir.path().join("images/os/vmlinuz"), &kernel).unwrap();
     let s = serve(dir.path());
     let api = || {
         let text = stdout(&curl(&[&format!("{}/api/v1/nodes/a1", s.http)]));
         serde_json::from_str::<serde_json::Value>(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
     };
-    // a1 is 127.0.0.1 in the spec: its script, then 32 MiB at 16 MiB/s.
+    // a1 is 127.0.0.1 in the spec: its script, then 64 MiB at 16 MiB/s.
     assert_eq!(
         code(&[&format!("{}/ipxe/boot?mac=52-54-00-5e-00-01", s.http)]),
         "200"
@@ -846,7 +847,7 @@ fn a_kernel_stage_lasts_as_long_as_its_transfer_and_a_cut_transfer_is_a_failure(
     ]);
     assert!(
         !o.status.success(),
-        "curl finished 32 MiB at 1 MiB/s in 1 s"
+        "curl finished 64 MiB at 1 MiB/s in 1 s"
     );
     let start = std::time::Instant::now();
     let v = loop {
@@ -858,7 +859,7 @@ fn a_kernel_stage_lasts_as_long_as_its_transfer_and_a_cut_transfer_is_a_failure(
     };
     let answer = v["failure"]["answer"].as_str().unwrap_or_default();
     assert!(
-        answer.starts_with("transfer cut off after ") && answer.ends_with(" of 33554432 bytes"),
+        answer.starts_with("transfer cut off after ") && answer.ends_with(" of 67108864 bytes"),
         "{v}"
     );
 }

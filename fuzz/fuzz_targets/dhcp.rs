@@ -23,6 +23,7 @@ fn config(mode: DhcpMode) -> Config {
     let mut reservations = HashMap::new();
     reservations.insert(Mac([0x52, 0x54, 0, 0, 0, 1]), Ipv4Addr::new(10, 0, 0, 10));
     Config {
+        segment: "fuzz".into(),
         mode,
         server: Ipv4Addr::new(10, 0, 0, 2),
         subnet: "10.0.0.0/24".parse().unwrap(),

@@ -69,6 +69,9 @@ pub struct NodeStatus {
     pub boot_started_at: u64,
     /// The server that saw its last event.
     pub seen_by: String,
+    /// The segment of the site its address lies in.
+    #[serde(default)]
+    pub segment: Option<String>,
     /// Its power as its BMC last told this server (none: not polled).
     #[serde(default)]
     pub power: Option<PowerSeen>,
@@ -164,6 +167,8 @@ struct Inner {
     mac_by_name: HashMap<String, Mac>,
     /// What the spec's machines' BMCs last said.
     power: HashMap<Mac, PowerSeen>,
+    /// The site's segments: name and subnet.
+    segments: Vec<(String, ipnet::Ipv4Net)>,
 }
 
 impl Inner {
@@ -279,6 +284,12 @@ impl Registry {
     /// Replaces the spec's machines (the spec was reloaded).
     pub fn set_known(&self, known: Vec<Known>) {
         self.lock().set_known(known);
+    }
+
+    /// Names the site's segments (name and subnet), for each row's
+    /// `segment`.
+    pub fn set_segments(&self, segments: Vec<(String, ipnet::Ipv4Net)>) {
+        self.lock().segments = segments;
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -449,7 +460,16 @@ impl Registry {
     pub fn snapshot(&self, now: u64) -> Vec<NodeStatus> {
         let inner = self.lock();
         let empty = Timeline::default();
+        let segment_of = |ip: Option<Ipv4Addr>| {
+            let ip = ip?;
+            inner
+                .segments
+                .iter()
+                .find(|(_, net)| net.contains(&ip))
+                .map(|(name, _)| name.clone())
+        };
         let row = |mac: Mac, known: Option<&Known>, t: &Timeline| NodeStatus {
+            segment: segment_of(known.map(|k| k.ip).or(t.ip)),
             name: known.map(|k| k.name.clone()).unwrap_or_default(),
             mac: mac.to_string(),
             ip: t.ip.or(known.map(|k| k.ip)),

@@ -31,7 +31,7 @@ pub struct Args {
 pub fn run(args: Args, state_dir: &Path) -> Result<(), CliError> {
     let spec = super::load_spec(&args.spec)?;
     let net = &spec.network;
-    let sockets = crate::server::dhcp_part::sockets(net, args.port, args.pxe_port)
+    let sockets = crate::server::dhcp_part::sockets(&spec, args.port, args.pxe_port)
         .map_err(|e| CliError::Runtime(e.into()))?;
     let store = crate::store::open(&spec.state, state_dir)?.leases;
     let mut part = crate::server::dhcp_part::start(

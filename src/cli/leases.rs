@@ -47,7 +47,8 @@ pub fn run(args: Args, state_dir: &std::path::Path) -> Result<(), CliError> {
                 .collect();
             names.extend(spec.nodes.iter().map(|n| (n.mac, n.name.clone())));
             let name = |mac| names.get(&mac).cloned();
-            rows(store.leases.listing()?, name)
+            let segment = |ip| spec.segment_of(ip).map(|s| s.name.clone());
+            rows(store.leases.listing()?, name, segment)
         }
         Err(e) => return Err(anyhow::Error::from(e).into()),
     };
@@ -59,19 +60,32 @@ pub fn run(args: Args, state_dir: &std::path::Path) -> Result<(), CliError> {
         return Ok(());
     }
     let now = crate::clock::now_ms() / 1000;
-    let table: Vec<[String; 5]> = rows
+    // The segment column on a site of several.
+    let several = spec.segments.len() > 1;
+    let table: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
-            [
+            let mut row = vec![
                 r.ip.to_string(),
                 r.mac.clone(),
                 r.node.clone().unwrap_or_else(|| "-".into()),
                 expiry(r.expires, now),
                 r.server.clone().unwrap_or_else(|| "-".into()),
-            ]
+            ];
+            if several {
+                row.insert(1, r.segment.clone().unwrap_or_else(|| "-".into()));
+            }
+            row
         })
         .collect();
-    super::print_table(&["ADDRESS", "MAC", "NODE", "EXPIRES", "SERVER"], &table);
+    if several {
+        super::print_rows(
+            &["ADDRESS", "SEGMENT", "MAC", "NODE", "EXPIRES", "SERVER"],
+            &table,
+        );
+    } else {
+        super::print_rows(&["ADDRESS", "MAC", "NODE", "EXPIRES", "SERVER"], &table);
+    }
     Ok(())
 }
 

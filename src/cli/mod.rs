@@ -170,8 +170,16 @@ pub(crate) fn prepare(
 
 /// Prints `rows` under `header` in columns (the last one unpadded).
 pub(crate) fn print_table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) {
-    let header = header.map(str::to_owned);
-    let mut width = [0usize; N];
+    let rows: Vec<Vec<String>> = rows.iter().map(|r| r.to_vec()).collect();
+    print_rows(header, &rows);
+}
+
+/// Prints `rows` under `header` in columns (the last one unpadded); rows
+/// as long as the header.
+pub(crate) fn print_rows(header: &[&str], rows: &[Vec<String>]) {
+    let header: Vec<String> = header.iter().map(|h| (*h).to_owned()).collect();
+    let n = header.len();
+    let mut width = vec![0usize; n];
     for row in std::iter::once(&header).chain(rows) {
         for (w, cell) in width.iter_mut().zip(row.iter()) {
             *w = (*w).max(cell.len());
@@ -180,7 +188,7 @@ pub(crate) fn print_table<const N: usize>(header: &[&str; N], rows: &[[String; N
     for row in std::iter::once(&header).chain(rows) {
         let mut line = String::new();
         for (i, cell) in row.iter().enumerate() {
-            if i + 1 < N {
+            if i + 1 < n {
                 let w = width[i];
                 line.push_str(&format!("{cell:<w$}  "));
             } else {

@@ -56,7 +56,8 @@ pub fn run(args: Args) -> Result<(), CliError> {
         return Ok(());
     }
     let rows: Vec<NodeStatus> = serde_json::from_str(&body).context("reading the API's answer")?;
-    let table: Vec<[String; 9]> = rows
+    let several = spec.segments.len() > 1;
+    let table: Vec<Vec<String>> = rows
         .iter()
         .map(|n| {
             let stage = n.stage.map(|s| s.name()).unwrap_or("-");
@@ -75,7 +76,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
                     format!("{} {}{more}", t.stage.name(), secs(t.ms))
                 })
                 .collect();
-            [
+            let mut row = vec![
                 if n.name.is_empty() {
                     "(unknown)".into()
                 } else {
@@ -99,23 +100,28 @@ pub fn run(args: Args) -> Result<(), CliError> {
                 n.failure
                     .as_ref()
                     .map_or_else(|| n.last_event.clone(), |f| f.message.clone()),
-            ]
+            ];
+            if several {
+                row.insert(3, n.segment.clone().unwrap_or_else(|| "-".into()));
+            }
+            row
         })
         .collect();
-    super::print_table(
-        &[
-            "NAME",
-            "MAC",
-            "IP",
-            "ROLE",
-            "STATE",
-            "POWER",
-            "BOOT",
-            "STAGES",
-            "LAST EVENT",
-        ],
-        &table,
-    );
+    let mut header = vec![
+        "NAME",
+        "MAC",
+        "IP",
+        "ROLE",
+        "STATE",
+        "POWER",
+        "BOOT",
+        "STAGES",
+        "LAST EVENT",
+    ];
+    if several {
+        header.insert(3, "SEGMENT");
+    }
+    super::print_rows(&header, &table);
     // What to do about each failure and each BMC that did not answer,
     // under the table.
     for n in &rows {

@@ -85,7 +85,7 @@ pub fn run(args: Args, state_dir: &Path) -> Result<(), CliError> {
     };
     let socket = super::bind_udp(args.listen, "TFTP")?;
     // The same part as in `serve`: a runtime of its own.
-    let mut part = crate::server::tftp_part::start(socket, Arc::new(files), config, None)
+    let mut part = crate::server::tftp_part::start(vec![socket], Arc::new(files), config, None)
         .map_err(|e| CliError::Runtime(e.into()))?;
     println!("listening on {}", part.addr);
     std::io::stdout().flush().ok();

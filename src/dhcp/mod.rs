@@ -2,9 +2,9 @@
 //!
 //! Pure pieces: [`wire`] decodes without panicking, [`boot`] picks what a
 //! booting machine is told to load (option 93, vendor and user class,
-//! iPXE), [`pool`] which address a client gets, [`policy`] the full-mode
-//! answer to each message and [`proxy`] the proxyDHCP one, each with its
-//! [`outcome`]. [`server`] runs the sockets (leases made durable in the
+//! iPXE), [`pool`] which address a client gets, [`site`] which segment a
+//! request is for, [`policy`] the full-mode answer to each message and
+//! [`proxy`] the proxyDHCP one, each with its [`outcome`]. [`server`] runs the sockets (leases made durable in the
 //! store by group commit) and [`arp`]
 //! lets it answer a client that has no address yet by unicast.
 
@@ -18,4 +18,5 @@ pub mod policy;
 pub mod pool;
 pub mod proxy;
 pub mod server;
+pub mod site;
 pub mod wire;

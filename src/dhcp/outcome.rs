@@ -21,6 +21,9 @@ pub enum Outcome {
     NoMac,
     NoMessageType,
     RelayFromUnservedSubnet,
+    /// A node of the spec asked from another segment than the one its
+    /// address lies in.
+    WrongSegment,
     Decline,
     DeclineIgnored,
     Release,
@@ -50,6 +53,7 @@ impl Outcome {
             Outcome::NoMac => "no_mac",
             Outcome::NoMessageType => "no_message_type",
             Outcome::RelayFromUnservedSubnet => "relay_from_unserved_subnet",
+            Outcome::WrongSegment => "wrong_segment",
             Outcome::Decline => "decline",
             Outcome::DeclineIgnored => "decline_ignored",
             Outcome::Release => "release",

@@ -18,9 +18,12 @@ pub const OFFER_HOLD_SECS: u64 = 30;
 /// How long a declined address stays out of use.
 pub const DECLINE_QUARANTINE_SECS: u64 = 600;
 
-/// What the policy needs to know about the segment.
+/// What the policy needs to know about one segment (which segment a
+/// request is for is [`super::site`]'s business).
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// The segment's name, for logs, metrics and the timeline.
+    pub segment: String,
     /// Full: addresses and boot files. Proxy: boot files only, to PXE
     /// clients, beside another server that hands out addresses.
     pub mode: DhcpMode,
@@ -134,7 +137,8 @@ pub fn message_type(req: &Message) -> Option<MessageType> {
     }
 }
 
-/// Decides the answer to `req`, received on port 67, at unix time `now`.
+/// Decides the answer to `req`, received on port 67 and meant for the
+/// segment of `cfg`, at unix time `now`.
 /// In proxy mode this is [`super::proxy::on_port_67`].
 pub fn decide(req: &Message, cfg: &Config, table: &Table, now: u64) -> Decision {
     if req.opcode() != Opcode::BootRequest {
@@ -153,11 +157,6 @@ pub fn decide(req: &Message, cfg: &Config, table: &Table, now: u64) -> Decision 
     }
     if cfg.mode == DhcpMode::Proxy {
         return super::proxy::on_port_67(req, cfg, kind);
-    }
-    // A relay names the client's subnet with giaddr (RFC 2131 4.3.1): one
-    // bootfleet does not serve gets no address from the spec's pool.
-    if !req.giaddr().is_unspecified() && !cfg.subnet.contains(&req.giaddr()) {
-        return Decision::silent(Outcome::RelayFromUnservedSubnet);
     }
     match kind {
         MessageType::Discover => discover(req, cfg, table, mac, now),

@@ -9,9 +9,9 @@
 //! first. Reserved, declined (quarantined) and the server's and gateway's
 //! own addresses are never handed out from the pool.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Mutex;
 
 use crate::spec::Mac;
 
@@ -24,12 +24,13 @@ pub struct Table {
     by_mac: HashMap<Mac, Ipv4Addr>,
     /// Declined addresses and the time they may be used again.
     quarantine: HashMap<Ipv4Addr, u64>,
-    /// Where the search for a never-leased address starts: the last one
-    /// found, lowered whenever an address leaves the table. A cache only:
-    /// when the search from here finds nothing, the whole pool is scanned,
-    /// so a stale hint costs time, never an address. Without it, filling a
+    /// Per pool (by its first address), where the search for a
+    /// never-leased address starts: the last one found, lowered whenever
+    /// an address of the pool leaves the table. A cache only: when the
+    /// search from here finds nothing, the whole pool is scanned, so a
+    /// stale hint costs time, never an address. Without it, filling a
     /// pool of n addresses costs n^2/2 lookups.
-    scan_from: AtomicU32,
+    scan: Mutex<BTreeMap<u32, u32>>,
 }
 
 impl Clone for Table {
@@ -38,7 +39,7 @@ impl Clone for Table {
             by_ip: self.by_ip.clone(),
             by_mac: self.by_mac.clone(),
             quarantine: self.quarantine.clone(),
-            scan_from: AtomicU32::new(self.scan_from.load(Ordering::Relaxed)),
+            scan: Mutex::new(self.hints().clone()),
         }
     }
 }
@@ -73,13 +74,31 @@ impl Table {
     /// the same address at once: two that scanned from the pool's start
     /// together would both pick each next address, and one of them would
     /// lose every claim.
-    pub fn scan_from(&mut self, ip: Ipv4Addr) {
-        *self.scan_from.get_mut() = u32::from(ip);
+    pub fn scan_from(&mut self, pool: &Pool, ip: Ipv4Addr) {
+        self.hints().insert(u32::from(pool.first), u32::from(ip));
     }
 
+    fn hints(&self) -> std::sync::MutexGuard<'_, BTreeMap<u32, u32>> {
+        self.scan.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Where `pool`'s next search starts.
+    fn hint(&self, pool: &Pool) -> u32 {
+        let first = u32::from(pool.first);
+        self.hints().get(&first).copied().unwrap_or(first)
+    }
+
+    fn set_hint(&self, pool: &Pool, n: u32) {
+        self.hints().insert(u32::from(pool.first), n);
+    }
+
+    /// `ip` left the table: the search of the pool it lies in (the one
+    /// with the nearest first address below it) starts no later than it.
     fn lower_hint(&mut self, ip: Ipv4Addr) {
-        let h = self.scan_from.get_mut();
-        *h = (*h).min(u32::from(ip));
+        let n = u32::from(ip);
+        if let Some((_, h)) = self.hints().range_mut(..=n).next_back() {
+            *h = (*h).min(n);
+        }
     }
 
     /// Keeps `ip` out of use until `until` (DECLINE: someone else has it).
@@ -229,14 +248,11 @@ impl Pool {
         // quarantine ended, or the search started mid-pool).
         let first = u32::from(self.first);
         let last = u32::from(self.last);
-        let hint = table
-            .scan_from
-            .load(Ordering::Relaxed)
-            .clamp(first, last.max(first));
+        let hint = table.hint(self).clamp(first, last.max(first));
         for n in (hint..=last).chain(first..hint) {
             let ip = Ipv4Addr::from(n);
             if table.by_ip(ip).is_none() && self.free_for(table, ip, mac, now) {
-                table.scan_from.store(n, Ordering::Relaxed);
+                table.set_hint(self, n);
                 return Assignment::Pool(ip);
             }
         }
@@ -501,7 +517,7 @@ mod tests {
         assert_eq!(p.point(u64::MAX), Ipv4Addr::new(10, 1, 255, 255));
         let mut t = Table::default();
         let start = 40_000u32;
-        t.scan_from(p.point(u64::from(start)));
+        t.scan_from(&p, p.point(u64::from(start)));
         // Each next address is found directly (a search that began at the
         // start again after wrapping would take minutes here).
         for n in 0..65_536u32 {

@@ -25,10 +25,9 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tracing::{debug, info, warn};
 
 use super::outcome::Outcome;
-use super::policy::{
-    Change, Config, Decision, Dest, OFFER_HOLD_SECS, client_mac, decide, message_type,
-};
+use super::policy::{Change, Decision, Dest, OFFER_HOLD_SECS, client_mac, decide, message_type};
 use super::pool::{Lease, Table};
+use super::site::{Selected, Site, decide_site};
 use crate::spec::Mac;
 use crate::store::{Applied, Leases, Op, QUARANTINED, StoreError};
 
@@ -45,6 +44,17 @@ const SWEEP_SECS: u64 = 60;
 const SWEEP_MAX: usize = 4096;
 
 const BUF: usize = 1536;
+
+/// A socket the server reads: the port it serves, and the direct segment
+/// whose interface it is bound to (where its broadcasts come from).
+#[derive(Debug)]
+pub struct Bound {
+    pub socket: UdpSocket,
+    pub port: Port,
+    /// The index of its segment in the [`Site`] (`None`: none; only
+    /// relayed requests are answered there).
+    pub segment: Option<usize>,
+}
 
 /// Which port a socket serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,13 +88,9 @@ pub struct Stats {
     pub reply_seconds: Histogram,
     /// Seconds per store commit.
     pub commit_seconds: Histogram,
-    /// The pool's addresses, and how many are leased (unexpired) or
-    /// quarantined now: counted every few seconds by the server.
-    pub pool_size: AtomicU64,
-    pub pool_leased: AtomicU64,
-    pub pool_quarantined: AtomicU64,
-    /// The pool, for the metrics label: `10.0.0.100-10.0.0.200`.
-    pub pool_name: Mutex<String>,
+    /// Each segment's pool: its addresses, and how many are leased
+    /// (unexpired) or quarantined now; counted every few seconds.
+    pub pools: Mutex<Vec<PoolUse>>,
     /// Health: the loop runs, when it last went round (unix ms), whether
     /// the last commit failed.
     pub running: AtomicBool,
@@ -105,15 +111,24 @@ impl Default for Stats {
             outcomes: Mutex::default(),
             reply_seconds: crate::metrics::fast(),
             commit_seconds: crate::metrics::fast(),
-            pool_size: AtomicU64::default(),
-            pool_leased: AtomicU64::default(),
-            pool_quarantined: AtomicU64::default(),
-            pool_name: Mutex::default(),
+            pools: Mutex::default(),
             running: AtomicBool::new(false),
             heartbeat_ms: AtomicU64::new(0),
             last_commit_failed: AtomicBool::new(false),
         }
     }
+}
+
+/// One segment's pool, for the metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PoolUse {
+    /// The segment's name.
+    pub segment: String,
+    /// The pool, as a label: `10.0.0.100-10.0.0.200`.
+    pub range: String,
+    pub size: u64,
+    pub leased: u64,
+    pub quarantined: u64,
 }
 
 impl Stats {
@@ -226,6 +241,18 @@ struct Outgoing {
     after_commit: bool,
 }
 
+/// Where a request came from.
+#[derive(Debug, Clone, Default)]
+pub struct Whence {
+    /// The segment it was decided for (none: no segment of the site).
+    pub segment: Option<String>,
+    /// The relay that forwarded it (giaddr).
+    pub relay: Option<Ipv4Addr>,
+    /// For a node of the spec: the segment its address lies in, with the
+    /// subnet (`rack2 (10.1.0.0/24)`).
+    pub home: Option<String>,
+}
+
 /// What the server tells its observer about each request it answered.
 #[derive(Debug)]
 pub struct Report<'a> {
@@ -238,6 +265,8 @@ pub struct Report<'a> {
     pub arch: Option<String>,
     /// The boot file given.
     pub file: Option<&'a str>,
+    /// Where the request came from.
+    pub whence: &'a Whence,
 }
 
 /// Called for every [`Report`] (the boot timeline listens here).
@@ -245,7 +274,7 @@ pub type Observer = Box<dyn Fn(&Report) + Send>;
 
 /// A server over a lease table loaded from `store`.
 pub struct Server<S> {
-    cfg: Config,
+    cfg: Site,
     table: Table,
     store: S,
     pub stats: Arc<Stats>,
@@ -253,7 +282,7 @@ pub struct Server<S> {
     pub observer: Option<Observer>,
     /// A new configuration to switch to before the next batch (spec
     /// reloaded).
-    pub pending: Arc<Mutex<Option<Config>>>,
+    pub pending: Arc<Mutex<Option<Site>>>,
     /// Each request's lease before this batch (for a batch the store
     /// refused).
     prior: Vec<Option<Lease>>,
@@ -284,7 +313,7 @@ fn wait_readable(fds: &mut [libc::pollfd], timeout_ms: i32) -> std::io::Result<(
 
 impl<S: Leases> Server<S> {
     /// Loads every stored lease.
-    pub fn new(cfg: Config, store: S) -> Result<Server<S>, StoreError> {
+    pub fn new(cfg: Site, store: S) -> Result<Server<S>, StoreError> {
         let mut table = Table::default();
         let leases = store.load()?;
         info!(leases = leases.len(), "leases recovered");
@@ -296,7 +325,9 @@ impl<S: Leases> Server<S> {
             }
         }
         if store.shared() {
-            table.scan_from(cfg.pool.point(seed()));
+            for seg in &cfg.segments {
+                table.scan_from(&seg.pool, seg.pool.point(seed()));
+            }
         }
         Ok(Server {
             cfg,
@@ -313,16 +344,16 @@ impl<S: Leases> Server<S> {
 
     /// Serves `sockets` until `stop` is set (checked at least once a
     /// second).
-    pub fn run(&mut self, sockets: &[(UdpSocket, Port)], stop: &AtomicBool) -> std::io::Result<()> {
+    pub fn run(&mut self, sockets: &[Bound], stop: &AtomicBool) -> std::io::Result<()> {
         let stats = self.stats.clone();
         let _running = Running::new(&stats.running);
-        for (s, _) in sockets {
-            s.set_nonblocking(true)?;
+        for b in sockets {
+            b.socket.set_nonblocking(true)?;
         }
         let mut fds: Vec<libc::pollfd> = sockets
             .iter()
-            .map(|(s, _)| libc::pollfd {
-                fd: s.as_raw_fd(),
+            .map(|b| libc::pollfd {
+                fd: b.socket.as_raw_fd(),
                 events: libc::POLLIN,
                 revents: 0,
             })
@@ -331,7 +362,7 @@ impl<S: Leases> Server<S> {
         // once, not per reply).
         let devices: Vec<Option<Vec<u8>>> = sockets
             .iter()
-            .map(|(s, _)| socket2::SockRef::from(s).device().ok().flatten())
+            .map(|b| socket2::SockRef::from(&b.socket).device().ok().flatten())
             .collect();
         let mut bufs = vec![[0u8; BUF]; BATCH];
         let mut got: Vec<(usize, SocketAddr)> = Vec::with_capacity(BATCH);
@@ -360,7 +391,8 @@ impl<S: Leases> Server<S> {
                 info!("DHCP configuration reloaded");
                 self.cfg = cfg;
             }
-            for ((socket, port), device) in sockets.iter().zip(&devices) {
+            for (bound, device) in sockets.iter().zip(&devices) {
+                let socket = &bound.socket;
                 got.clear();
                 while got.len() < BATCH {
                     match socket.recv_from(&mut bufs[got.len()]) {
@@ -383,7 +415,7 @@ impl<S: Leases> Server<S> {
                         received: Instant::now(),
                         reply_seconds: &reply_seconds,
                     };
-                    self.handle_batch(&out, *port, batch);
+                    self.handle_batch(&out, bound.port, bound.segment, batch);
                 }
             }
         }
@@ -446,17 +478,24 @@ impl<S: Leases> Server<S> {
     /// Counts the pool's leased and quarantined addresses for the metrics
     /// (how near the pool is to running out).
     fn count_pool(&self) {
-        let pool = &self.cfg.pool;
-        let (leased, quarantined) = self.table.pool_use(pool, crate::clock::now_secs());
-        let s = &self.stats;
-        s.pool_size.store(pool.size(), Ordering::Relaxed);
-        s.pool_leased.store(leased, Ordering::Relaxed);
-        s.pool_quarantined.store(quarantined, Ordering::Relaxed);
-        let name = format!("{}-{}", pool.first, pool.last);
-        let mut held = s.pool_name.lock().unwrap_or_else(|p| p.into_inner());
-        if *held != name {
-            *held = name;
-        }
+        let now = crate::clock::now_secs();
+        let pools: Vec<PoolUse> = self
+            .cfg
+            .segments
+            .iter()
+            .filter(|seg| seg.pool.first <= seg.pool.last)
+            .map(|seg| {
+                let (leased, quarantined) = self.table.pool_use(&seg.pool, now);
+                PoolUse {
+                    segment: seg.segment.clone(),
+                    range: format!("{}-{}", seg.pool.first, seg.pool.last),
+                    size: seg.pool.size(),
+                    leased,
+                    quarantined,
+                }
+            })
+            .collect();
+        *self.stats.pools.lock().unwrap_or_else(|p| p.into_inner()) = pools;
     }
 
     /// Handles datagrams read together: decides each, commits their lease
@@ -468,6 +507,7 @@ impl<S: Leases> Server<S> {
         &mut self,
         socket: &Out,
         port: Port,
+        arrived: Option<usize>,
         datagrams: impl Iterator<Item = (&'a [u8], SocketAddr)>,
     ) {
         let now = crate::clock::now_secs();
@@ -484,7 +524,7 @@ impl<S: Leases> Server<S> {
                 let before = ops.len();
                 let known = client_mac(req).and_then(|m| self.table.by_mac(m).cloned());
                 self.prior.push(known);
-                let Some(out) = self.handle_one(req, *from, port, now, &mut ops) else {
+                let Some(out) = self.handle_one(req, *from, port, arrived, now, &mut ops) else {
                     continue;
                 };
                 // A reply waits for the store only when it has a change
@@ -534,8 +574,10 @@ impl<S: Leases> Server<S> {
                 return;
             }
             // Another server is searching here too: move on to another
-            // part of the pool (once per round, not per lost address).
-            self.table.scan_from(self.cfg.pool.point(seed()));
+            // part of each pool (once per round, not per lost address).
+            for seg in &self.cfg.segments {
+                self.table.scan_from(&seg.pool, seg.pool.point(seed()));
+            }
             round = again;
         }
     }
@@ -579,7 +621,7 @@ impl<S: Leases> Server<S> {
         for (out, k, i) in waiting {
             let (req, from) = &round[i];
             let Op::Put(l) = &ops[k] else { continue };
-            let reserved = self.cfg.pool.reservations.get(&l.mac) == Some(&l.ip);
+            let reserved = self.cfg.reserved(l.mac, l.ip);
             let known = self
                 .prior
                 .get(i)
@@ -589,8 +631,12 @@ impl<S: Leases> Server<S> {
             if reserved {
                 socket.send(&out);
             } else if let Some(p) = known {
-                // Decided again with the time the lease has left.
-                let mut cfg = self.cfg.clone();
+                // Decided again, in the lease's segment, with the time the
+                // lease has left.
+                let Some(seg) = self.cfg.segment_of(l.ip) else {
+                    continue;
+                };
+                let mut cfg = self.cfg.segments[seg].clone();
                 cfg.lease_secs = u32::try_from(p.expires - now).unwrap_or(u32::MAX);
                 let d = decide(req, &cfg, &self.table, now);
                 self.stats
@@ -658,12 +704,19 @@ impl<S: Leases> Server<S> {
         req: &Message,
         from: SocketAddr,
         port: Port,
+        arrived: Option<usize>,
         now: u64,
         ops: &mut Vec<Op>,
     ) -> Option<Outgoing> {
-        let d = match port {
-            Port::Dhcp => decide(req, &self.cfg, &self.table, now),
-            Port::PxeBoot => super::proxy::on_port_4011(req, &self.cfg),
+        let (d, selected) = match port {
+            Port::Dhcp => decide_site(req, &self.cfg, arrived, &self.table, now),
+            Port::PxeBoot => match self.cfg.select_4011(req, arrived) {
+                Selected::Segment(i) => (
+                    super::proxy::on_port_4011(req, &self.cfg.segments[i]),
+                    Selected::Segment(i),
+                ),
+                other => (Decision::silent(Outcome::RelayFromUnservedSubnet), other),
+            },
         };
         self.stats.count(type_name(message_type(req)), d.outcome);
         let shared = self.store.shared();
@@ -673,8 +726,9 @@ impl<S: Leases> Server<S> {
             _ => false,
         };
         self.apply(req, &d, ops, shared);
-        self.log(req, &d);
-        self.report(req, &d);
+        let whence = self.whence(req, selected);
+        self.log(req, &d, &whence);
+        self.report(req, &d, &whence);
         let mut out = self.encode(&d, from)?;
         out.after_commit = after_commit;
         Some(out)
@@ -756,7 +810,26 @@ impl<S: Leases> Server<S> {
         }
     }
 
-    fn report(&self, req: &Message, d: &Decision) {
+    /// Where `req` came from and, for a node of the spec, where the spec
+    /// puts it.
+    fn whence(&self, req: &Message, selected: Selected) -> Whence {
+        let name = |i: usize| self.cfg.segments.get(i).map(|s| s.segment.clone());
+        Whence {
+            segment: match selected {
+                Selected::Segment(i) => name(i),
+                Selected::Unserved(_) | Selected::Nowhere => None,
+            },
+            relay: Some(req.giaddr()).filter(|g| !g.is_unspecified()),
+            home: client_mac(req)
+                .and_then(|m| self.cfg.home.get(&m).copied())
+                .and_then(|i| {
+                    let s = self.cfg.segments.get(i)?;
+                    Some(format!("{} ({})", s.segment, s.subnet))
+                }),
+        }
+    }
+
+    fn report(&self, req: &Message, d: &Decision, whence: &Whence) {
         let (Some(observer), Some(mac)) = (&self.observer, client_mac(req)) else {
             return;
         };
@@ -767,20 +840,24 @@ impl<S: Leases> Server<S> {
                 ip: Some(reply.yiaddr()).filter(|ip| !ip.is_unspecified()),
                 arch: d.boot.as_ref().map(|b| b.firmware.name()),
                 file: d.boot.as_ref().map(|b| b.file.as_str()),
+                whence,
             }),
             // Refused machines are news too: the status page shows them.
-            None if d.outcome == Outcome::UnknownRefused => observer(&Report {
-                mac,
-                outcome: d.outcome,
-                ip: None,
-                arch: Some(super::boot::Client::from_request(req).firmware().name()),
-                file: None,
-            }),
+            None if matches!(d.outcome, Outcome::UnknownRefused | Outcome::WrongSegment) => {
+                observer(&Report {
+                    mac,
+                    outcome: d.outcome,
+                    ip: None,
+                    arch: Some(super::boot::Client::from_request(req).firmware().name()),
+                    file: None,
+                    whence,
+                })
+            }
             None => {}
         }
     }
 
-    fn log(&self, req: &Message, d: &Decision) {
+    fn log(&self, req: &Message, d: &Decision, whence: &Whence) {
         let mac = client_mac(req).map(|m| m.to_string()).unwrap_or_default();
         let arch = d.boot.as_ref().map(|b| b.firmware.name());
         if let Some(v) = d.boot.as_ref().and_then(|b| b.unknown_arch) {
@@ -793,6 +870,9 @@ impl<S: Leases> Server<S> {
             }
             None if d.outcome == Outcome::UnknownRefused => {
                 info!(%mac, xid = req.xid(), outcome = d.outcome.name(), "a machine that is not in the spec tried to boot and was refused; add it to [[nodes]], or add [enrolment] to boot such machines")
+            }
+            None if d.outcome == Outcome::WrongSegment => {
+                warn!(%mac, xid = req.xid(), outcome = d.outcome.name(), asked_from = whence.segment.as_deref().unwrap_or("-"), relay = %whence.relay.map_or("-".to_owned(), |r| r.to_string()), spec_puts_it_in = whence.home.as_deref().unwrap_or("-"), "a node of the spec asked from another segment than its address's: no answer; move its cable, or fix its ip in the spec")
             }
             None => debug!(%mac, xid = req.xid(), outcome = d.outcome.name(), "no reply"),
         }

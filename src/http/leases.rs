@@ -21,12 +21,17 @@ pub struct LeaseRow {
     pub expires: u64,
     /// The server that granted it (`host:pid/n`), where the store keeps it.
     pub server: Option<String>,
+    /// The segment of the site its address lies in.
+    #[serde(default)]
+    pub segment: Option<String>,
 }
 
-/// The rows of `leases`, in address order, each named by `name`.
+/// The rows of `leases`, in address order, each named by `name`, in the
+/// segment `segment` says.
 pub fn rows(
     leases: Vec<(crate::store::Lease, Option<String>)>,
     name: impl Fn(crate::spec::Mac) -> Option<String>,
+    segment: impl Fn(std::net::Ipv4Addr) -> Option<String>,
 ) -> Vec<LeaseRow> {
     let mut rows: Vec<LeaseRow> = leases
         .into_iter()
@@ -40,6 +45,7 @@ pub fn rows(
                 name(l.mac)
             },
             expires: l.expires,
+            segment: segment(l.ip),
         })
         .collect();
     rows.sort_by_key(|r| r.ip);
@@ -57,7 +63,8 @@ pub async fn list(State(s): State<AppState>) -> Response {
                 let n = site.inventory.nodes.iter().find(|n| n.mac == mac)?;
                 Some(n.name.clone())
             };
-            Json(rows(leases, name)).into_response()
+            let segment = |ip| site.segment_of(ip).map(str::to_owned);
+            Json(rows(leases, name, segment)).into_response()
         }
         Ok(Err(e)) => (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -135,35 +135,79 @@ impl PerClient {
     }
 }
 
-/// Serves `app` on `listener` within `limits` until `stop` resolves, then
-/// lets the open connections finish their requests.
+/// What every accept loop of one server shares.
+struct Accepting {
+    app: Router,
+    limits: Limits,
+    stats: Arc<ConnStats>,
+    slots: Arc<Semaphore>,
+    per_client: Arc<PerClient>,
+    graceful: hyper_util::server::graceful::GracefulShutdown,
+    builder: hyper::server::conn::http1::Builder,
+}
+
+/// Serves `app` on each of `listeners` (one per address bootfleet is
+/// reached at) within `limits`, the bounds shared, until `stop` resolves;
+/// then lets the open connections finish their requests.
 pub async fn serve(
-    listener: TcpListener,
+    listeners: Vec<TcpListener>,
     app: Router,
     limits: Limits,
     stats: Arc<ConnStats>,
     stop: impl std::future::Future<Output = ()>,
 ) {
-    let slots = Arc::new(Semaphore::new(limits.connections));
-    let per_client = Arc::new(PerClient::default());
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
         .keep_alive(true);
-    tokio::pin!(stop);
+    let shared = Arc::new(Accepting {
+        app,
+        limits,
+        stats,
+        slots: Arc::new(Semaphore::new(limits.connections)),
+        per_client: Arc::new(PerClient::default()),
+        graceful: hyper_util::server::graceful::GracefulShutdown::new(),
+        builder,
+    });
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let loops: Vec<_> = listeners
+        .into_iter()
+        .map(|l| tokio::spawn(accept(l, shared.clone(), stop_rx.clone())))
+        .collect();
+    stop.await;
+    let _ = stop_tx.send(true);
+    for l in loops {
+        let _ = l.await;
+    }
+    if let Ok(shared) = Arc::try_unwrap(shared) {
+        shared.graceful.shutdown().await;
+    }
+}
+
+/// Accepts on `listener` until `stop` turns true.
+async fn accept(
+    listener: TcpListener,
+    a: Arc<Accepting>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let stopped = |stop: &mut tokio::sync::watch::Receiver<bool>| {
+        let mut s = stop.clone();
+        async move {
+            let _ = s.wait_for(|v| *v).await;
+        }
+    };
     loop {
         let slot = tokio::select! {
-            () = &mut stop => break,
-            slot = slots.clone().acquire_owned() => slot,
+            () = stopped(&mut stop) => break,
+            slot = a.slots.clone().acquire_owned() => slot,
         };
         let Ok(slot) = slot else { break };
-        if slots.available_permits() == 0 {
-            stats.full.fetch_add(1, Ordering::Relaxed);
+        if a.slots.available_permits() == 0 {
+            a.stats.full.fetch_add(1, Ordering::Relaxed);
         }
         let (stream, remote) = tokio::select! {
-            () = &mut stop => break,
+            () = stopped(&mut stop) => break,
             got = listener.accept() => match got {
                 Ok(got) => got,
                 Err(e) => {
@@ -175,16 +219,18 @@ pub async fn serve(
                 }
             },
         };
-        stats.accepted.fetch_add(1, Ordering::Relaxed);
-        if !per_client.take(remote.ip(), limits.per_client) {
-            stats.refused.fetch_add(1, Ordering::Relaxed);
+        a.stats.accepted.fetch_add(1, Ordering::Relaxed);
+        if !a.per_client.take(remote.ip(), a.limits.per_client) {
+            a.stats.refused.fetch_add(1, Ordering::Relaxed);
             drop(stream);
             continue;
         }
-        stats.open.fetch_add(1, Ordering::Relaxed);
-        let conn = builder.serve_connection(TokioIo::new(stream), service(app.clone(), remote));
-        let conn = graceful.watch(conn);
-        let (stats, per_client) = (stats.clone(), per_client.clone());
+        a.stats.open.fetch_add(1, Ordering::Relaxed);
+        let conn = a
+            .builder
+            .serve_connection(TokioIo::new(stream), service(a.app.clone(), remote));
+        let conn = a.graceful.watch(conn);
+        let (stats, per_client) = (a.stats.clone(), a.per_client.clone());
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 if e.is_timeout() {
@@ -197,8 +243,6 @@ pub async fn serve(
             drop(slot);
         });
     }
-    drop(listener);
-    graceful.shutdown().await;
 }
 
 /// The router as one connection's hyper service, each request carrying

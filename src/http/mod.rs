@@ -51,6 +51,8 @@ pub struct Site {
     pub check_source: bool,
     /// `[ignition] merge`, served at `/ignition/<node>/merge/<i>`.
     pub merge: Vec<Arc<[u8]>>,
+    /// The site's segments: name and subnet.
+    pub segments: Vec<(String, ipnet::Ipv4Net)>,
 }
 
 impl Site {
@@ -85,7 +87,20 @@ impl Site {
                 .iter()
                 .map(|m| m.bytes.clone())
                 .collect(),
+            segments: spec
+                .segments
+                .iter()
+                .map(|s| (s.name.clone(), s.subnet))
+                .collect(),
         }
+    }
+
+    /// The name of the segment `ip` lies in.
+    pub fn segment_of(&self, ip: Ipv4Addr) -> Option<&str> {
+        self.segments
+            .iter()
+            .find(|(_, net)| net.contains(&ip))
+            .map(|(name, _)| name.as_str())
     }
 }
 

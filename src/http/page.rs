@@ -111,6 +111,7 @@ pub async fn status(State(s): State<AppState>) -> Response {
             refresh_secs => 3,
             store_away => s.leases.as_ref().is_some_and(|l| !l.reachable()),
             stall_secs => s.registry.stall_after_ms() / 1000,
+            several_segments => site.segments.len() > 1,
         })
     });
     match page {

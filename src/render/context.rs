@@ -9,9 +9,11 @@ use minijinja::value::{Serde, merge_maps};
 use serde::Serialize;
 
 use crate::inventory::{Inventory, Node};
-use crate::spec::{Cluster, Load, Runner, Spec};
+use crate::spec::{Cluster, Load, Runner, Segment, Spec};
 
-/// The cluster-wide part of every context, built once per render.
+/// The cluster-wide part of every context, as the machines of one segment
+/// see it (its network, and bootfleet's address there in every URL),
+/// built once per segment and render.
 #[derive(Debug, Serialize)]
 pub struct Shared<'a> {
     pub cluster: &'a Cluster,
@@ -64,6 +66,11 @@ pub struct BootCtx {
     pub retries: u32,
     /// `cloud-config` or `ignition`.
     pub config: crate::spec::ConfigFormat,
+    /// What `boot.ipxe` puts before `ipxe/boot?...`: the server's base URL
+    /// and `/` on a site of one segment; nothing on a site of several, so
+    /// the chain resolves against the URL `boot.ipxe` came from (each
+    /// segment's DHCP names bootfleet's address there).
+    pub chain_base: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -124,10 +131,19 @@ pub struct UrlsCtx {
 }
 
 impl<'a> Shared<'a> {
-    /// Everything templates see that does not depend on the node.
-    pub fn new(spec: &'a Spec, inv: &Inventory) -> Shared<'a> {
-        let net = &spec.network;
-        let base = net.base_url();
+    /// Every segment's [`Shared`], in spec order.
+    pub fn segments(spec: &'a Spec, inv: &Inventory) -> Vec<Shared<'a>> {
+        spec.segments
+            .iter()
+            .map(|seg| Shared::new(spec, inv, seg))
+            .collect()
+    }
+
+    /// Everything templates see that does not depend on the node, for the
+    /// machines of `seg`.
+    pub fn new(spec: &'a Spec, inv: &Inventory, seg: &Segment) -> Shared<'a> {
+        let net = seg;
+        let base = seg.base_url(spec.network.http_port);
         let asset = |p: &str| format!("{base}/assets/{p}");
         let members: Vec<&Node> = inv.nodes.iter().filter(|n| n.roles.etcd).collect();
         let client_urls: Vec<String> = members
@@ -172,6 +188,11 @@ impl<'a> Shared<'a> {
                 console: spec.boot.console.clone(),
                 retries: spec.boot.retries,
                 config: spec.boot.config,
+                chain_base: if spec.segments.len() > 1 {
+                    String::new()
+                } else {
+                    format!("{base}/")
+                },
             },
             etcd: EtcdCtx {
                 run: spec.etcd.run.clone(),

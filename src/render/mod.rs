@@ -185,7 +185,8 @@ impl Renderer {
         inv: &Inventory,
         node: &Node,
     ) -> Result<String, RenderError> {
-        let shared = Shared::new(spec, inv);
+        let seg = spec.segment_of(node.ip).unwrap_or(&spec.segments[0]);
+        let shared = Shared::new(spec, inv, seg);
         let ctx = Context::for_node(spec, &shared, node);
         match spec.boot.config {
             ConfigFormat::CloudConfig => self.checked_cloud_config(&ctx),
@@ -271,8 +272,17 @@ impl Renderer {
     /// Every file of the cluster, nodes first in spec order. Renders on all
     /// cores; the result does not depend on how the work was split.
     pub fn all_files(&self, spec: &Spec, inv: &Inventory) -> Result<Vec<File>, RenderError> {
-        let shared = Shared::new(spec, inv);
-        let shared = &shared;
+        let shareds = Shared::segments(spec, inv);
+        let shareds = &shareds;
+        // A node sees its own segment's network and server address.
+        let of = move |node: &Node| {
+            let i = spec
+                .segments
+                .iter()
+                .position(|s| s.subnet.contains(&node.ip))
+                .unwrap_or(0);
+            &shareds[i]
+        };
         let threads = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
             .min(8);
@@ -285,7 +295,7 @@ impl Renderer {
                     s.spawn(move || {
                         let mut out = Vec::with_capacity(nodes.len() * 3);
                         for node in nodes {
-                            out.extend(self.node_files(spec, shared, node)?);
+                            out.extend(self.node_files(spec, of(node), node)?);
                         }
                         Ok(out)
                     })
@@ -300,7 +310,7 @@ impl Renderer {
         for part in parts {
             files.extend(part?);
         }
-        files.extend(self.cluster_files(spec, shared)?);
+        files.extend(self.cluster_files(spec, &shareds[0])?);
         Ok(files)
     }
 }

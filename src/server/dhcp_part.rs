@@ -1,30 +1,41 @@
-//! DHCP as a part of a server: its sockets on the spec's interface (the
-//! DHCP port, and in proxy mode the PXE boot port 4011 too) and a thread
-//! of its own that runs [`crate::dhcp::server::Server`] on them. `serve`
-//! and `bootfleet dhcp` start it the same way.
+//! DHCP as a part of a server: its sockets on the interface of every
+//! direct segment (the DHCP port, and in proxy mode the PXE boot port 4011
+//! too; relayed requests arrive on them as well) and a thread of its own
+//! that runs [`crate::dhcp::server::Server`] on them. `serve` and
+//! `bootfleet dhcp` start it the same way.
 
-use std::net::UdpSocket;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use super::ServerError;
 use super::sockets::{self, BindError};
-use crate::dhcp::policy::Config;
-use crate::dhcp::server::{Observer, Port, Server, Stats};
-use crate::spec::{DhcpMode, Network};
+use crate::dhcp::server::{Bound, Observer, Port, Server, Stats};
+use crate::dhcp::site::Site;
+use crate::spec::{DhcpMode, Spec};
 use crate::store::Leases;
 
-/// The sockets DHCP answers on for `net`: `port` on its interface, and
-/// `pxe_port` too in proxy mode.
-pub fn sockets(
-    net: &Network,
-    port: u16,
-    pxe_port: u16,
-) -> Result<Vec<(UdpSocket, Port)>, BindError> {
-    let mut socks = vec![(sockets::dhcp(&net.interface, port)?, Port::Dhcp)];
-    if net.mode == DhcpMode::Proxy {
-        socks.push((sockets::dhcp(&net.interface, pxe_port)?, Port::PxeBoot));
+/// The sockets DHCP answers on for `spec`: `port` on the interface of
+/// every direct segment, and `pxe_port` too in proxy mode; each knows its
+/// segment.
+pub fn sockets(spec: &Spec, port: u16, pxe_port: u16) -> Result<Vec<Bound>, BindError> {
+    let mut socks = Vec::new();
+    for (i, seg) in spec.segments.iter().enumerate() {
+        let Some(iface) = seg.interface() else {
+            continue;
+        };
+        socks.push(Bound {
+            socket: sockets::dhcp(iface, port)?,
+            port: Port::Dhcp,
+            segment: Some(i),
+        });
+        if spec.network.mode == DhcpMode::Proxy {
+            socks.push(Bound {
+                socket: sockets::dhcp(iface, pxe_port)?,
+                port: Port::PxeBoot,
+                segment: Some(i),
+            });
+        }
     }
     Ok(socks)
 }
@@ -36,14 +47,14 @@ pub struct DhcpPart {
     /// What it counts (metrics, health, the log at the end).
     pub stats: Arc<Stats>,
     /// A new configuration it takes at its next packet (a reloaded spec).
-    pub pending: Arc<Mutex<Option<Config>>>,
+    pub pending: Arc<Mutex<Option<Site>>>,
 }
 
 /// Starts DHCP on `socks` with `config`, leases in `leases`, each answer
 /// reported to `observer`.
 pub fn start(
-    socks: Vec<(UdpSocket, Port)>,
-    config: Config,
+    socks: Vec<Bound>,
+    config: Site,
     leases: Arc<dyn Leases>,
     observer: Option<Observer>,
 ) -> Result<DhcpPart, ServerError> {

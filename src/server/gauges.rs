@@ -124,32 +124,38 @@ impl Collector for DhcpGauges {
             "Claims another server of the site won first (the request was decided again)",
             n(&s.lost_races),
         )?;
-        let pool = s
-            .pool_name
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        let label = |v: u64| ([("pool", pool.clone())], signed(v));
+        // One row per segment's pool (a segment is a spec entry: bounded).
+        let pools = s.pools.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let rows = |v: fn(&crate::dhcp::server::PoolUse) -> u64| {
+            pools
+                .iter()
+                .map(move |p| {
+                    (
+                        [("pool", p.range.clone()), ("segment", p.segment.clone())],
+                        signed(v(p)),
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
         out.gauges(
             "bootfleet_dhcp_pool_addresses",
-            "Addresses the pool can hand out",
-            [label(n(&s.pool_size))],
+            "Addresses the pool can hand out, by segment",
+            rows(|p| p.size),
         )?;
         out.gauges(
             "bootfleet_dhcp_pool_leased_addresses",
-            "Pool addresses leased now (unexpired)",
-            [label(n(&s.pool_leased))],
+            "Pool addresses leased now (unexpired), by segment",
+            rows(|p| p.leased),
         )?;
         out.gauges(
             "bootfleet_dhcp_pool_quarantined_addresses",
-            "Pool addresses held back after a DECLINE",
-            [label(n(&s.pool_quarantined))],
+            "Pool addresses held back after a DECLINE, by segment",
+            rows(|p| p.quarantined),
         )?;
-        let free = n(&s.pool_size).saturating_sub(n(&s.pool_leased) + n(&s.pool_quarantined));
         out.gauges(
             "bootfleet_dhcp_pool_free_addresses",
-            "Pool addresses free to lease now: when this nears 0, new machines get no address",
-            [label(free)],
+            "Pool addresses free to lease now, by segment: when this nears 0, new machines there get no address",
+            rows(|p| p.size.saturating_sub(p.leased + p.quarantined)),
         )
     }
 }

@@ -26,25 +26,32 @@ const HTTP_DRAIN: Duration = Duration::from_secs(5);
 
 /// A running HTTP server.
 pub struct HttpPart {
-    /// Where it answers.
+    /// Where it answers (the first of its addresses).
     pub addr: SocketAddr,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<JoinHandle<Result<(), ServerError>>>,
 }
 
-/// Serves `app` on `listener` within `limits` (counted in `stats`),
-/// running `tasks` beside it.
+/// Serves `app` on `listeners` (one per address bootfleet is reached at)
+/// within `limits` (counted in `stats`), running `tasks` beside it.
 pub fn start(
-    listener: std::net::TcpListener,
+    listeners: Vec<std::net::TcpListener>,
     app: axum::Router,
     limits: Limits,
     stats: Arc<ConnStats>,
     tasks: Vec<Task>,
 ) -> Result<HttpPart, ServerError> {
-    let addr = listener.local_addr().map_err(|source| ServerError::Io {
-        what: "reading the HTTP address",
-        source,
-    })?;
+    let addr = listeners
+        .first()
+        .ok_or_else(|| ServerError::Io {
+            what: "starting HTTP",
+            source: std::io::Error::other("no address to answer at"),
+        })?
+        .local_addr()
+        .map_err(|source| ServerError::Io {
+            what: "reading the HTTP address",
+            source,
+        })?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("http")
@@ -62,18 +69,21 @@ pub fn start(
                 for task in tasks {
                     tokio::spawn(task);
                 }
-                let listener = tokio::net::TcpListener::from_std(listener).map_err(|source| {
-                    ServerError::Io {
-                        what: "serving HTTP",
-                        source,
-                    }
-                })?;
+                let mut bound = Vec::new();
+                for l in listeners {
+                    bound.push(tokio::net::TcpListener::from_std(l).map_err(|source| {
+                        ServerError::Io {
+                            what: "serving HTTP",
+                            source,
+                        }
+                    })?);
+                }
                 // On stop, requests under way get HTTP_DRAIN to finish; a
                 // transfer to a machine that stopped reading (paused,
                 // powered off) must not hold the server up for ever.
                 let stop_seen = Arc::new(tokio::sync::Notify::new());
                 let seen = stop_seen.clone();
-                let serve = crate::http::listen::serve(listener, app, limits, stats, async move {
+                let serve = crate::http::listen::serve(bound, app, limits, stats, async move {
                     let _ = stopped.await;
                     seen.notify_one();
                 });

@@ -31,7 +31,7 @@ pub(crate) struct Source {
 pub(crate) struct Loaded {
     pub site: Site,
     pub tftp_files: Vec<(String, Vec<u8>)>,
-    pub dhcp: crate::dhcp::policy::Config,
+    pub dhcp: crate::dhcp::site::Site,
     pub spec: crate::spec::Spec,
 }
 
@@ -78,7 +78,7 @@ pub(crate) struct Live {
     pub state: AppState,
     pub files: Arc<Files>,
     pub registry: Arc<Registry>,
-    pub dhcp_pending: Option<Arc<Mutex<Option<crate::dhcp::policy::Config>>>>,
+    pub dhcp_pending: Option<Arc<Mutex<Option<crate::dhcp::site::Site>>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -109,6 +109,7 @@ impl Live {
     fn apply(&self, l: Loaded) {
         self.files.set_generated(l.tftp_files);
         self.registry.set_known(known(&l.site.inventory));
+        self.registry.set_segments(l.site.segments.clone());
         self.state.replace_site(l.site);
         if let Some(p) = &self.dhcp_pending {
             *lock(p) = Some(l.dhcp);

@@ -121,7 +121,7 @@ pub struct Server {
     addrs: Addrs,
     live: Arc<Live>,
     dhcp: Option<DhcpPart>,
-    ra: Option<RaPart>,
+    ra: Vec<RaPart>,
     tftp: TftpPart,
     http: HttpPart,
     power: Arc<power_poll::Poke>,
@@ -141,22 +141,32 @@ pub fn start(o: Options) -> Result<Server, ServerError> {
 
     // Every socket first: a port in use is said before anything runs.
     let dhcp_socks = match o.dhcp_port {
-        Some(port) => Some(dhcp_part::sockets(&net, port, 4011)?),
+        Some(port) => Some(dhcp_part::sockets(&site.loaded.spec, port, 4011)?),
         None => None,
     };
-    let tftp_socket = sockets::udp(
-        o.tftp_listen
-            .unwrap_or(SocketAddr::new(IpAddr::V4(net.server), 69)),
-        "TFTP",
-    )?;
-    let listener = sockets::tcp(
-        o.http_listen
-            .unwrap_or(SocketAddr::new(IpAddr::V4(net.server), net.http_port)),
-    )?;
-    let http_addr = listener.local_addr().map_err(|source| ServerError::Io {
-        what: "reading the HTTP address",
-        source,
-    })?;
+    // TFTP and HTTP answer at every address a segment's machines are told
+    // (the given address alone with --tftp-listen / --http-listen).
+    let addresses = site.loaded.spec.server_addresses();
+    let tftp_sockets = match o.tftp_listen {
+        Some(at) => vec![sockets::udp(at, "TFTP")?],
+        None => addresses
+            .iter()
+            .map(|ip| sockets::udp(SocketAddr::new(IpAddr::V4(*ip), 69), "TFTP"))
+            .collect::<Result<_, _>>()?,
+    };
+    let listeners = match o.http_listen {
+        Some(at) => vec![sockets::tcp(at)?],
+        None => addresses
+            .iter()
+            .map(|ip| sockets::tcp(SocketAddr::new(IpAddr::V4(*ip), net.http_port)))
+            .collect::<Result<_, _>>()?,
+    };
+    let http_addr = listeners[0]
+        .local_addr()
+        .map_err(|source| ServerError::Io {
+            what: "reading the HTTP address",
+            source,
+        })?;
     // Timelines name this server by its HTTP address.
     let registry = site.registry.clone();
     registry.set_server(http_addr.to_string());
@@ -184,14 +194,17 @@ pub fn start(o: Options) -> Result<Server, ServerError> {
         }
         None => None,
     };
-    let ra = match net.router_advertisements {
-        true => ra_part::start(&net.interface)?,
-        false => None,
-    };
+    // "No IPv6 router here" on every direct segment that wants it.
+    let mut ra = Vec::new();
+    for seg in &site.loaded.spec.segments {
+        if let (Some(iface), true) = (seg.interface(), seg.router_advertisements) {
+            ra.extend(ra_part::start(iface)?);
+        }
+    }
     let timings = Timings::default();
     timings.register(&mut metrics);
     let tftp = tftp_part::start(
-        tftp_socket,
+        tftp_sockets,
         site.files.clone(),
         TftpConfig {
             spin: o.tftp_spin,
@@ -250,7 +263,7 @@ pub fn start(o: Options) -> Result<Server, ServerError> {
         },
     )?;
     let http = http_part::start(
-        listener,
+        listeners,
         app,
         o.http_limits,
         conn_stats,
@@ -357,6 +370,7 @@ fn open_site(o: &Options) -> Result<OpenSite, ServerError> {
             })?,
         );
     files.set_generated(loaded.tftp_files.clone());
+    registry.set_segments(loaded.site.segments.clone());
     Ok(OpenSite {
         store,
         source,
@@ -437,7 +451,7 @@ impl Server {
         self.power.stop();
         let mut result = self.http.stop();
         self.tftp.stop();
-        if let Some(ra) = &mut self.ra {
+        for ra in &mut self.ra {
             ra.stop();
         }
         if let Some(dhcp) = &mut self.dhcp {

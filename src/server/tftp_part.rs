@@ -11,7 +11,7 @@ use crate::tftp::server::{Config, Observer, Running, Server, Stats};
 
 /// A running TFTP server; dropping it stops it.
 pub struct TftpPart {
-    /// Where it answers.
+    /// Where it answers (the first of its addresses).
     pub addr: SocketAddr,
     /// What it counts.
     pub stats: Arc<Stats>,
@@ -20,22 +20,29 @@ pub struct TftpPart {
     running: Option<Running>,
 }
 
-/// Starts TFTP on `socket`, serving `files` per `config`, each transfer
-/// reported to `observer`.
+/// Starts TFTP on `sockets` (one per address it answers at), serving
+/// `files` per `config`, each transfer reported to `observer`.
 pub fn start(
-    socket: UdpSocket,
+    sockets: Vec<UdpSocket>,
     files: Arc<Files>,
     config: Config,
     observer: Option<Observer>,
 ) -> Result<TftpPart, ServerError> {
-    let addr = socket.local_addr().map_err(|source| ServerError::Io {
-        what: "reading the TFTP address",
-        source,
-    })?;
+    let addr = sockets
+        .first()
+        .ok_or_else(|| ServerError::Io {
+            what: "starting TFTP",
+            source: std::io::Error::other("no address to answer at"),
+        })?
+        .local_addr()
+        .map_err(|source| ServerError::Io {
+            what: "reading the TFTP address",
+            source,
+        })?;
     let server = Server::observed(files, config, observer);
     let running = server
         .clone()
-        .spawn_runtime(socket)
+        .spawn_runtime_on(sockets)
         .map_err(|source| ServerError::Io {
             what: "starting the TFTP server",
             source,

@@ -130,8 +130,11 @@ pub(super) fn check(path: &Path, source: &str) -> (Option<Spec>, Vec<Diagnostic>
     let cluster_name = file.cluster.name.get_ref().clone();
     let cluster = cluster(&mut c, file.cluster);
     let network = network(&mut c, file.network);
+    let segments = network
+        .as_ref()
+        .and_then(|n| super::check_segments::segments(&mut c, n, &file.segments));
     let boot = boot(&mut c, file.boot);
-    let nodes = super::check_nodes::nodes(&mut c, &cluster_name, &file.nodes, network.as_ref());
+    let nodes = super::check_nodes::nodes(&mut c, &cluster_name, &file.nodes, segments.as_deref());
     let enrolment =
         super::check_nodes::enrolment(&mut c, file.enrolment.as_ref(), network.as_ref());
     let etcd = super::check_services::etcd(&mut c, file.etcd.as_ref(), &nodes, &file.nodes);
@@ -169,6 +172,7 @@ pub(super) fn check(path: &Path, source: &str) -> (Option<Spec>, Vec<Diagnostic>
     let spec = match (
         cluster,
         network,
+        segments,
         boot,
         etcd,
         fleet,
@@ -181,6 +185,7 @@ pub(super) fn check(path: &Path, source: &str) -> (Option<Spec>, Vec<Diagnostic>
         (
             Some(cluster),
             Some(network),
+            Some(segments),
             Some(boot),
             Some(mut etcd),
             Some(fleet),
@@ -199,6 +204,7 @@ pub(super) fn check(path: &Path, source: &str) -> (Option<Spec>, Vec<Diagnostic>
             path: path.to_owned(),
             cluster,
             network,
+            segments,
             boot,
             nodes,
             enrolment,
@@ -316,39 +322,8 @@ fn ssh_key(c: &mut Checker, key: &Spanned<String>) -> bool {
 }
 
 fn network(c: &mut Checker, w: wire::Network) -> Option<Network> {
-    let mut ok = c.charset(
-        &w.interface,
-        "interface",
-        |ch| ch.is_ascii_alphanumeric() || "-_.@".contains(ch),
-        "letters, digits, '-', '_', '.' and '@'",
-    );
-    if w.interface.get_ref().len() > 15 {
-        c.error(
-            w.interface.span(),
-            "interface names have at most 15 characters",
-            "give the name `ip link` shows",
-        );
-        ok = false;
-    }
-    let subnet = match w.subnet.get_ref().parse::<Ipv4Net>() {
-        Ok(net) if net.trunc() == net => Some(net),
-        Ok(net) => {
-            c.error(
-                w.subnet.span(),
-                format!("subnet `{net}` has host bits set"),
-                format!("write the network address: {}", net.trunc()),
-            );
-            None
-        }
-        Err(_) => {
-            c.error(
-                w.subnet.span(),
-                format!("subnet `{}` is not an IPv4 network", w.subnet.get_ref()),
-                "write it in CIDR form such as 10.0.0.0/24",
-            );
-            None
-        }
-    };
+    let mut ok = interface(c, &w.interface);
+    let subnet = subnet(c, &w.subnet);
     let server = c.ipv4(&w.server, "server address");
     let gateway = w.gateway.as_ref().map(|g| (g, c.ipv4(g, "gateway")));
     let dns: Vec<_> = w.dns.iter().map(|d| c.ipv4(d, "DNS server")).collect();
@@ -387,22 +362,7 @@ fn network(c: &mut Checker, w: wire::Network) -> Option<Network> {
             DhcpMode::Full
         }
     };
-    let lease_time = match &w.lease_time {
-        None => Some(Duration::from_secs(12 * 3600)),
-        Some(t) => parse_duration(t.get_ref())
-            .filter(|d| d.as_secs() >= 60)
-            .or_else(|| {
-                c.error(
-                    t.span(),
-                    format!(
-                        "lease time `{}` is not a duration of at least a minute",
-                        t.get_ref()
-                    ),
-                    "write a number with a unit: 90s, 30m, 12h or 2d",
-                );
-                None
-            }),
-    };
+    let lease_time = lease_time(c, w.lease_time.as_ref(), Duration::from_secs(12 * 3600));
     let http_port = w.http_port.as_ref().map_or(8080, |p| *p.get_ref());
     if let Some(p) = w.http_port.as_ref().filter(|p| *p.get_ref() == 0) {
         c.error(
@@ -434,15 +394,81 @@ fn network(c: &mut Checker, w: wire::Network) -> Option<Network> {
     })
 }
 
-fn first_host(net: Ipv4Net) -> Ipv4Addr {
+/// A subnet in CIDR form with no host bits set.
+pub(super) fn subnet(c: &mut Checker, v: &Spanned<String>) -> Option<Ipv4Net> {
+    match v.get_ref().parse::<Ipv4Net>() {
+        Ok(net) if net.trunc() == net => Some(net),
+        Ok(net) => {
+            c.error(
+                v.span(),
+                format!("subnet `{net}` has host bits set"),
+                format!("write the network address: {}", net.trunc()),
+            );
+            None
+        }
+        Err(_) => {
+            c.error(
+                v.span(),
+                format!("subnet `{}` is not an IPv4 network", v.get_ref()),
+                "write it in CIDR form such as 10.0.0.0/24",
+            );
+            None
+        }
+    }
+}
+
+/// A lease time of at least a minute (`default` when not given).
+pub(super) fn lease_time(
+    c: &mut Checker,
+    v: Option<&Spanned<String>>,
+    default: Duration,
+) -> Option<Duration> {
+    match v {
+        None => Some(default),
+        Some(t) => parse_duration(t.get_ref())
+            .filter(|d| d.as_secs() >= 60)
+            .or_else(|| {
+                c.error(
+                    t.span(),
+                    format!(
+                        "lease time `{}` is not a duration of at least a minute",
+                        t.get_ref()
+                    ),
+                    "write a number with a unit: 90s, 30m, 12h or 2d",
+                );
+                None
+            }),
+    }
+}
+
+/// The interface name rules: `ip link`'s names.
+pub(super) fn interface(c: &mut Checker, v: &Spanned<String>) -> bool {
+    let mut ok = c.charset(
+        v,
+        "interface",
+        |ch| ch.is_ascii_alphanumeric() || "-_.@".contains(ch),
+        "letters, digits, '-', '_', '.' and '@'",
+    );
+    if v.get_ref().len() > 15 {
+        c.error(
+            v.span(),
+            "interface names have at most 15 characters",
+            "give the name `ip link` shows",
+        );
+        ok = false;
+    }
+    ok
+}
+
+pub(super) fn first_host(net: Ipv4Net) -> Ipv4Addr {
     Ipv4Addr::from(u32::from(net.network()) + 1)
 }
 
-fn last_host(net: Ipv4Net) -> Ipv4Addr {
+pub(super) fn last_host(net: Ipv4Net) -> Ipv4Addr {
     Ipv4Addr::from(u32::from(net.broadcast()).saturating_sub(1))
 }
 
-fn range(
+pub(super) fn range(
     c: &mut Checker,
     r: &Spanned<Vec<String>>,
     subnet: Ipv4Net,

@@ -7,14 +7,14 @@ use std::net::Ipv4Addr;
 use toml::Spanned;
 
 use super::check::Checker;
-use super::{DhcpMode, Enrolment, Mac, Network, NodeSpec, Roles, wire};
+use super::{DhcpMode, Enrolment, Mac, Network, NodeSpec, Roles, Segment, wire};
 
 /// Checks every node; returns the ones that passed, in spec order.
 pub(super) fn nodes(
     c: &mut Checker,
     cluster: &str,
     nodes: &[wire::Node],
-    net: Option<&Network>,
+    segments: Option<&[Segment]>,
 ) -> Vec<NodeSpec> {
     let mut out = Vec::new();
     let mut names: HashMap<&str, usize> = HashMap::new();
@@ -72,8 +72,8 @@ pub(super) fn nodes(
                 );
                 ok = false;
             }
-            if let Some(net) = net {
-                ok &= fits(c, &n.ip, ip, net);
+            if let Some(segments) = segments {
+                ok &= fits(c, &n.ip, ip, segments);
             }
         }
         let roles = roles(c, &n.roles);
@@ -140,19 +140,46 @@ fn mac(c: &mut Checker, v: &Spanned<String>) -> Option<Mac> {
     }
 }
 
-/// A node's address must be a host of the subnet, not the server, the
-/// gateway or inside the dynamic pool (which DHCP may hand to others).
-fn fits(c: &mut Checker, v: &Spanned<String>, ip: Ipv4Addr, net: &Network) -> bool {
-    let subnet = net.subnet;
-    if !subnet.contains(&ip) || ip == subnet.network() || ip == subnet.broadcast() {
+/// A node's address must be a host of one of the site's segments, not
+/// that segment's server or gateway, and not inside its dynamic pool
+/// (which DHCP may hand to others).
+fn fits(c: &mut Checker, v: &Spanned<String>, ip: Ipv4Addr, segments: &[Segment]) -> bool {
+    let Some(seg) = segments.iter().find(|s| s.subnet.contains(&ip)) else {
+        if let [only] = segments {
+            c.error(
+                v.span(),
+                format!("address {ip} is outside the subnet {}", only.subnet),
+                format!(
+                    "pick a host address of {}, or fix [network] subnet",
+                    only.subnet
+                ),
+            );
+            return false;
+        }
+        let all: Vec<String> = segments
+            .iter()
+            .map(|s| format!("{} {}", s.name, s.subnet))
+            .collect();
         c.error(
             v.span(),
-            format!("address {ip} is outside the subnet {subnet}"),
-            format!("pick a host address of {subnet}, or fix [network] subnet"),
+            format!("address {ip} is in no segment of the site"),
+            format!(
+                "pick a host address of one of them ({}), or fix [network] subnet or add a [[segments]] entry for it",
+                all.join(", ")
+            ),
+        );
+        return false;
+    };
+    let subnet = seg.subnet;
+    if ip == subnet.network() || ip == subnet.broadcast() {
+        c.error(
+            v.span(),
+            format!("address {ip} is not a host address of {subnet}"),
+            format!("pick a host address of {subnet}"),
         );
         return false;
     }
-    if ip == net.server || Some(ip) == net.gateway {
+    if ip == seg.server || Some(ip) == seg.gateway {
         c.error(
             v.span(),
             format!("address {ip} belongs to the server or the gateway"),
@@ -160,9 +187,16 @@ fn fits(c: &mut Checker, v: &Spanned<String>, ip: Ipv4Addr, net: &Network) -> bo
         );
         return false;
     }
-    if net.in_dynamic_range(ip) {
-        let (s, e) = net.dynamic_range.unwrap_or((ip, ip));
-        c.error(v.span(), format!("reservation {ip} is inside the dynamic range {s}..{e}"), "move the reservation out of the range, or shrink [network] dynamic_range so the pool cannot hand it to another machine");
+    if seg.in_dynamic_range(ip) {
+        let (s, e) = seg.dynamic_range.unwrap_or((ip, ip));
+        c.error(
+            v.span(),
+            format!("reservation {ip} is inside the dynamic range {s}..{e}"),
+            format!(
+                "move the reservation out of the range, or shrink segment `{}`'s dynamic_range so the pool cannot hand it to another machine",
+                seg.name
+            ),
+        );
         return false;
     }
     true

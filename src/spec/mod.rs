@@ -11,6 +11,7 @@ mod check_bmc;
 mod check_ignition;
 mod check_libvirt;
 mod check_nodes;
+mod check_segments;
 mod check_services;
 mod check_state;
 pub mod diag;
@@ -87,6 +88,9 @@ pub struct Spec {
     pub path: PathBuf,
     pub cluster: Cluster,
     pub network: Network,
+    /// Every segment of the site: `[network]`'s first, then
+    /// `[[segments]]` in spec order.
+    pub segments: Vec<Segment>,
     pub boot: Boot,
     /// Known machines, in spec order.
     pub nodes: Vec<NodeSpec>,
@@ -272,6 +276,110 @@ impl Network {
         } else {
             format!("http://{}:{}", self.server, self.http_port)
         }
+    }
+}
+
+/// One network segment of the site: its addresses, and how bootfleet
+/// reaches its machines.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Segment {
+    /// `[[segments]] name`; `[network]`'s is its interface's name.
+    pub name: String,
+    pub subnet: Ipv4Net,
+    /// bootfleet's address as this segment's machines reach it: its own
+    /// address there (direct), or its routed address (relayed). Boot files
+    /// and every URL a machine here is given name it.
+    pub server: Ipv4Addr,
+    pub gateway: Option<Ipv4Addr>,
+    pub dns: Vec<Ipv4Addr>,
+    /// First and last address of the dynamic pool, inclusive.
+    pub dynamic_range: Option<(Ipv4Addr, Ipv4Addr)>,
+    #[serde(serialize_with = "serialize_secs")]
+    pub lease_time: Duration,
+    pub reach: Reach,
+    /// Direct segments: answer router solicitations there.
+    pub router_advertisements: bool,
+}
+
+/// How bootfleet reaches a segment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reach {
+    /// The server has an address there, on `interface`, and answers
+    /// broadcasts on it.
+    Direct { interface: String },
+    /// Requests come through DHCP relays, with a giaddr (or a link
+    /// selection) in the segment's subnet.
+    Relayed,
+}
+
+impl Segment {
+    /// The segment `[network]` describes.
+    pub fn of_network(n: &Network) -> Segment {
+        Segment {
+            name: n.interface.clone(),
+            subnet: n.subnet,
+            server: n.server,
+            gateway: n.gateway,
+            dns: n.dns.clone(),
+            dynamic_range: n.dynamic_range,
+            lease_time: n.lease_time,
+            reach: Reach::Direct {
+                interface: n.interface.clone(),
+            },
+            router_advertisements: n.router_advertisements,
+        }
+    }
+
+    /// True when `ip` lies in the dynamic pool.
+    pub fn in_dynamic_range(&self, ip: Ipv4Addr) -> bool {
+        self.dynamic_range
+            .is_some_and(|(start, end)| start <= ip && ip <= end)
+    }
+
+    /// `http://server:port`: the base of every URL this segment's
+    /// machines are given.
+    pub fn base_url(&self, http_port: u16) -> String {
+        if http_port == 80 {
+            format!("http://{}", self.server)
+        } else {
+            format!("http://{}:{http_port}", self.server)
+        }
+    }
+
+    /// The interface of a direct segment.
+    pub fn interface(&self) -> Option<&str> {
+        match &self.reach {
+            Reach::Direct { interface } => Some(interface),
+            Reach::Relayed => None,
+        }
+    }
+}
+
+impl Spec {
+    /// The segment that holds `ip`.
+    pub fn segment_of(&self, ip: Ipv4Addr) -> Option<&Segment> {
+        self.segments.iter().find(|s| s.subnet.contains(&ip))
+    }
+
+    /// The base URL the machine at `ip` is given (its segment's; the
+    /// first segment's for an address in none).
+    pub fn base_url_for(&self, ip: Ipv4Addr) -> String {
+        self.segment_of(ip)
+            .unwrap_or(&self.segments[0])
+            .base_url(self.network.http_port)
+    }
+
+    /// Every address bootfleet is reached at: each segment's server
+    /// address, once, in segment order. TFTP and HTTP answer on each.
+    pub fn server_addresses(&self) -> Vec<Ipv4Addr> {
+        let mut out: Vec<Ipv4Addr> = Vec::new();
+        for s in &self.segments {
+            if !out.contains(&s.server) {
+                out.push(s.server);
+            }
+        }
+        out
     }
 }
 

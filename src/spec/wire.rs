@@ -16,6 +16,8 @@ use toml::Spanned;
 pub struct SpecFile {
     pub cluster: Cluster,
     pub network: Network,
+    #[serde(default)]
+    pub segments: Vec<Segment>,
     pub boot: Boot,
     #[serde(default)]
     pub nodes: Vec<Node>,
@@ -67,6 +69,23 @@ pub struct Network {
     pub mode: Option<Spanned<String>>,
     pub lease_time: Option<Spanned<String>>,
     pub http_port: Option<Spanned<u16>>,
+    pub router_advertisements: Option<Spanned<bool>>,
+}
+
+/// `[[segments]]`: a further network segment of the site, reached
+/// directly on one of the server's interfaces or through DHCP relays.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Segment {
+    pub name: Spanned<String>,
+    pub subnet: Spanned<String>,
+    pub interface: Option<Spanned<String>>,
+    pub relay: Option<Spanned<bool>>,
+    pub server: Option<Spanned<String>>,
+    pub gateway: Option<Spanned<String>>,
+    pub dns: Option<Vec<Spanned<String>>>,
+    pub dynamic_range: Option<Spanned<Vec<String>>>,
+    pub lease_time: Option<Spanned<String>>,
     pub router_advertisements: Option<Spanned<bool>>,
 }
 

@@ -283,6 +283,15 @@ impl Server {
     /// (bench/storm.sh). More than one worker, because one thread answering
     /// 100 clients at once moved a quarter less data (bench/tftp.sh).
     pub fn spawn_runtime(self: Arc<Self>, socket: std::net::UdpSocket) -> std::io::Result<Running> {
+        self.spawn_runtime_on(vec![socket])
+    }
+
+    /// [`Server::spawn_runtime`] answering on each of `sockets` (one per
+    /// address bootfleet is reached at: a site of several segments).
+    pub fn spawn_runtime_on(
+        self: Arc<Self>,
+        sockets: Vec<std::net::UdpSocket>,
+    ) -> std::io::Result<Running> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .thread_name("tftp")
@@ -296,17 +305,29 @@ impl Server {
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await;
             }
         });
-        runtime.spawn(async move {
-            stats.serving.store(true, Ordering::Relaxed);
-            let served = match UdpSocket::from_std(socket) {
-                Ok(socket) => self.run(socket).await,
-                Err(e) => Err(e),
+        let serving = Arc::new(std::sync::atomic::AtomicUsize::new(sockets.len()));
+        stats.serving.store(true, Ordering::Relaxed);
+        for socket in sockets {
+            let (me, stats, serving) = (self.clone(), stats.clone(), serving.clone());
+            // Sockets are bound (and their errors said) before this: here
+            // only the runtime's own registration can fail.
+            let socket = {
+                let _entered = runtime.enter();
+                UdpSocket::from_std(socket)
             };
-            stats.serving.store(false, Ordering::Relaxed);
-            if let Err(e) = served {
-                tracing::error!(error = %crate::error_chain(&e), "the TFTP server stopped");
-            }
-        });
+            runtime.spawn(async move {
+                let served = match socket {
+                    Ok(socket) => me.run(socket).await,
+                    Err(e) => Err(e),
+                };
+                if serving.fetch_sub(1, Ordering::Relaxed) == 1 {
+                    stats.serving.store(false, Ordering::Relaxed);
+                }
+                if let Err(e) = served {
+                    tracing::error!(error = %crate::error_chain(&e), "the TFTP server stopped");
+                }
+            });
+        }
         Ok(Running {
             runtime: Some(runtime),
         })

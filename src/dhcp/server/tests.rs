@@ -15,9 +15,10 @@ use std::time::Duration;
 use dhcproto::v4::{DhcpOption, Message, MessageType};
 use dhcproto::{Decodable, Decoder, Encodable};
 
-use super::{Port, Server, unprivileged_size};
+use super::{Bound, Port, Server, unprivileged_size};
 use crate::dhcp::policy::Config;
 use crate::dhcp::policy::tests::{cfg, kind, msg};
+use crate::dhcp::site::Site;
 use crate::spec::Mac;
 use crate::store::{Applied, Lease, Leases, Op, StoreError};
 
@@ -110,7 +111,7 @@ impl Rig {
         relay
             .set_read_timeout(Some(Duration::from_millis(300)))
             .unwrap();
-        let mut server = Server::new(loopback(), store).unwrap();
+        let mut server = Server::new(Site::one(loopback()), store).unwrap();
         server.relay_port = relay.local_addr().unwrap().port();
         Rig {
             server,
@@ -127,7 +128,11 @@ impl Rig {
             self.relay.send_to(d, to).unwrap();
         }
         let stop = AtomicBool::new(false);
-        let sockets = [(self.socket.try_clone().unwrap(), Port::Dhcp)];
+        let sockets = [Bound {
+            socket: self.socket.try_clone().unwrap(),
+            port: Port::Dhcp,
+            segment: Some(0),
+        }];
         let server = &mut self.server;
         let relay = &self.relay;
         std::thread::scope(|s| {
@@ -289,7 +294,7 @@ fn leases_long_expired_are_forgotten_from_the_table_and_the_embedded_store() {
         .unwrap();
     let mut c = loopback();
     c.keep_expired_secs = keep;
-    let mut server = Server::new(c, store).unwrap();
+    let mut server = Server::new(Site::one(c), store).unwrap();
     assert_eq!(
         server.sweep(now),
         1,
