@@ -630,3 +630,20 @@ fn a_segment_reached_both_ways_or_neither_is_refused() {
         "direct segment `rack3` needs the server's address there",
     );
 }
+
+#[test]
+fn cluster_refuses_a_site_of_several_segments_before_creating_anything() {
+    let spec = BASE.to_owned() + &segments() + &good_nodes();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("spec.toml");
+    std::fs::write(&path, &spec).unwrap();
+    let out = bootfleet(
+        &dir.path().join("state"),
+        &["cluster", "up", path.to_str().unwrap()],
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("names 3 segments"), "{err}");
+    assert!(err.contains("help: "), "{err}");
+    assert!(!dir.path().join("state").exists(), "nothing written: {err}");
+}

@@ -63,6 +63,33 @@ ip = "10.93.0.10"
 roles = ["worker"]
 "#;
 
+/// The server's segment and rack1 behind a relay, booting the test OS.
+const VM_SPEC: &str = r#"[cluster]
+name = "segvm"
+
+[network]
+interface = "br0"
+subnet = "10.90.0.0/24"
+server = "10.90.0.2"
+
+[[segments]]
+name = "rack1"
+subnet = "10.91.0.0/24"
+relay = true
+gateway = "10.91.0.1"
+
+[boot]
+kernel = "testos/vmlinuz"
+initrd = "testos/initrd.img"
+console = ["ttyS0"]
+
+[[nodes]]
+name = "n1"
+mac = "52:54:00:91:00:10"
+ip = "10.91.0.10"
+roles = ["etcd", "worker"]
+"#;
+
 /// The namespaces and their links.
 struct Site {
     srv: Netns,
@@ -479,4 +506,181 @@ fn each_rack_gets_addresses_from_its_own_pool_directly_and_through_dhcrelay_need
     let after = leases();
     assert_eq!(count(&after, "rack1"), r1, "none from rack1's pool");
     assert_eq!(count(&after, "rack2"), r2 + 10, "ten more from rack2's");
+}
+
+/// A QEMU iPXE VM in rack1, behind the router: its firmware's DHCP and its
+/// OS's go through dhcrelay, TFTP-free iPXE fetches its script, kernel and
+/// initrd from bootfleet's routed address, the test OS its cloud-config,
+/// and it phones home; its timeline is as complete as a direct boot's.
+#[test]
+fn a_vm_behind_a_relay_boots_the_test_os_end_to_end_and_its_timeline_is_complete_needs_root_and_qemu()
+ {
+    if !ready()
+        || !have("dhcrelay")
+        || !have("qemu-system-x86_64")
+        || !have("curl")
+        || !Path::new("/usr/lib/ipxe/qemu/pxe-virtio.rom").exists()
+    {
+        cannot_run("also needs dhcrelay (isc-dhcp-relay), qemu-system-x86, ipxe-qemu and curl");
+        return;
+    }
+    let Some(os) = test_os() else { return };
+    let id = std::process::id() % 100_000;
+    let srv = Netns::bridged(&format!("bfv-srv-{id}"), "10.90.0.2/24");
+    let mut rtr = Netns::new(&format!("bfv-rtr-{id}"));
+    let mut rack = Netns::bridged(&format!("bfv-r1-{id}"), "10.91.0.3/24");
+    let (sa, ra, r1, v1) = (
+        format!("vsa{id}"),
+        format!("vra{id}"),
+        format!("vr1{id}"),
+        format!("vv1{id}"),
+    );
+    ip(&[
+        "link", "add", &sa, "netns", &srv.name, "type", "veth", "peer", "name", &ra, "netns",
+        &rtr.name,
+    ]);
+    ip(&["-n", &srv.name, "link", "set", &sa, "master", "br0", "up"]);
+    ip(&[
+        "link", "add", &r1, "netns", &rtr.name, "type", "veth", "peer", "name", &v1, "netns",
+        &rack.name,
+    ]);
+    ip(&["-n", &rack.name, "link", "set", &v1, "master", "br0", "up"]);
+    for (dev, cidr) in [(&ra, "10.90.0.1/24"), (&r1, "10.91.0.1/24")] {
+        ip(&["-n", &rtr.name, "addr", "add", cidr, "dev", dev]);
+        ip(&["-n", &rtr.name, "link", "set", dev, "up"]);
+    }
+    run(&[
+        "ip",
+        "netns",
+        "exec",
+        &rtr.name,
+        "sysctl",
+        "-qw",
+        "net.ipv4.ip_forward=1",
+    ]);
+    ip(&[
+        "-n",
+        &srv.name,
+        "route",
+        "add",
+        "10.91.0.0/24",
+        "via",
+        "10.90.0.1",
+    ]);
+
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let images = d.join("images/testos");
+    std::fs::create_dir_all(&images).unwrap();
+    for f in ["vmlinuz", "initrd.img"] {
+        std::fs::copy(os.join(f), images.join(f)).unwrap();
+    }
+    let spec = VM_SPEC;
+    std::fs::write(d.join("spec.toml"), spec).unwrap();
+    let log = d.join("serve.log");
+    let mut cmd = srv.exec(&[
+        env!("CARGO_BIN_EXE_bootfleet"),
+        "--state-dir",
+        d.join("state").to_str().unwrap(),
+        "serve",
+        "--images",
+        d.join("images").to_str().unwrap(),
+        d.join("spec.toml").to_str().unwrap(),
+    ]);
+    cmd.stderr(std::fs::File::create(&log).unwrap());
+    let (_server, line) = spawn_until_line(&mut cmd);
+    let served = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        line.starts_with("listening:"),
+        "{line:?}: {}\n{spec}",
+        served()
+    );
+    let relay_log = d.join("relay.log");
+    let child = rtr
+        .exec(&[
+            "dhcrelay",
+            "-4",
+            "-d",
+            "-a",
+            "-iu",
+            &ra,
+            "-id",
+            &r1,
+            "10.90.0.2",
+        ])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&relay_log).unwrap())
+        .spawn()
+        .unwrap();
+    rtr.children.push(child);
+    assert!(wait_for(
+        &relay_log,
+        "Sending on",
+        std::time::Duration::from_secs(10)
+    ));
+
+    rack.tap("vt0");
+    let serial = d.join("serial.log");
+    let vm = qemu_pxe(
+        &rack,
+        "vt0",
+        "52:54:00:91:00:10",
+        384,
+        Vm::BiosVirtio,
+        &serial,
+    )
+    .spawn()
+    .unwrap();
+    rack.children.push(vm);
+    let done = wait_for(
+        &serial,
+        "testos: phoned home",
+        std::time::Duration::from_secs(300),
+    );
+    let console = std::fs::read_to_string(&serial).unwrap_or_default();
+    assert!(
+        done,
+        "the VM never phoned home\nserial:\n{console}\nserve:\n{}\nrelay:\n{}",
+        served(),
+        std::fs::read_to_string(&relay_log).unwrap_or_default()
+    );
+    assert!(
+        console.contains("n1 (52:54:00:91:00:10)"),
+        "its own config: {console}"
+    );
+    let o = srv
+        .exec(&[
+            "curl",
+            "-s",
+            "--max-time",
+            "10",
+            "http://10.90.0.2:8080/api/v1/nodes/n1",
+        ])
+        .output()
+        .unwrap();
+    let api = stdout(&o);
+    let v: serde_json::Value = serde_json::from_str(&api).unwrap_or_else(|e| panic!("{e}: {api}"));
+    assert_eq!(v["state"], "booted", "{api}");
+    assert_eq!(v["segment"], "rack1", "{api}");
+    assert_eq!(v["ip"], "10.91.0.10", "{api}");
+    assert_eq!(v["arch"], "bios", "{api}");
+    assert_eq!(
+        stage_names(&v),
+        [
+            "dhcp",
+            "script",
+            "kernel",
+            "initrd",
+            "os_boot",
+            "cloud_config",
+            "booted"
+        ],
+        "{api}"
+    );
+    assert_eq!(
+        (v["boots"].as_u64(), v["tries"].as_u64()),
+        (Some(1), Some(1)),
+        "{api}"
+    );
+    assert!(v["failure"].is_null(), "{api}");
 }

@@ -98,6 +98,14 @@ impl From<ClusterError> for CliError {
 
 fn load(common: &Common, state_dir: &Path) -> Result<(crate::spec::Spec, Paths), CliError> {
     let spec = super::load_spec(&common.spec)?;
+    if spec.segments.len() > 1 {
+        return Err(CliError::BadInput(format!(
+            "{} names {} segments; `bootfleet cluster` builds the [network] segment only, so its nodes in other segments would never get an address
+  help: bring up a spec without [[segments]], or serve the site with `bootfleet serve`",
+            spec.path.display(),
+            spec.segments.len()
+        )));
+    }
     let paths = Paths::new(&spec, &common.images, state_dir);
     Ok((spec, paths))
 }
