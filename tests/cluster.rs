@@ -39,9 +39,14 @@ fn counts(lv: &Libvirt, name: &str) -> (usize, usize, usize) {
 /// checks each document), then removes them again.
 fn validate(lv: &Libvirt, plan: &Plan) {
     let c = lv.connection();
-    let n = c
-        .define_network_xml(&xml::network(plan).unwrap())
-        .expect("network XML");
+    let nets: Vec<_> = plan
+        .networks
+        .iter()
+        .map(|net| {
+            c.define_network_xml(&xml::network(plan, net).unwrap())
+                .expect("network XML")
+        })
+        .collect();
     let p = c
         .define_storage_pool_xml(&xml::pool(plan).unwrap(), 0)
         .expect("pool XML");
@@ -57,7 +62,9 @@ fn validate(lv: &Libvirt, plan: &Plan) {
     }
     p.destroy().unwrap();
     p.undefine().unwrap();
-    n.undefine().unwrap();
+    for n in nets {
+        n.undefine().unwrap();
+    }
 }
 
 fn spec_of(path: &Path) -> bootfleet::spec::Spec {
@@ -88,7 +95,10 @@ fn the_libvirt_xml_of_every_example_matches_its_golden_file_and_libvirt_accepts_
         let console = format!("/var/lib/bootfleet/clusters/{}/console", spec.cluster.name);
         let plan = Plan::new(&spec, false, Path::new(&console));
         let mut docs = vec![
-            ("network".to_owned(), xml::network(&plan).unwrap()),
+            (
+                "network".to_owned(),
+                xml::network(&plan, &plan.networks[0]).unwrap(),
+            ),
             ("pool".to_owned(), xml::pool(&plan).unwrap()),
         ];
         for d in &plan.domains {
@@ -179,7 +189,7 @@ fn a_second_up_in_the_test_driver_converges_without_duplicating_anything() {
     let lv = Libvirt::open("test:///default").unwrap();
     let before = counts(&lv, "converge");
     for round in 0..2 {
-        lv.ensure_network(&plan).unwrap();
+        lv.ensure_network(&plan, &plan.networks[0]).unwrap();
         lv.ensure_storage(&plan).unwrap();
         let started = lv.ensure_domains(&plan).unwrap();
         if round == 0 {
@@ -199,7 +209,7 @@ fn a_second_up_in_the_test_driver_converges_without_duplicating_anything() {
         assert_eq!(lv.volumes(&plan).unwrap().len(), 3);
     }
     assert_eq!(
-        lv.network_found(&plan).unwrap(),
+        lv.network_found(&plan, &plan.networks[0]).unwrap(),
         Found::Ours { active: true }
     );
     assert_eq!(lv.pool_found(&plan).unwrap(), Found::Ours { active: true });
@@ -214,7 +224,7 @@ fn a_second_up_in_the_test_driver_converges_without_duplicating_anything() {
     for d in &plan.domains {
         assert!(lv.remove_domain(&plan, d).unwrap());
     }
-    assert!(lv.remove_network(&plan).unwrap());
+    assert!(lv.remove_network(&plan, &plan.networks[0]).unwrap());
     assert!(lv.remove_storage(&plan).unwrap());
     assert_eq!(counts(&lv, "converge"), before);
 }
@@ -230,7 +240,7 @@ fn untagged_namesakes_in_the_test_driver_are_never_the_clusters_and_never_remove
     let c = lv.connection();
     c.define_network_xml(&format!(
         "<network><name>{}</name><bridge name='other0'/><ip address='10.250.0.1' netmask='255.255.255.0'/></network>",
-        plan.network.name
+        plan.networks[0].name
     ))
     .unwrap();
     c.define_storage_pool_xml(
@@ -246,12 +256,15 @@ fn untagged_namesakes_in_the_test_driver_are_never_the_clusters_and_never_remove
         d.name
     ))
     .unwrap();
-    assert_eq!(lv.network_found(&plan).unwrap(), Found::Foreign);
+    assert_eq!(
+        lv.network_found(&plan, &plan.networks[0]).unwrap(),
+        Found::Foreign
+    );
     assert_eq!(lv.pool_found(&plan).unwrap(), Found::Foreign);
     assert_eq!(lv.domain_found(&plan, d).unwrap(), Found::Foreign);
     let before = counts(&lv, "namesakes");
     assert!(!lv.remove_domain(&plan, d).unwrap());
-    assert!(!lv.remove_network(&plan).unwrap());
+    assert!(!lv.remove_network(&plan, &plan.networks[0]).unwrap());
     assert!(!lv.remove_storage(&plan).unwrap());
     assert_eq!(
         counts(&lv, "namesakes"),

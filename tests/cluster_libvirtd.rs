@@ -152,7 +152,7 @@ impl Cluster {
         out.extend(
             virsh(&["net-list", "--all", "--name"])
                 .into_iter()
-                .filter(|n| *n == own)
+                .filter(|n| *n == own || n.starts_with(&format!("{own}-")))
                 .map(|n| format!("network {n}")),
         );
         out.extend(
@@ -161,8 +161,11 @@ impl Cluster {
                 .filter(|n| *n == own)
                 .map(|n| format!("pool {n}")),
         );
-        if Path::new("/sys/class/net").join(&self.bridge).exists() {
-            out.push(format!("bridge {}", self.bridge));
+        // Its bridges: `bft-<name>`, and `bft-<name>2` for a second segment.
+        for bridge in [self.bridge.clone(), format!("{}2", self.bridge)] {
+            if Path::new("/sys/class/net").join(&bridge).exists() {
+                out.push(format!("bridge {bridge}"));
+            }
         }
         let pool_dir = format!("/var/lib/libvirt/images/{own}");
         if Path::new(&pool_dir).exists() {
@@ -787,4 +790,86 @@ fn which(tool: &str) -> PathBuf {
         .map(|d| d.join(tool))
         .find(|p| p.is_file())
         .unwrap_or_else(|| panic!("{tool} is not on PATH"))
+}
+
+/// A site of two direct segments on a laptop: a libvirt network per
+/// segment, the boot server with a leg (the host's address) in each, a node
+/// on each; both boot and phone home, each seen in its own segment, and
+/// `down` leaves nothing of either.
+#[test]
+fn a_two_segment_cluster_boots_a_node_on_each_segment_and_down_leaves_nothing_needs_root_and_libvirtd()
+ {
+    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(images) = ready() else { return };
+    let name = "twoseg";
+    let text = format!(
+        r#"[cluster]
+name = "{name}"
+
+[network]
+interface = "bft-{name}"
+subnet = "10.213.40.0/24"
+server = "10.213.40.1"
+
+[[segments]]
+name = "rack2"
+subnet = "10.213.41.0/24"
+interface = "bft-{name}2"
+server = "10.213.41.1"
+
+[boot]
+testos = true
+console = ["ttyS0,115200n8"]
+
+[[nodes]]
+name = "n0"
+ip = "10.213.40.10"
+roles = ["etcd", "worker"]
+
+[[nodes]]
+name = "n1"
+ip = "10.213.41.10"
+roles = ["worker"]
+
+[libvirt]
+accel = "tcg"
+boot_timeout = "5m"
+"#
+    );
+    let c = Cluster::from_text(&images, name, &text, tempfile::tempdir().unwrap());
+    let up = c.json(&["up", "--json"]);
+    assert!(all_booted(&up), "{up:#}");
+    // n1's NIC is on the second segment's network.
+    let o = Command::new("virsh")
+        .args(["-c", "qemu:///system", "domiflist", &format!("{name}-n1")])
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&o).contains(&format!("bootfleet-{name}-rack2")),
+        "{}",
+        stdout(&o)
+    );
+    for (node, segment, ip) in [
+        ("n0", "bft-twoseg", "10.213.40.10"),
+        ("n1", "rack2", "10.213.41.10"),
+    ] {
+        let o = Command::new("curl")
+            .args([
+                "-s",
+                "--max-time",
+                "10",
+                &format!("http://10.213.40.1:8080/api/v1/nodes/{node}"),
+            ])
+            .output()
+            .unwrap();
+        let api = stdout(&o);
+        let v: serde_json::Value =
+            serde_json::from_str(&api).unwrap_or_else(|e| panic!("{e}: {api}"));
+        assert_eq!(v["state"], "booted", "{api}");
+        assert_eq!(v["segment"], segment, "{api}");
+        assert_eq!(v["ip"], ip, "{api}");
+    }
+    c.down();
+    let left = c.leftovers();
+    assert!(left.is_empty(), "left behind: {left:?}");
 }

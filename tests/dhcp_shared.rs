@@ -572,3 +572,104 @@ fn a_three_member_etcd_losing_one_member_under_load_keeps_the_server_serving_nee
     );
     drop((s1, p1));
 }
+
+/// Two servers on one etcd, both on the hub's segment and both serving a
+/// relayed rack (10.82.0.0/24), loaded at once by a relay each (perfdhcp
+/// with a giaddr in the rack) until the rack's pool runs out: every ACK
+/// on the wire gives each rack address to one MAC only, every ACKed lease
+/// is in etcd, and each lease is in the segment its address names.
+#[test]
+fn two_servers_on_one_etcd_sharing_a_relayed_segment_never_give_one_address_to_two_macs_needs_root_and_etcd()
+ {
+    if !ready() {
+        return;
+    }
+    let mut site = Site::new("bfsg", &["10.81.0.10/16"]);
+    let s1 = site.host("s1", Some("10.81.0.2/16"));
+    let s2 = site.host("s2", Some("10.81.0.3/16"));
+    // The relays: each has its giaddr in the rack, reached through the hub.
+    let p1 = site.host("p1", Some("10.81.0.51/16"));
+    let p2 = site.host("p2", Some("10.81.0.52/16"));
+    for (p, giaddr, via) in [
+        (&p1, "10.82.0.254", "10.81.0.51"),
+        (&p2, "10.82.0.253", "10.81.0.52"),
+    ] {
+        run(&[
+            "ip",
+            "-n",
+            &p.name,
+            "addr",
+            "add",
+            &format!("{giaddr}/32"),
+            "dev",
+            "bfs",
+        ]);
+        for s in [&s1, &s2] {
+            run(&[
+                "ip",
+                "-n",
+                &s.name,
+                "route",
+                "add",
+                &format!("{giaddr}/32"),
+                "via",
+                via,
+            ]);
+        }
+    }
+    let etcd = site.etcd();
+    site.hub.children.push(etcd);
+    let (tcpdump, capture) = site.capture();
+    let rack = "\n[[segments]]\nname = \"rack\"\nsubnet = \"10.82.0.0/24\"\nrelay = true\ngateway = \"10.82.0.1\"\ndynamic_range = [\"10.82.0.100\", \"10.82.0.250\"]\n";
+    let _servers: Vec<Running> = [(&s1, "10.81.0.2", "s1"), (&s2, "10.81.0.3", "s2")]
+        .into_iter()
+        .map(|(ns, addr, name)| site.bootfleet(ns, name, &["dhcp"], &(spec(addr) + rack)))
+        .collect();
+    let relay = |ns: &Netns, giaddr: &str, server: &str, base: &str| {
+        ns.exec(&["perfdhcp", "-4", "-l", giaddr, "-b", &format!("mac={base}")])
+            .args(["-r", "60", "-p", "5", "-R", "100000", server])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let loads = [
+        relay(&p1, "10.82.0.254", "10.81.0.2", "00:82:01:02:03:04"),
+        relay(&p2, "10.82.0.253", "10.81.0.3", "00:82:02:02:03:04"),
+    ];
+    let outs: Vec<String> = loads
+        .into_iter()
+        .map(|p| String::from_utf8_lossy(&p.wait_with_output().unwrap().stdout).into_owned())
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    drop(tcpdump);
+    let acked: Vec<(String, String)> = acks(&capture)
+        .into_iter()
+        .filter(|(ip, _)| ip.starts_with("10.82.0."))
+        .collect();
+    let (a1, a2) = (perf_counts(&outs[0]).1, perf_counts(&outs[1]).1);
+    eprintln!("relay 1: {}\nrelay 2: {}", drops(&outs[0]), drops(&outs[1]));
+    assert!(a1 > 20 && a2 > 20, "both relays served: {a1} and {a2} ACKs");
+    // The pool's 151 addresses ran out: the servers competed for them.
+    let holders = one_mac_per_address(&acked);
+    assert!(
+        holders.len() > 140,
+        "{} rack addresses ACKed",
+        holders.len()
+    );
+    let stored = site.leases("s1", "state-x");
+    none_lost(&holders, &stored);
+    for l in stored
+        .iter()
+        .filter(|l| l["ip"].as_str().is_some_and(|ip| ip.starts_with("10.82.")))
+    {
+        assert_eq!(l["segment"], "rack", "{l}");
+    }
+    // Both servers granted rack leases.
+    let granting: BTreeSet<&str> = stored
+        .iter()
+        .filter(|l| l["segment"] == "rack")
+        .filter_map(|l| l["server"].as_str())
+        .collect();
+    assert_eq!(granting.len(), 2, "{granting:?}");
+}

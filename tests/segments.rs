@@ -323,26 +323,46 @@ fn each_rack_gets_addresses_from_its_own_pool_directly_and_through_dhcrelay_need
     assert!(line.starts_with("listening:"), "{line:?}: {}", log());
     site.relay(d);
 
-    // rack1 through the relay: busybox udhcpc.
-    let env = udhcpc_on(&site.c1.name, &site.c1_if, d, &[]);
-    assert!(in_pool(env.get("ip"), 91), "{env:?}\n{}", log());
-    assert_eq!(env.get("router").map(String::as_str), Some("10.91.0.1"));
-    assert_eq!(env.get("serverid").map(String::as_str), Some("10.90.0.2"));
-    // rack2 through the relay: ISC dhclient.
-    let env = isc_or_dhcpcd_on(&site.c2.name, &site.c2_if, d, "dhclient", &[]);
-    assert!(in_pool(env.get("new_ip_address"), 92), "{env:?}\n{}", log());
-    assert_eq!(
-        env.get("new_routers").map(String::as_str),
-        Some("10.92.0.1")
-    );
-    // rack3 on the server's second interface: dhcpcd; its server is the
-    // server's address there.
-    let env = isc_or_dhcpcd_on(&site.c3.name, &site.c3_if, d, "dhcpcd", &[]);
-    assert!(in_pool(env.get("new_ip_address"), 93), "{env:?}\n{}", log());
-    assert_eq!(
-        env.get("new_dhcp_server_identifier").map(String::as_str),
-        Some("10.93.0.2")
-    );
+    // Every client in every rack: busybox udhcpc, ISC dhclient and dhcpcd
+    // each get an address of their own rack's pool, its gateway, and
+    // bootfleet's address as that rack reaches it.
+    let racks = [
+        (&site.c1, &site.c1_if, 91, Some("10.91.0.1"), "10.90.0.2"),
+        (&site.c2, &site.c2_if, 92, Some("10.92.0.1"), "10.90.0.2"),
+        (&site.c3, &site.c3_if, 93, None, "10.93.0.2"),
+    ];
+    for (ns, dev, net, router, server) in racks {
+        let env = udhcpc_on(&ns.name, dev, d, &[]);
+        assert!(
+            in_pool(env.get("ip"), net),
+            "udhcpc in 10.{net}: {env:?}\n{}",
+            log()
+        );
+        assert_eq!(env.get("router").map(String::as_str), router, "{env:?}");
+        assert_eq!(
+            env.get("serverid").map(String::as_str),
+            Some(server),
+            "{env:?}"
+        );
+        for client in ["dhclient", "dhcpcd"] {
+            let env = isc_or_dhcpcd_on(&ns.name, dev, d, client, &[]);
+            assert!(
+                in_pool(env.get("new_ip_address"), net),
+                "{client} in 10.{net}: {env:?}\n{}",
+                log()
+            );
+            assert_eq!(
+                env.get("new_dhcp_server_identifier").map(String::as_str),
+                Some(server),
+                "{client}: {env:?}"
+            );
+            assert_eq!(
+                env.get("new_routers").map(String::as_str),
+                router,
+                "{client}: {env:?}"
+            );
+        }
+    }
 
     // A node gets its reservation in its own rack, through the relay.
     Site::set_mac(&site.c1, &site.c1_if, "52:54:00:91:00:10");

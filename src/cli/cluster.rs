@@ -98,12 +98,11 @@ impl From<ClusterError> for CliError {
 
 fn load(common: &Common, state_dir: &Path) -> Result<(crate::spec::Spec, Paths), CliError> {
     let spec = super::load_spec(&common.spec)?;
-    if spec.segments.len() > 1 {
+    if let Some(seg) = spec.segments.iter().find(|s| s.interface().is_none()) {
         return Err(CliError::BadInput(format!(
-            "{} names {} segments; `bootfleet cluster` builds the [network] segment only, so its nodes in other segments would never get an address
-  help: bring up a spec without [[segments]], or serve the site with `bootfleet serve`",
+            "{}: segment `{}` is reached through relays; `bootfleet cluster` builds a libvirt network per direct segment and no relays, so its nodes would never get an address\n  help: give it `interface = \"<a bridge name>\"` and `server = \"<the host's address there>\"` instead of `relay = true`, or serve the site with `bootfleet serve`",
             spec.path.display(),
-            spec.segments.len()
+            seg.name
         )));
     }
     let paths = Paths::new(&spec, &common.images, state_dir);

@@ -13,7 +13,7 @@ use virt::storage_vol::StorageVol;
 use virt::sys;
 
 use super::ClusterError;
-use super::plan::{DomainPlan, Plan};
+use super::plan::{DomainPlan, NetworkPlan, Plan};
 use super::xml;
 
 /// Whether a planned resource exists, and whose it is.
@@ -109,9 +109,10 @@ impl Libvirt {
         }
     }
 
-    /// Whether the planned network exists and is the cluster's.
-    pub fn network_found(&self, plan: &Plan) -> Result<Found, ClusterError> {
-        let Some(n) = self.network(&plan.network.name)? else {
+    /// Whether `net`, one of the planned networks, exists and is the
+    /// cluster's.
+    pub fn network_found(&self, plan: &Plan, net: &NetworkPlan) -> Result<Found, ClusterError> {
+        let Some(n) = self.network(&net.name)? else {
             return Ok(Found::Absent);
         };
         let x = n.xml_desc(0).map_err(lv("reading a network's XML"))?;
@@ -160,7 +161,7 @@ impl Libvirt {
         let mut out = Vec::new();
         for n in all {
             let name = n.name().map_err(lv("reading a network's name"))?;
-            if name == plan.network.name {
+            if plan.networks.iter().any(|n| n.name == name) {
                 continue;
             }
             let x = n.xml_desc(0).map_err(lv("reading a network's XML"))?;
@@ -169,29 +170,26 @@ impl Libvirt {
         Ok(out)
     }
 
-    /// Defines and starts the network (what is missing of it).
-    pub fn ensure_network(&self, plan: &Plan) -> Result<(), ClusterError> {
-        let n = match self.network(&plan.network.name)? {
+    /// Defines and starts `net` (what is missing of it).
+    pub fn ensure_network(&self, plan: &Plan, net: &NetworkPlan) -> Result<(), ClusterError> {
+        let n = match self.network(&net.name)? {
             Some(n) => n,
             None => self
                 .conn
-                .define_network_xml(&xml::network(plan)?)
-                .map_err(lv(format!("defining network {}", plan.network.name)))?,
+                .define_network_xml(&xml::network(plan, net)?)
+                .map_err(lv(format!("defining network {}", net.name)))?,
         };
         if !n.is_active().map_err(lv("reading a network's state"))? {
             n.create()
-                .map_err(lv(format!("starting network {}", plan.network.name)))?;
+                .map_err(lv(format!("starting network {}", net.name)))?;
         }
         // libvirt turns IPv6 off on an IPv4-only bridge; the boot server
         // needs it on to tell iPXE that there is no IPv6 router (see
         // `crate::ra`). The bridge is the cluster's own.
-        let knob = format!(
-            "/proc/sys/net/ipv6/conf/{}/disable_ipv6",
-            plan.network.bridge
-        );
+        let knob = format!("/proc/sys/net/ipv6/conf/{}/disable_ipv6", net.bridge);
         if std::fs::read_to_string(&knob).is_ok_and(|v| v.trim() == "1") {
             if let Err(e) = std::fs::write(&knob, "0") {
-                tracing::warn!(bridge = %plan.network.bridge, error = %crate::error_chain(&e), "cannot turn IPv6 on: every boot waits ~16 s for an IPv6 router");
+                tracing::warn!(bridge = %net.bridge, error = %crate::error_chain(&e), "cannot turn IPv6 on: every boot waits ~16 s for an IPv6 router");
             }
         }
         Ok(())
@@ -328,20 +326,20 @@ impl Libvirt {
         Ok(true)
     }
 
-    /// Stops and removes the cluster's network.
-    pub fn remove_network(&self, plan: &Plan) -> Result<bool, ClusterError> {
-        let Found::Ours { active } = self.network_found(plan)? else {
+    /// Stops and removes `net`, one of the cluster's networks.
+    pub fn remove_network(&self, plan: &Plan, net: &NetworkPlan) -> Result<bool, ClusterError> {
+        let Found::Ours { active } = self.network_found(plan, net)? else {
             return Ok(false);
         };
-        let Some(n) = self.network(&plan.network.name)? else {
+        let Some(n) = self.network(&net.name)? else {
             return Ok(false);
         };
         if active {
             n.destroy()
-                .map_err(lv(format!("stopping network {}", plan.network.name)))?;
+                .map_err(lv(format!("stopping network {}", net.name)))?;
         }
         n.undefine()
-            .map_err(lv(format!("removing network {}", plan.network.name)))?;
+            .map_err(lv(format!("removing network {}", net.name)))?;
         Ok(true)
     }
 

@@ -271,13 +271,17 @@ pub fn up(spec: &Spec, paths: &Paths, o: &UpOptions<'_>) -> Result<Report, Clust
     (o.say)(&format!("accelerator: {}", decision.why));
     let lv = Libvirt::open(&plan.uri)?;
     // Nothing is created while anything is in the way.
-    let net = lv.network_found(&plan)?;
-    if net == Found::Foreign {
-        return Err(ClusterError::NotOurs {
-            kind: "net",
-            name: plan.network.name.clone(),
-            cluster: plan.cluster.clone(),
-        });
+    let mut found = Vec::new();
+    for net in &plan.networks {
+        let f = lv.network_found(&plan, net)?;
+        if f == Found::Foreign {
+            return Err(ClusterError::NotOurs {
+                kind: "net",
+                name: net.name.clone(),
+                cluster: plan.cluster.clone(),
+            });
+        }
+        found.push(f);
     }
     if lv.pool_found(&plan)? == Found::Foreign {
         return Err(ClusterError::NotOurs {
@@ -296,24 +300,28 @@ pub fn up(spec: &Spec, paths: &Paths, o: &UpOptions<'_>) -> Result<Report, Clust
         }
     }
     let others = lv.other_networks(&plan)?;
-    let ours_up = net == Found::Ours { active: true };
-    preflight::network_conflicts(
-        &plan,
-        &others,
-        &preflight::host_routes(),
-        preflight::interface_exists(&plan.network.bridge),
-        ours_up,
-    )
-    .map_err(ClusterError::Conflict)?;
+    let routes = preflight::host_routes();
+    for (net, f) in plan.networks.iter().zip(&found) {
+        preflight::network_conflicts(
+            net,
+            &others,
+            &routes,
+            preflight::interface_exists(&net.bridge),
+            *f == Found::Ours { active: true },
+        )
+        .map_err(ClusterError::Conflict)?;
+    }
 
-    lv.ensure_network(&plan)?;
-    (o.say)(&format!(
-        "network {} (bridge {}, {}/{})",
-        plan.network.name,
-        plan.network.bridge,
-        plan.network.address,
-        plan.network.subnet.prefix_len()
-    ));
+    for net in &plan.networks {
+        lv.ensure_network(&plan, net)?;
+        (o.say)(&format!(
+            "network {} (bridge {}, {}/{})",
+            net.name,
+            net.bridge,
+            net.address,
+            net.subnet.prefix_len()
+        ));
+    }
     lv.ensure_storage(&plan)?;
     (o.say)(&format!(
         "pool {} at {} ({} disks)",
@@ -440,12 +448,12 @@ pub fn down(spec: &Spec, paths: &Paths) -> Result<Removed, ClusterError> {
             removed.domains.push(name);
         }
     }
-    if lv.network_found(&plan)? == Found::Foreign {
-        removed
-            .left_alone
-            .push(format!("network {}", plan.network.name));
+    for net in &plan.networks {
+        if lv.network_found(&plan, net)? == Found::Foreign {
+            removed.left_alone.push(format!("network {}", net.name));
+        }
+        removed.network |= lv.remove_network(&plan, net)?;
     }
-    removed.network = lv.remove_network(&plan)?;
     if lv.pool_found(&plan)? == Found::Foreign {
         removed.left_alone.push(format!("pool {}", plan.pool.name));
     }

@@ -1,6 +1,7 @@
 //! What a cluster is made of in libvirt, worked out from the spec alone
-//! (no I/O): one network, one storage pool, a volume and a domain per
-//! node. Names and UUIDs are derived from the cluster name, so the same
+//! (no I/O): a network per segment of the spec (each direct segment's
+//! interface is its bridge, the server's address there the host's), one
+//! storage pool, a volume and a domain per node, on its segment's network. Names and UUIDs are derived from the cluster name, so the same
 //! spec always plans the same resources and a second `up` finds the first
 //! one's work.
 
@@ -21,7 +22,8 @@ pub const NS: &str = "urn:bootfleet:cluster";
 pub struct Plan {
     pub cluster: String,
     pub uri: String,
-    pub network: NetworkPlan,
+    /// One per segment, `[network]`'s first.
+    pub networks: Vec<NetworkPlan>,
     pub pool: PoolPlan,
     pub domains: Vec<DomainPlan>,
 }
@@ -56,6 +58,8 @@ pub struct DomainPlan {
     pub uuid: String,
     /// The spec's node name.
     pub node: String,
+    /// The network of its segment.
+    pub network: String,
     pub mac: String,
     pub ip: Ipv4Addr,
     pub memory_mib: u32,
@@ -77,8 +81,41 @@ impl Plan {
     pub fn new(spec: &Spec, kvm: bool, console_dir: &Path) -> Plan {
         let cluster = spec.cluster.name.clone();
         let lv = &spec.libvirt;
-        let net = &spec.network;
         let base = format!("bootfleet-{cluster}");
+        // Direct segments only: `bootfleet cluster` refuses relayed ones.
+        let networks: Vec<NetworkPlan> = spec
+            .segments
+            .iter()
+            .enumerate()
+            .filter_map(|(i, seg)| {
+                let bridge = seg.interface()?.to_owned();
+                let (name, uuid) = if i == 0 {
+                    (base.clone(), uuid(&["network", &cluster]))
+                } else {
+                    (
+                        format!("{base}-{}", seg.name),
+                        uuid(&["network", &cluster, &seg.name]),
+                    )
+                };
+                Some(NetworkPlan {
+                    name,
+                    uuid,
+                    bridge,
+                    address: seg.server,
+                    netmask: seg.subnet.netmask(),
+                    subnet: seg.subnet,
+                    nat: lv.forward == Forward::Nat,
+                })
+            })
+            .collect();
+        let network_of = |ip: Ipv4Addr| {
+            networks
+                .iter()
+                .find(|n| n.subnet.contains(&ip))
+                .unwrap_or(&networks[0])
+                .name
+                .clone()
+        };
         let uefi = lv.firmware == Firmware::Uefi;
         let domains = spec
             .nodes
@@ -88,6 +125,7 @@ impl Plan {
                 DomainPlan {
                     uuid: uuid(&["domain", &cluster, &n.name]),
                     node: n.name.clone(),
+                    network: network_of(n.ip),
                     mac: n.mac.to_string(),
                     ip: n.ip,
                     memory_mib: lv.memory_mib,
@@ -106,15 +144,7 @@ impl Plan {
             .collect();
         Plan {
             uri: lv.uri.clone(),
-            network: NetworkPlan {
-                name: base.clone(),
-                uuid: uuid(&["network", &cluster]),
-                bridge: net.interface.clone(),
-                address: net.server,
-                netmask: net.subnet.netmask(),
-                subnet: net.subnet,
-                nat: lv.forward == Forward::Nat,
-            },
+            networks,
             pool: PoolPlan {
                 name: base,
                 uuid: uuid(&["pool", &cluster]),

@@ -8,7 +8,7 @@ use std::path::Path;
 use ipnet::Ipv4Net;
 
 use super::driver::OtherNetwork;
-use super::plan::Plan;
+use super::plan::NetworkPlan;
 
 /// One IPv4 route of the host (`/proc/net/route`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,13 +78,12 @@ pub enum Conflict {
 /// says the cluster's own network already exists (its bridge and route
 /// are then expected).
 pub fn network_conflicts(
-    plan: &Plan,
+    net: &NetworkPlan,
     others: &[OtherNetwork],
     routes: &[Route],
     bridge_exists: bool,
     ours: bool,
 ) -> Result<(), Conflict> {
-    let net = &plan.network;
     for o in others {
         if o.bridge.as_deref() == Some(net.bridge.as_str()) {
             return Err(Conflict::BridgeTaken {

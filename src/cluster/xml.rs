@@ -5,7 +5,7 @@
 use minijinja::value::Serde;
 use minijinja::{Environment, UndefinedBehavior, Value, context};
 
-use super::plan::{DomainPlan, NS, Plan};
+use super::plan::{DomainPlan, NS, NetworkPlan, Plan};
 
 const TEMPLATES: &[(&str, &str)] = &[
     ("network.xml", include_str!("../../libvirt/network.xml")),
@@ -67,11 +67,11 @@ fn render(name: &'static str, ctx: Value) -> Result<String, XmlError> {
     Ok(text)
 }
 
-/// The network's XML.
-pub fn network(plan: &Plan) -> Result<String, XmlError> {
+/// The XML of `network`, one of the plan's.
+pub fn network(plan: &Plan, network: &NetworkPlan) -> Result<String, XmlError> {
     render(
         "network.xml",
-        context! { ns => NS, cluster => &plan.cluster, network => Value::from(Serde(&plan.network)) },
+        context! { ns => NS, cluster => &plan.cluster, network => Value::from(Serde(network)) },
     )
 }
 
@@ -99,7 +99,7 @@ pub fn domain(plan: &Plan, domain: &DomainPlan) -> Result<String, XmlError> {
             ns => NS,
             cluster => &plan.cluster,
             domain => Value::from(Serde(domain)),
-            network => Value::from(Serde(&plan.network)),
+            network => Value::from(Serde(plan.networks.iter().find(|n| n.name == domain.network))),
             pool => Value::from(Serde(&plan.pool)),
             firmware => context! { code => OVMF_CODE, vars => OVMF_VARS },
         },

@@ -198,3 +198,43 @@ fn each_segment_fills_its_own_pool_and_the_search_hints_do_not_mix() {
         .map(Ipv4Addr::from)
     );
 }
+
+#[test]
+fn a_proxy_answers_a_relayed_pxe_client_for_its_segment_through_the_relay() {
+    let mut s = site();
+    for seg in &mut s.segments {
+        seg.mode = crate::spec::DhcpMode::Proxy;
+    }
+    s.segments[1].server = Ipv4Addr::new(10, 0, 0, 9);
+    s.segments[1].boot.http_base = "http://10.0.0.9:8080".into();
+    let pxe = vec![
+        DhcpOption::ClientSystemArchitecture(dhcproto::v4::Architecture(0)),
+        DhcpOption::ClassIdentifier(b"PXEClient:Arch:00000:UNDI:002001".to_vec()),
+    ];
+    let (d, sel) = decide_site(
+        &relayed(MAC, [10, 1, 0, 1], pxe),
+        &s,
+        Some(0),
+        &Table::default(),
+        0,
+    );
+    assert_eq!(
+        (sel, d.outcome),
+        (Selected::Segment(1), Outcome::ProxyOffer)
+    );
+    let (reply, dest) = d.reply.unwrap();
+    assert_eq!(
+        dest,
+        crate::dhcp::policy::Dest::Relay(Ipv4Addr::new(10, 1, 0, 1))
+    );
+    assert_eq!(
+        reply.yiaddr(),
+        Ipv4Addr::UNSPECIFIED,
+        "a proxy gives no address"
+    );
+    assert_eq!(
+        reply.siaddr(),
+        Ipv4Addr::new(10, 0, 0, 9),
+        "rack2's server address"
+    );
+}
