@@ -573,13 +573,16 @@ fn a_three_member_etcd_losing_one_member_under_load_keeps_the_server_serving_nee
     drop((s1, p1));
 }
 
-/// Two servers on one etcd, both on the hub's segment and both serving a
-/// relayed rack (10.82.0.0/24), loaded at once by a relay each (perfdhcp
-/// with a giaddr in the rack) until the rack's pool runs out: every ACK
-/// on the wire gives each rack address to one MAC only, every ACKed lease
-/// is in etcd, and each lease is in the segment its address names.
+/// Two `serve` processes on one etcd, each with a leg in a segment of its
+/// own (a: 10.83.0.0/24 on s1, b: 10.84.0.0/24 on s2), both on the hub's
+/// segment and both serving a relayed rack (10.82.0.0/24): a client on
+/// each leg gets its leg's pool from its server; then a relay each
+/// (perfdhcp with a giaddr in the rack) loads both at once until the
+/// rack's pool runs out: every ACK on the wire gives each rack address to
+/// one MAC only, every ACKed lease is in etcd, and each lease is in the
+/// segment its address names.
 #[test]
-fn two_servers_on_one_etcd_sharing_a_relayed_segment_never_give_one_address_to_two_macs_needs_root_and_etcd()
+fn two_serve_processes_on_one_etcd_each_with_a_leg_and_sharing_a_relayed_segment_never_give_one_address_to_two_macs_needs_root_and_etcd()
  {
     if !ready() {
         return;
@@ -620,11 +623,50 @@ fn two_servers_on_one_etcd_sharing_a_relayed_segment_never_give_one_address_to_t
     let etcd = site.etcd();
     site.hub.children.push(etcd);
     let (tcpdump, capture) = site.capture();
+    // Each server's leg: a segment of its own, a client namespace on it.
+    let legs = [(&s1, "a", "83"), (&s2, "b", "84")].map(|(srv, leg, net)| {
+        let client = Netns::new(&format!("{}-c{leg}", srv.name));
+        let (mine, theirs) = (format!("l{leg}"), format!("c{leg}0"));
+        run(&["ip", "link", "add", &mine, "netns", &srv.name, "type", "veth", "peer", "name", &theirs, "netns", &client.name]);
+        run(&["ip", "-n", &srv.name, "addr", "add", &format!("10.{net}.0.1/24"), "dev", &mine]);
+        run(&["ip", "-n", &srv.name, "link", "set", &mine, "up"]);
+        run(&["ip", "-n", &client.name, "link", "set", &theirs, "up"]);
+        let segment = format!(
+            "\n[[segments]]\nname = \"{leg}\"\nsubnet = \"10.{net}.0.0/24\"\ninterface = \"{mine}\"\nserver = \"10.{net}.0.1\"\ndynamic_range = [\"10.{net}.0.100\", \"10.{net}.0.150\"]\n"
+        );
+        (client, theirs, segment)
+    });
     let rack = "\n[[segments]]\nname = \"rack\"\nsubnet = \"10.82.0.0/24\"\nrelay = true\ngateway = \"10.82.0.1\"\ndynamic_range = [\"10.82.0.100\", \"10.82.0.250\"]\n";
-    let _servers: Vec<Running> = [(&s1, "10.81.0.2", "s1"), (&s2, "10.81.0.3", "s2")]
-        .into_iter()
-        .map(|(ns, addr, name)| site.bootfleet(ns, name, &["dhcp"], &(spec(addr) + rack)))
-        .collect();
+    let images = site.dir().join("images");
+    std::fs::create_dir_all(&images).unwrap();
+    let _servers: Vec<Running> = [
+        (&s1, "10.81.0.2", "s1", &legs[0].2),
+        (&s2, "10.81.0.3", "s2", &legs[1].2),
+    ]
+    .into_iter()
+    .map(|(ns, addr, name, leg)| {
+        site.bootfleet(
+            ns,
+            name,
+            &["serve", "--images", images.to_str().unwrap()],
+            &(spec(addr) + leg + rack),
+        )
+    })
+    .collect();
+    // A client on each leg, answered from its leg's pool by its server.
+    for ((client, iface, _), (net, server)) in
+        legs.iter().zip([("83", "10.83.0.1"), ("84", "10.84.0.1")])
+    {
+        let env = site.lease(client, iface, "5", &[]).unwrap_or_else(|| {
+            panic!("no lease on 10.{net}: {}", site.log("s1") + &site.log("s2"))
+        });
+        assert!(env["ip"].starts_with(&format!("10.{net}.0.1")), "{env:?}");
+        assert_eq!(
+            env.get("serverid").map(String::as_str),
+            Some(server),
+            "{env:?}"
+        );
+    }
     let relay = |ns: &Netns, giaddr: &str, server: &str, base: &str| {
         ns.exec(&["perfdhcp", "-4", "-l", giaddr, "-b", &format!("mac={base}")])
             .args(["-r", "60", "-p", "5", "-R", "100000", server])
