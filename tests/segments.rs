@@ -442,6 +442,51 @@ fn each_rack_gets_addresses_from_its_own_pool_directly_and_through_dhcrelay_need
         "10.91.0.1",
     ]);
     assert_eq!(healthz(&site.c1, "http://10.90.0.2:8080/healthz"), "200");
+    // TFTP too: the rendered boot script from the direct rack's address.
+    let o = site
+        .c3
+        .exec(&[
+            "curl",
+            "-s",
+            "--max-time",
+            "10",
+            "tftp://10.93.0.2/boot.ipxe",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&o).starts_with("#!ipxe"),
+        "{}{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    // `bootfleet nodes` names each machine's segment.
+    let o = site
+        .srv
+        .exec(&[
+            env!("CARGO_BIN_EXE_bootfleet"),
+            "nodes",
+            d.join("spec.toml").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let table = stdout(&o);
+    assert!(
+        table.lines().next().is_some_and(|h| h.contains("SEGMENT")),
+        "{table}"
+    );
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("n1 ") && l.contains(" rack1 ")),
+        "{table}"
+    );
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("n3 ") && l.contains(" rack3 ")),
+        "{table}"
+    );
 
     // perfdhcp as two relays at once, one giaddr in rack1 and one in
     // rack2: every exchange of both completes, each address from the
