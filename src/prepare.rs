@@ -85,17 +85,12 @@ impl Prepared {
             what: "reading the site key",
             source,
         })?;
-        let key_is_new = existing.is_none();
         let key = existing.map_or_else(SiteKey::generate, SiteKey::from_bytes);
-        let inventory = Inventory::build(&spec, &key);
-        let renderer = Renderer::new(spec.templates_dir.as_deref())?;
-        Ok(Prepared {
-            spec,
-            inventory,
-            renderer,
-            key,
-            key_is_new: key_is_new.into(),
-        })
+        let prepared = Prepared::with_key(spec, key)?;
+        prepared
+            .key_is_new
+            .store(existing.is_none(), std::sync::atomic::Ordering::SeqCst);
+        Ok(prepared)
     }
 
     /// The spec with `extra` nodes added (enrolled machines) and its

@@ -143,23 +143,7 @@ fn boot(vms: usize, vm: Vm, enrolled: bool) {
         }
     }
     std::fs::write(d.join("spec.toml"), spec(pxelinux)).unwrap();
-    let log = d.join("serve.log");
-    let mut cmd = ns.exec(&[
-        env!("CARGO_BIN_EXE_bootfleet"),
-        "--state-dir",
-        d.join("state").to_str().unwrap(),
-        "serve",
-        "--images",
-        d.join("images").to_str().unwrap(),
-        d.join("spec.toml").to_str().unwrap(),
-    ]);
-    cmd.stderr(std::fs::File::create(&log).unwrap());
-    let (_server, line) = spawn_until_line(&mut cmd);
-    assert!(
-        line.starts_with("listening:"),
-        "{line:?}: {}",
-        std::fs::read_to_string(&log).unwrap_or_default()
-    );
+    let (_server, log) = serve_in(&ns, d);
 
     let started = Instant::now();
     let mut serials = Vec::new();

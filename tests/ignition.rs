@@ -250,19 +250,7 @@ merge = ["{}"]
         merge.display()
     );
     std::fs::write(d.join("spec.toml"), spec).unwrap();
-    let log = d.join("serve.log");
-    let mut cmd = ns.exec(&[
-        env!("CARGO_BIN_EXE_bootfleet"),
-        "--state-dir",
-        d.join("state").to_str().unwrap(),
-        "serve",
-        "--images",
-        d.join("images").to_str().unwrap(),
-        d.join("spec.toml").to_str().unwrap(),
-    ]);
-    cmd.stderr(std::fs::File::create(&log).unwrap());
-    let (_server, line) = spawn_until_line(&mut cmd);
-    assert!(line.starts_with("listening:"), "{line:?}");
+    let (_server, log) = serve_in(&ns, d);
     // i1 is in the spec; the second machine is not, and is enrolled.
     let machines = [
         ("i1", "52:54:00:19:00:01", "ig0"),

@@ -231,37 +231,35 @@ impl Site {
     /// racks to the server.
     fn relay(&mut self, dir: &Path) {
         let id = std::process::id() % 100_000;
-        let log = dir.join("relay.log");
-        let child = self
-            .rtr
-            .exec(&[
-                "dhcrelay",
-                "-4",
-                "-d",
-                "-a",
-                "-iu",
-                &format!("gra{id}"),
-                "-id",
-                &format!("gr1{id}"),
-                "-id",
-                &format!("gr2{id}"),
-                "10.90.0.2",
-            ])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        self.rtr.children.push(child);
-        assert!(
-            wait_for(&log, "Sending on", std::time::Duration::from_secs(10)),
-            "dhcrelay did not start: {}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
+        let (up, r1, r2) = (format!("gra{id}"), format!("gr1{id}"), format!("gr2{id}"));
+        dhcrelay(&mut self.rtr, &up, &[&r1, &r2], &dir.join("relay.log"));
     }
 
     fn set_mac(ns: &Netns, dev: &str, mac: &str) {
         ip(&["-n", &ns.name, "link", "set", dev, "address", mac]);
     }
+}
+
+/// ISC's relay in `ns` (adding option 82, `-a`, as a switch would),
+/// forwarding the `down` interfaces' requests to the server through `up`;
+/// its log at `log`. Returns once it has opened its interfaces.
+fn dhcrelay(ns: &mut Netns, up: &str, down: &[&str], log: &Path) {
+    let mut cmd = ns.exec(&["dhcrelay", "-4", "-d", "-a", "-iu", up]);
+    for d in down {
+        cmd.args(["-id", d]);
+    }
+    let child = cmd
+        .arg("10.90.0.2")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap();
+    ns.children.push(child);
+    assert!(
+        wait_for(log, "Sending on", std::time::Duration::from_secs(10)),
+        "dhcrelay did not start: {}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
 }
 
 /// The API's row of `key`, from inside the server's namespace.
@@ -308,19 +306,8 @@ fn each_rack_gets_addresses_from_its_own_pool_directly_and_through_dhcrelay_need
     let d = dir.path();
     std::fs::write(d.join("spec.toml"), SPEC.replace("IFACE3", &site.if3)).unwrap();
     std::fs::create_dir_all(d.join("images")).unwrap();
-    let mut cmd = site.srv.exec(&[
-        env!("CARGO_BIN_EXE_bootfleet"),
-        "--state-dir",
-        d.join("state").to_str().unwrap(),
-        "serve",
-        "--images",
-        d.join("images").to_str().unwrap(),
-        d.join("spec.toml").to_str().unwrap(),
-    ]);
-    cmd.stderr(std::fs::File::create(d.join("serve.log")).unwrap());
-    let (_server, line) = spawn_until_line(&mut cmd);
-    let log = || std::fs::read_to_string(d.join("serve.log")).unwrap_or_default();
-    assert!(line.starts_with("listening:"), "{line:?}: {}", log());
+    let (_server, log_path) = serve_in(&site.srv, d);
+    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
     site.relay(d);
 
     // Every client in every rack: busybox udhcpc, ISC dhclient and dhcpcd
@@ -640,49 +627,11 @@ fn a_vm_behind_a_relay_boots_the_test_os_end_to_end_and_its_timeline_is_complete
     for f in ["vmlinuz", "initrd.img"] {
         std::fs::copy(os.join(f), images.join(f)).unwrap();
     }
-    let spec = VM_SPEC;
-    std::fs::write(d.join("spec.toml"), spec).unwrap();
-    let log = d.join("serve.log");
-    let mut cmd = srv.exec(&[
-        env!("CARGO_BIN_EXE_bootfleet"),
-        "--state-dir",
-        d.join("state").to_str().unwrap(),
-        "serve",
-        "--images",
-        d.join("images").to_str().unwrap(),
-        d.join("spec.toml").to_str().unwrap(),
-    ]);
-    cmd.stderr(std::fs::File::create(&log).unwrap());
-    let (_server, line) = spawn_until_line(&mut cmd);
+    std::fs::write(d.join("spec.toml"), VM_SPEC).unwrap();
+    let (_server, log) = serve_in(&srv, d);
     let served = || std::fs::read_to_string(&log).unwrap_or_default();
-    assert!(
-        line.starts_with("listening:"),
-        "{line:?}: {}\n{spec}",
-        served()
-    );
     let relay_log = d.join("relay.log");
-    let child = rtr
-        .exec(&[
-            "dhcrelay",
-            "-4",
-            "-d",
-            "-a",
-            "-iu",
-            &ra,
-            "-id",
-            &r1,
-            "10.90.0.2",
-        ])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&relay_log).unwrap())
-        .spawn()
-        .unwrap();
-    rtr.children.push(child);
-    assert!(wait_for(
-        &relay_log,
-        "Sending on",
-        std::time::Duration::from_secs(10)
-    ));
+    dhcrelay(&mut rtr, &ra, &[&r1], &relay_log);
 
     rack.tap("vt0");
     let serial = d.join("serial.log");

@@ -469,3 +469,27 @@ pub fn sample(page: &str, series: &str) -> Option<f64> {
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
         .and_then(|v| v.trim().parse().ok())
 }
+
+/// `bootfleet serve DIR/spec.toml` in `ns`, its state in `DIR/state`, its
+/// images `DIR/images`, its log `DIR/serve.log` (returned); waits until
+/// it listens, or fails the test with the log.
+pub fn serve_in(ns: &Netns, dir: &Path) -> (Running, PathBuf) {
+    let log = dir.join("serve.log");
+    let mut cmd = ns.exec(&[
+        env!("CARGO_BIN_EXE_bootfleet"),
+        "--state-dir",
+        dir.join("state").to_str().unwrap(),
+        "serve",
+        "--images",
+        dir.join("images").to_str().unwrap(),
+        dir.join("spec.toml").to_str().unwrap(),
+    ]);
+    cmd.stderr(std::fs::File::create(&log).unwrap());
+    let (server, line) = spawn_until_line(&mut cmd);
+    assert!(
+        line.starts_with("listening:"),
+        "{line:?}: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    (server, log)
+}

@@ -167,8 +167,8 @@ struct Inner {
     mac_by_name: HashMap<String, Mac>,
     /// What the spec's machines' BMCs last said.
     power: HashMap<Mac, PowerSeen>,
-    /// The site's segments: name and subnet.
-    segments: Vec<(String, ipnet::Ipv4Net)>,
+    /// The site's segments, to name each row's.
+    segments: crate::spec::SegmentNames,
 }
 
 impl Inner {
@@ -286,9 +286,8 @@ impl Registry {
         self.lock().set_known(known);
     }
 
-    /// Names the site's segments (name and subnet), for each row's
-    /// `segment`.
-    pub fn set_segments(&self, segments: Vec<(String, ipnet::Ipv4Net)>) {
+    /// Names the site's segments, for each row's `segment`.
+    pub fn set_segments(&self, segments: crate::spec::SegmentNames) {
         self.lock().segments = segments;
     }
 
@@ -460,14 +459,7 @@ impl Registry {
     pub fn snapshot(&self, now: u64) -> Vec<NodeStatus> {
         let inner = self.lock();
         let empty = Timeline::default();
-        let segment_of = |ip: Option<Ipv4Addr>| {
-            let ip = ip?;
-            inner
-                .segments
-                .iter()
-                .find(|(_, net)| net.contains(&ip))
-                .map(|(name, _)| name.clone())
-        };
+        let segment_of = |ip: Option<Ipv4Addr>| inner.segments.name_of(ip?).map(str::to_owned);
         let row = |mac: Mac, known: Option<&Known>, t: &Timeline| NodeStatus {
             segment: segment_of(known.map(|k| k.ip).or(t.ip)),
             name: known.map(|k| k.name.clone()).unwrap_or_default(),

@@ -29,10 +29,7 @@ pub struct Args {
 
 pub fn run(args: Args, state_dir: &std::path::Path) -> Result<(), CliError> {
     let spec = super::load_spec(&args.spec)?;
-    let addr = args
-        .server
-        .clone()
-        .unwrap_or_else(|| format!("{}:{}", spec.network.server, spec.network.http_port));
+    let addr = args.server.clone().unwrap_or_else(|| spec.api_address());
     let rows: Vec<LeaseRow> = match crate::http::client::get(&addr, "/api/v1/leases") {
         Ok(body) => serde_json::from_str(&body).context("reading the API's answer")?,
         // No server there: the store itself.

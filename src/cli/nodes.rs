@@ -47,9 +47,7 @@ fn boot(n: &NodeStatus) -> String {
 
 pub fn run(args: Args) -> Result<(), CliError> {
     let spec = super::load_spec(&args.spec)?;
-    let addr = args
-        .server
-        .unwrap_or_else(|| format!("{}:{}", spec.network.server, spec.network.http_port));
+    let addr = args.server.unwrap_or_else(|| spec.api_address());
     let body = crate::http::client::get(&addr, "/api/v1/nodes").map_err(anyhow::Error::from)?;
     if args.json {
         println!("{body}");

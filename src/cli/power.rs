@@ -328,10 +328,7 @@ pub fn reprovision(args: ReprovisionArgs, state_dir: &std::path::Path) -> Result
         ))
     })?;
     let nodes = selected(&spec, &args.select)?;
-    let http = args
-        .server
-        .clone()
-        .unwrap_or_else(|| format!("{}:{}", spec.network.server, spec.network.http_port));
+    let http = args.server.clone().unwrap_or_else(|| spec.api_address());
     // The server must be there to watch the boots, before anything is
     // power-cycled.
     crate::cluster::wait::fetch(&http).map_err(|e| {

@@ -41,10 +41,7 @@ impl Reporter {
                 )
             });
         Reporter {
-            addr: server.map_or_else(
-                || format!("{}:{}", spec.network.server, spec.network.http_port),
-                str::to_owned,
-            ),
+            addr: server.map_or_else(|| spec.api_address(), str::to_owned),
             key,
             failed: Mutex::new(None),
         }

@@ -128,10 +128,6 @@ pub fn plan(spec: &Spec, paths: &Paths) -> (Plan, accel::Decision) {
     )
 }
 
-fn http_addr(spec: &Spec) -> String {
-    format!("{}:{}", spec.network.server, spec.network.http_port)
-}
-
 /// What `up` and `status` report about a node.
 #[derive(Debug, Clone, Serialize)]
 pub struct NodeReport {
@@ -201,7 +197,7 @@ fn report(
         server: ServerReport {
             running: pid.is_some(),
             pid,
-            url: format!("http://{}/", http_addr(spec)),
+            url: format!("http://{}/", spec.api_address()),
             log: process::log_path(&paths.dir),
         },
         etcd_endpoints: spec
@@ -329,7 +325,7 @@ pub fn up(spec: &Spec, paths: &Paths, o: &UpOptions<'_>) -> Result<Report, Clust
         plan.pool.path.display(),
         plan.domains.len()
     ));
-    let http = http_addr(spec);
+    let http = spec.api_address();
     match process::find(&plan.cluster).first() {
         Some(&pid) => {
             // It re-reads the spec, so a changed spec takes effect.
@@ -478,7 +474,7 @@ pub fn status(spec: &Spec, paths: &Paths) -> Result<Report, ClusterError> {
     let seen = if process::find(&plan.cluster).is_empty() {
         HashMap::new()
     } else {
-        wait::fetch(&http_addr(spec)).unwrap_or_default()
+        wait::fetch(&spec.api_address()).unwrap_or_default()
     };
     report(spec, &plan, paths, &lv, &seen)
 }

@@ -19,14 +19,7 @@ pub fn from_spec(spec: &Spec) -> Site {
     let home = spec
         .nodes
         .iter()
-        .filter_map(|n| {
-            Some((
-                n.mac,
-                spec.segments
-                    .iter()
-                    .position(|s| s.subnet.contains(&n.ip))?,
-            ))
-        })
+        .filter_map(|n| Some((n.mac, spec.segment_index(n.ip)?)))
         .collect();
     Site {
         segments,

@@ -241,16 +241,36 @@ struct Outgoing {
     after_commit: bool,
 }
 
-/// Where a request came from.
-#[derive(Debug, Clone, Default)]
-pub struct Whence {
+/// Where a request came from, borrowed from the configuration (nothing
+/// is allocated per request); its `Display` is the wrong segment's story:
+/// `asked from segment rack2 (relay 10.1.0.1); the spec puts it in rack1
+/// (10.0.0.0/24)`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Whence<'a> {
     /// The segment it was decided for (none: no segment of the site).
-    pub segment: Option<String>,
+    pub segment: Option<&'a str>,
     /// The relay that forwarded it (giaddr).
     pub relay: Option<Ipv4Addr>,
-    /// For a node of the spec: the segment its address lies in, with the
-    /// subnet (`rack2 (10.1.0.0/24)`).
-    pub home: Option<String>,
+    /// For a node of the spec: the segment its address lies in, and that
+    /// segment's subnet.
+    pub home: Option<(&'a str, ipnet::Ipv4Net)>,
+}
+
+impl std::fmt::Display for Whence<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "asked from segment {}",
+            self.segment.unwrap_or("no segment of the site")
+        )?;
+        if let Some(r) = self.relay {
+            write!(f, " (relay {r})")?;
+        }
+        match self.home {
+            Some((name, subnet)) => write!(f, "; the spec puts it in {name} ({subnet})"),
+            None => f.write_str("; the spec puts it in another segment"),
+        }
+    }
 }
 
 /// What the server tells its observer about each request it answered.
@@ -266,7 +286,7 @@ pub struct Report<'a> {
     /// The boot file given.
     pub file: Option<&'a str>,
     /// Where the request came from.
-    pub whence: &'a Whence,
+    pub whence: Whence<'a>,
 }
 
 /// Called for every [`Report`] (the boot timeline listens here).
@@ -727,8 +747,8 @@ impl<S: Leases> Server<S> {
         };
         self.apply(req, &d, ops, shared);
         let whence = self.whence(req, selected);
-        self.log(req, &d, &whence);
-        self.report(req, &d, &whence);
+        self.log(req, &d, whence);
+        self.report(req, &d, whence);
         let mut out = self.encode(&d, from)?;
         out.after_commit = after_commit;
         Some(out)
@@ -812,24 +832,22 @@ impl<S: Leases> Server<S> {
 
     /// Where `req` came from and, for a node of the spec, where the spec
     /// puts it.
-    fn whence(&self, req: &Message, selected: Selected) -> Whence {
-        let name = |i: usize| self.cfg.segments.get(i).map(|s| s.segment.clone());
+    fn whence(&self, req: &Message, selected: Selected) -> Whence<'_> {
+        let segment = |i: usize| self.cfg.segments.get(i);
         Whence {
             segment: match selected {
-                Selected::Segment(i) => name(i),
+                Selected::Segment(i) => segment(i).map(|s| s.segment.as_str()),
                 Selected::Unserved(_) | Selected::Nowhere => None,
             },
             relay: Some(req.giaddr()).filter(|g| !g.is_unspecified()),
             home: client_mac(req)
                 .and_then(|m| self.cfg.home.get(&m).copied())
-                .and_then(|i| {
-                    let s = self.cfg.segments.get(i)?;
-                    Some(format!("{} ({})", s.segment, s.subnet))
-                }),
+                .and_then(segment)
+                .map(|s| (s.segment.as_str(), s.subnet)),
         }
     }
 
-    fn report(&self, req: &Message, d: &Decision, whence: &Whence) {
+    fn report(&self, req: &Message, d: &Decision, whence: Whence) {
         let (Some(observer), Some(mac)) = (&self.observer, client_mac(req)) else {
             return;
         };
@@ -857,7 +875,7 @@ impl<S: Leases> Server<S> {
         }
     }
 
-    fn log(&self, req: &Message, d: &Decision, whence: &Whence) {
+    fn log(&self, req: &Message, d: &Decision, whence: Whence) {
         let mac = client_mac(req).map(|m| m.to_string()).unwrap_or_default();
         let arch = d.boot.as_ref().map(|b| b.firmware.name());
         if let Some(v) = d.boot.as_ref().and_then(|b| b.unknown_arch) {
@@ -872,7 +890,7 @@ impl<S: Leases> Server<S> {
                 info!(%mac, xid = req.xid(), outcome = d.outcome.name(), "a machine that is not in the spec tried to boot and was refused; add it to [[nodes]], or add [enrolment] to boot such machines")
             }
             None if d.outcome == Outcome::WrongSegment => {
-                warn!(%mac, xid = req.xid(), outcome = d.outcome.name(), asked_from = whence.segment.as_deref().unwrap_or("-"), relay = %whence.relay.map_or("-".to_owned(), |r| r.to_string()), spec_puts_it_in = whence.home.as_deref().unwrap_or("-"), "a node of the spec asked from another segment than its address's: no answer; move its cable, or fix its ip in the spec")
+                warn!(%mac, xid = req.xid(), outcome = d.outcome.name(), "a node of the spec {whence}: no answer; move its cable, or fix its ip in the spec")
             }
             None => debug!(%mac, xid = req.xid(), outcome = d.outcome.name(), "no reply"),
         }

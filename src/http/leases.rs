@@ -63,7 +63,7 @@ pub async fn list(State(s): State<AppState>) -> Response {
                 let n = site.inventory.nodes.iter().find(|n| n.mac == mac)?;
                 Some(n.name.clone())
             };
-            let segment = |ip| site.segment_of(ip).map(str::to_owned);
+            let segment = |ip| site.segments.name_of(ip).map(str::to_owned);
             Json(rows(leases, name, segment)).into_response()
         }
         Ok(Err(e)) => (

@@ -69,13 +69,6 @@ pub struct ConnStats {
     timed_out: AtomicU64,
 }
 
-impl ConnStats {
-    /// Connections open now.
-    pub fn open(&self) -> u64 {
-        self.open.load(Ordering::Relaxed)
-    }
-}
-
 impl Collector for ConnStats {
     fn encode(&self, encoder: DescriptorEncoder<'_>) -> std::fmt::Result {
         let mut out = Out(encoder);
@@ -191,15 +184,9 @@ async fn accept(
     a: Arc<Accepting>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let stopped = |stop: &mut tokio::sync::watch::Receiver<bool>| {
-        let mut s = stop.clone();
-        async move {
-            let _ = s.wait_for(|v| *v).await;
-        }
-    };
     loop {
         let slot = tokio::select! {
-            () = stopped(&mut stop) => break,
+            _ = stop.changed() => break,
             slot = a.slots.clone().acquire_owned() => slot,
         };
         let Ok(slot) = slot else { break };
@@ -207,7 +194,7 @@ async fn accept(
             a.stats.full.fetch_add(1, Ordering::Relaxed);
         }
         let (stream, remote) = tokio::select! {
-            () = stopped(&mut stop) => break,
+            _ = stop.changed() => break,
             got = listener.accept() => match got {
                 Ok(got) => got,
                 Err(e) => {

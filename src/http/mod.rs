@@ -51,8 +51,8 @@ pub struct Site {
     pub check_source: bool,
     /// `[ignition] merge`, served at `/ignition/<node>/merge/<i>`.
     pub merge: Vec<Arc<[u8]>>,
-    /// The site's segments: name and subnet.
-    pub segments: Vec<(String, ipnet::Ipv4Net)>,
+    /// The site's segments, to name each address's.
+    pub segments: crate::spec::SegmentNames,
 }
 
 impl Site {
@@ -87,20 +87,8 @@ impl Site {
                 .iter()
                 .map(|m| m.bytes.clone())
                 .collect(),
-            segments: spec
-                .segments
-                .iter()
-                .map(|s| (s.name.clone(), s.subnet))
-                .collect(),
+            segments: crate::spec::SegmentNames::of(spec),
         }
-    }
-
-    /// The name of the segment `ip` lies in.
-    pub fn segment_of(&self, ip: Ipv4Addr) -> Option<&str> {
-        self.segments
-            .iter()
-            .find(|(_, net)| net.contains(&ip))
-            .map(|(name, _)| name.as_str())
     }
 }
 

@@ -185,8 +185,7 @@ impl Renderer {
         inv: &Inventory,
         node: &Node,
     ) -> Result<String, RenderError> {
-        let seg = spec.segment_of(node.ip).unwrap_or(&spec.segments[0]);
-        let shared = Shared::new(spec, inv, seg);
+        let shared = Shared::new(spec, inv, spec.segment_for(node.ip));
         let ctx = Context::for_node(spec, &shared, node);
         match spec.boot.config {
             ConfigFormat::CloudConfig => self.checked_cloud_config(&ctx),
@@ -275,14 +274,7 @@ impl Renderer {
         let shareds = Shared::segments(spec, inv);
         let shareds = &shareds;
         // A node sees its own segment's network and server address.
-        let of = move |node: &Node| {
-            let i = spec
-                .segments
-                .iter()
-                .position(|s| s.subnet.contains(&node.ip))
-                .unwrap_or(0);
-            &shareds[i]
-        };
+        let of = move |node: &Node| &shareds[spec.segment_index(node.ip).unwrap_or(0)];
         let threads = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
             .min(8);

@@ -66,7 +66,7 @@ fn dhcp_event(r: &crate::dhcp::server::Report) -> Option<Event> {
         ),
         Outcome::WrongSegment => (
             Step::Failed {
-                answer: wrong_segment(r.whence),
+                answer: r.whence.to_string(),
                 fix: Some(
                     "connect the machine to the segment the spec puts it in, or give it an address of the segment it is on ([[nodes]] ip)".into(),
                 ),
@@ -84,7 +84,7 @@ fn dhcp_event(r: &crate::dhcp::server::Report) -> Option<Event> {
         Outcome::WrongSegment => format!(
             "dhcp refused{}: {}",
             firmware.as_deref().unwrap_or_default(),
-            wrong_segment(r.whence)
+            r.whence
         ),
         other => {
             let mut d = format!("dhcp {other}");
@@ -112,15 +112,6 @@ fn dhcp_event(r: &crate::dhcp::server::Report) -> Option<Event> {
         ip: r.ip.filter(|_| r.outcome == Outcome::Ack),
         arch: r.arch.clone(),
     })
-}
-
-/// `asked from segment rack2 (relay 10.1.0.1); the spec puts it in br0
-/// (10.0.0.0/24)`.
-fn wrong_segment(w: &crate::dhcp::server::Whence) -> String {
-    let from = w.segment.as_deref().unwrap_or("no segment of the site");
-    let relay = w.relay.map(|r| format!(" (relay {r})")).unwrap_or_default();
-    let home = w.home.as_deref().unwrap_or("another segment");
-    format!("asked from segment {from}{relay}; the spec puts it in {home}")
 }
 
 /// The observer of the TFTP server: each request and each finished or

@@ -75,7 +75,7 @@ impl Poke {
 /// is looked up once; an insecure one is warned about once per opening).
 struct Open {
     /// The node's `bmc` as the spec gave it when opened.
-    spec: String,
+    spec: Option<crate::spec::Bmc>,
     bmc: Box<dyn Bmc>,
 }
 
@@ -95,9 +95,7 @@ pub(super) fn run(live: Arc<Live>, registry: Arc<Registry>, cluster: bool, poke:
         let jobs: Vec<(&NodeSpec, Option<Open>)> = nodes
             .iter()
             .map(|n| {
-                let kept = open
-                    .remove(&n.name)
-                    .filter(|o| o.spec == format!("{:?}", n.bmc));
+                let kept = open.remove(&n.name).filter(|o| o.spec == n.bmc);
                 (*n, kept)
             })
             .collect();
@@ -161,7 +159,7 @@ fn ask(spec: &Spec, node: &NodeSpec, kept: Option<Open>) -> (Option<PowerSeen>, 
         Some(o) => o,
         None => match crate::power::open(spec, node) {
             Ok(bmc) => Open {
-                spec: format!("{:?}", node.bmc),
+                spec: node.bmc.clone(),
                 bmc,
             },
             // A node without a BMC that is not a VM of this cluster.

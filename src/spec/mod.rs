@@ -262,23 +262,6 @@ pub struct Network {
     pub router_advertisements: bool,
 }
 
-impl Network {
-    /// True when `ip` lies in the dynamic pool.
-    pub fn in_dynamic_range(&self, ip: Ipv4Addr) -> bool {
-        self.dynamic_range
-            .is_some_and(|(start, end)| start <= ip && ip <= end)
-    }
-
-    /// `http://server:port`, the base of every URL a node is given.
-    pub fn base_url(&self) -> String {
-        if self.http_port == 80 {
-            format!("http://{}", self.server)
-        } else {
-            format!("http://{}:{}", self.server, self.http_port)
-        }
-    }
-}
-
 /// One network segment of the site: its addresses, and how bootfleet
 /// reaches its machines.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -357,17 +340,28 @@ impl Segment {
 }
 
 impl Spec {
-    /// The segment that holds `ip`.
-    pub fn segment_of(&self, ip: Ipv4Addr) -> Option<&Segment> {
-        self.segments.iter().find(|s| s.subnet.contains(&ip))
+    /// `SERVER:HTTP_PORT` of `[network]`: where the commands that talk to
+    /// the boot server (`nodes`, `leases`, `power`, `reprovision`,
+    /// `cluster`) find it unless told otherwise.
+    pub fn api_address(&self) -> String {
+        format!("{}:{}", self.network.server, self.network.http_port)
     }
 
-    /// The base URL the machine at `ip` is given (its segment's; the
-    /// first segment's for an address in none).
-    pub fn base_url_for(&self, ip: Ipv4Addr) -> String {
-        self.segment_of(ip)
-            .unwrap_or(&self.segments[0])
-            .base_url(self.network.http_port)
+    /// The index of the segment that holds `ip`.
+    pub fn segment_index(&self, ip: Ipv4Addr) -> Option<usize> {
+        self.segments.iter().position(|s| s.subnet.contains(&ip))
+    }
+
+    /// The segment that holds `ip`.
+    pub fn segment_of(&self, ip: Ipv4Addr) -> Option<&Segment> {
+        self.segment_index(ip).map(|i| &self.segments[i])
+    }
+
+    /// The segment whose view a machine at `ip` gets: its own, or
+    /// `[network]`'s for an address in none (an enrolled machine is
+    /// always in one).
+    pub fn segment_for(&self, ip: Ipv4Addr) -> &Segment {
+        self.segment_of(ip).unwrap_or(&self.segments[0])
     }
 
     /// Every address bootfleet is reached at: each segment's server
@@ -380,6 +374,39 @@ impl Spec {
             }
         }
         out
+    }
+}
+
+/// The site's segments by name and subnet: what the servers need to name
+/// the segment of an address (the page, the API, `leases`).
+#[derive(Debug, Clone, Default)]
+pub struct SegmentNames(Vec<(String, Ipv4Net)>);
+
+impl SegmentNames {
+    pub fn of(spec: &Spec) -> SegmentNames {
+        SegmentNames(
+            spec.segments
+                .iter()
+                .map(|s| (s.name.clone(), s.subnet))
+                .collect(),
+        )
+    }
+
+    /// The name of the segment `ip` lies in.
+    pub fn name_of(&self, ip: Ipv4Addr) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(_, net)| net.contains(&ip))
+            .map(|(name, _)| name.as_str())
+    }
+
+    /// How many there are.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 }
 
@@ -451,7 +478,7 @@ pub struct NodeSpec {
 
 /// A node's BMC as the spec gives it (never a password: see
 /// [`PasswordSource`]).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Bmc {
     pub driver: BmcDriver,
     /// Redfish: `https://host[:port]`; IPMI: `host[:port]`; libvirt: a
@@ -489,7 +516,7 @@ impl BmcDriver {
 }
 
 /// Where a BMC's password is read when it is needed.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub enum PasswordSource {
     /// A file only its owner may read; the password on its first line.
     File(PathBuf),

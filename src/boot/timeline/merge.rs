@@ -44,18 +44,17 @@ impl Timeline {
         if self.boots == 0 || other.boots == 0 {
             // One view has seen no boot (at most a power action): the
             // other's boot, and the power actions of both.
-            let (a, b) = (self.clone(), other.clone());
+            let mine = self.clone();
             if self.boots == 0 {
                 *self = other.clone();
             }
-            self.join_power(&a, &b);
-            if a.last_at > self.last_at {
-                self.last_at = a.last_at;
-                self.last = a.last.clone();
-            }
-            if b.last_at > self.last_at {
-                self.last_at = b.last_at;
-                self.last = b.last.clone();
+            self.join_power(&mine, other);
+            // The last thing either heard (a power action, perhaps).
+            if let Some(t) = [other, &mine].into_iter().max_by_key(|t| t.last_at) {
+                if t.last_at > self.last_at {
+                    self.last_at = t.last_at;
+                    self.last.clone_from(&t.last);
+                }
             }
             return;
         }
